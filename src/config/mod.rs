@@ -1,0 +1,165 @@
+//! The config: parsed once, validated completely, then immutable.
+//!
+//! `raw` is the file as written (serde, with spans); `validate` turns it into
+//! the types below, in which every URL, header, duration, schedule, secret
+//! reference and expectation is already known to be good. Matrix checks are
+//! expanded here, so the rest of lookout only ever sees single checks.
+//! Every error names the file, line and column, and the field.
+
+mod error;
+mod raw;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+use reqwest::header::{HeaderMap, HeaderName};
+use rustls::pki_types::CertificateDer;
+use url::Url;
+
+pub use error::{ConfigError, Location};
+
+use crate::judge::Expectations;
+use crate::schedule::Schedule;
+use crate::secret::{Redactor, Secret};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9898";
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
+pub const DEFAULT_MAX_REDIRECTS: u32 = 10;
+pub const DEFAULT_MAX_CONCURRENT_PROBES: usize = 256;
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+pub const DEFAULT_GROUP: &str = "default";
+
+#[derive(Debug)]
+pub struct Config {
+    pub source: PathBuf,
+    pub listen: SocketAddr,
+    pub max_concurrent_probes: usize,
+    pub shutdown_grace: Duration,
+    pub checks: Vec<Arc<Check>>,
+    /// Distinct TLS settings; `HttpRequest::tls_profile` indexes this.
+    pub tls_profiles: Vec<TlsSettings>,
+    /// Knows every secret, to scrub them from anything a target sends back.
+    pub redactor: Redactor,
+}
+
+#[derive(Debug)]
+pub struct Check {
+    /// Unique; for matrix checks `name[key=value,…]`.
+    pub name: String,
+    pub group: String,
+    pub schedule: Schedule,
+    pub request: HttpRequest,
+    pub expect: Expectations,
+    /// The matrix values this check was expanded with, in key order.
+    pub matrix: Vec<(String, String)>,
+}
+
+#[derive(Debug)]
+pub struct HttpRequest {
+    pub method: Method,
+    pub url: Url,
+    pub headers: HeaderMap,
+    pub body: Option<bytes::Bytes>,
+    pub auth: Auth,
+    /// Bounds the whole probe: connect, redirects and body.
+    pub timeout: Duration,
+    pub max_body_bytes: u64,
+    /// 0: redirects are not followed and the 3xx itself is judged.
+    pub max_redirects: u32,
+    pub tls_profile: usize,
+}
+
+#[derive(Clone, Debug)]
+pub enum Auth {
+    None,
+    /// `api_key` (prefix "") and `bearer` (`Authorization`, prefix "Bearer ").
+    Header {
+        name: HeaderName,
+        prefix: &'static str,
+        secret: Secret,
+    },
+    Basic {
+        username: String,
+        password: Secret,
+    },
+    Query {
+        param: String,
+        secret: Secret,
+    },
+}
+
+impl Auth {
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            Auth::None => "none",
+            Auth::Header { prefix: "", .. } => "api_key",
+            Auth::Header { .. } => "bearer",
+            Auth::Basic { .. } => "basic",
+            Auth::Query { .. } => "query",
+        }
+    }
+
+    pub fn secret(&self) -> Option<&Secret> {
+        match self {
+            Auth::None => None,
+            Auth::Header { secret, .. } | Auth::Query { secret, .. } => Some(secret),
+            Auth::Basic { password, .. } => Some(password),
+        }
+    }
+
+    /// Where the credential goes, without the credential: `header X-API-Key`.
+    pub fn placement(&self) -> Option<String> {
+        match self {
+            Auth::None => None,
+            Auth::Header { name, .. } => Some(format!("header {name}")),
+            Auth::Basic { username, .. } => Some(format!("basic user {username}")),
+            Auth::Query { param, .. } => Some(format!("query parameter {param}")),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct TlsSettings {
+    pub ca_file: Option<CaFile>,
+    pub insecure_skip_verify: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct CaFile {
+    pub path: PathBuf,
+    pub certs: Arc<[CertificateDer<'static>]>,
+}
+
+impl PartialEq for CaFile {
+    fn eq(&self, other: &Self) -> bool {
+        self.path == other.path
+    }
+}
+
+impl Eq for CaFile {}
+
+/// Reads and validates a config file. Secrets come from the process
+/// environment and from files named in `[secrets]`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let source = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        file: path.display().to_string(),
+        source: e,
+    })?;
+    from_str(&source, path, &|name| std::env::var(name).ok())
+}
+
+/// Validates config text. `env` looks up environment variables, so tests can
+/// supply secrets without touching the process environment.
+pub fn from_str(
+    source: &str,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    validate::validate(source, path, env)
+}

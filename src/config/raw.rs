@@ -1,0 +1,226 @@
+//! The config file exactly as written: serde structs with spans.
+//!
+//! Nothing outside `config` sees these types; `config::validate` turns them
+//! into the validated `Config`. Values that need no templating are parsed
+//! here, during deserialization, so a bad one is reported with the span and
+//! the field path that toml and serde_path_to_error track for us.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, de};
+use toml::Spanned;
+
+use crate::judge::StatusPattern;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub scheduler: RawScheduler,
+    #[serde(default)]
+    pub defaults: RawDefaults,
+    #[serde(default)]
+    pub secrets: BTreeMap<String, Spanned<SecretSource>>,
+    #[serde(default)]
+    pub checks: Vec<Spanned<RawCheck>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawScheduler {
+    pub max_concurrent_probes: Option<Spanned<usize>>,
+    pub shutdown_grace: Option<HumanDuration>,
+}
+
+/// Settings a check inherits unless it sets its own.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawDefaults {
+    pub schedule: Option<Spanned<CronText>>,
+    pub interval: Option<Spanned<HumanDuration>>,
+    pub timezone: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<HumanDuration>>,
+    pub max_body_bytes: Option<u64>,
+    pub max_redirects: Option<u32>,
+    pub group: Option<String>,
+    pub tls: Option<Spanned<RawTls>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+pub enum SecretSource {
+    Env(String),
+    File(PathBuf),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheck {
+    pub name: Spanned<String>,
+    pub group: Option<String>,
+    pub url: Spanned<String>,
+    pub method: Option<Spanned<String>>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<String>>,
+    pub body: Option<Spanned<String>>,
+    pub json: Option<Spanned<serde_json::Value>>,
+    pub auth: Option<Spanned<RawAuth>>,
+    pub schedule: Option<Spanned<CronText>>,
+    pub interval: Option<Spanned<HumanDuration>>,
+    pub timezone: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<HumanDuration>>,
+    pub max_body_bytes: Option<u64>,
+    pub max_redirects: Option<u32>,
+    pub tls: Option<Spanned<RawTls>>,
+    #[serde(default)]
+    pub matrix: BTreeMap<String, Vec<MatrixValue>>,
+    pub expect: Option<Spanned<RawExpect>>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthScheme {
+    ApiKey,
+    Bearer,
+    Basic,
+    Query,
+    None,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    pub scheme: AuthScheme,
+    /// Header name for `api_key` (default `X-API-Key`).
+    pub header: Option<String>,
+    /// Query parameter name for `query` (default `api_key`).
+    pub param: Option<String>,
+    /// User name for `basic`.
+    pub username: Option<String>,
+    /// Name of an entry in `[secrets]`.
+    pub secret: Option<String>,
+    /// A literal credential, for deliberately wrong or expired keys.
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawExpect {
+    pub status: Option<Vec<StatusPattern>>,
+    pub max_latency: Option<HumanDuration>,
+    #[serde(default)]
+    pub body_contains: Vec<String>,
+    #[serde(default)]
+    pub body_not_contains: Vec<String>,
+    pub body_regex: Option<BodyRegex>,
+    #[serde(default)]
+    pub json: Vec<RawJsonExpect>,
+    #[serde(default)]
+    pub headers: Vec<RawHeaderExpect>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJsonExpect {
+    pub pointer: String,
+    pub equals: Option<serde_json::Value>,
+    pub exists: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeaderExpect {
+    pub name: String,
+    pub equals: Option<String>,
+    pub contains: Option<String>,
+    pub exists: Option<bool>,
+}
+
+/// A matrix value: strings, integers and booleans are all templated as text.
+#[derive(Debug, Clone)]
+pub struct MatrixValue(pub String);
+
+impl<'de> Deserialize<'de> for MatrixValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Scalar {
+            S(String),
+            I(i64),
+            B(bool),
+        }
+        match Scalar::deserialize(d) {
+            Ok(Scalar::S(s)) => Ok(MatrixValue(s)),
+            Ok(Scalar::I(i)) => Ok(MatrixValue(i.to_string())),
+            Ok(Scalar::B(b)) => Ok(MatrixValue(b.to_string())),
+            Err(_) => Err(de::Error::custom(
+                "matrix values must be strings, integers or booleans",
+            )),
+        }
+    }
+}
+
+/// A duration such as `500ms`, `10s` or `1m 30s` (humantime syntax).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        match humantime::parse_duration(&text) {
+            Ok(d) if d.is_zero() => Err(de::Error::custom(format!(
+                "invalid duration {text:?}: must be greater than zero"
+            ))),
+            Ok(d) => Ok(HumanDuration(d)),
+            Err(e) => Err(de::Error::custom(format!(
+                "invalid duration {text:?}: {e} (examples: \"500ms\", \"10s\", \"1m\")"
+            ))),
+        }
+    }
+}
+
+/// A cron expression, checked when read; see `schedule::CronSpec`.
+#[derive(Debug, Clone)]
+pub struct CronText(pub crate::schedule::CronSpec);
+
+impl<'de> Deserialize<'de> for CronText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        crate::schedule::CronSpec::parse(&text)
+            .map(CronText)
+            .map_err(de::Error::custom)
+    }
+}
+
+/// A regular expression, compiled when read.
+#[derive(Debug, Clone)]
+pub struct BodyRegex(pub regex::Regex);
+
+impl<'de> Deserialize<'de> for BodyRegex {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        regex::RegexBuilder::new(&text)
+            .size_limit(1 << 20)
+            .build()
+            .map(BodyRegex)
+            .map_err(|e| de::Error::custom(format!("invalid regex: {e}")))
+    }
+}

@@ -1,0 +1,687 @@
+//! Raw config → validated `Config`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use toml::Spanned;
+use url::Url;
+
+use super::raw::{
+    AuthScheme, RawAuth, RawCheck, RawConfig, RawDefaults, RawExpect, RawTls, SecretSource,
+};
+use super::*;
+use crate::judge::{HeaderCheck, HeaderExpect, JsonCheck, JsonExpect, StatusMatcher};
+use crate::schedule::Schedule;
+use crate::secret::{Redactor, Secret, SecretOrigin};
+use crate::template::{Templater, Vars};
+
+/// The most checks one matrix may expand into.
+const MAX_MATRIX_EXPANSION: usize = 10_000;
+const MAX_NAME_LEN: usize = 200;
+
+struct Ctx<'a> {
+    file: String,
+    source: &'a str,
+    dir: &'a Path,
+}
+
+impl Ctx<'_> {
+    fn err(&self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            location: Location::at(&self.file, self.source, span.start),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+pub(super) fn validate(
+    source: &str,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let ctx = Ctx {
+        file: path.display().to_string(),
+        source,
+        dir: path.parent().unwrap_or(Path::new(".")),
+    };
+    let raw = parse(&ctx)?;
+
+    let listen = match &raw.server.listen {
+        None => DEFAULT_LISTEN.parse().expect("the default listen address parses"),
+        Some(l) => SocketAddr::from_str(l.get_ref()).map_err(|e| {
+            ctx.err(
+                l.span(),
+                "server.listen",
+                format!("invalid address {:?}: {e} (expected host:port, e.g. \"127.0.0.1:9898\")", l.get_ref()),
+            )
+        })?,
+    };
+    let max_concurrent_probes = match &raw.scheduler.max_concurrent_probes {
+        None => DEFAULT_MAX_CONCURRENT_PROBES,
+        Some(n) if *n.get_ref() == 0 => {
+            return Err(ctx.err(n.span(), "scheduler.max_concurrent_probes", "must be at least 1"));
+        }
+        Some(n) => *n.get_ref(),
+    };
+    let shutdown_grace = raw
+        .scheduler
+        .shutdown_grace
+        .map_or(DEFAULT_SHUTDOWN_GRACE, |d| d.0);
+
+    let secrets = load_secrets(&ctx, &raw.secrets, env)?;
+    let templater = Templater::default();
+    let mut tls_profiles: Vec<TlsSettings> = Vec::new();
+    let mut checks: Vec<Arc<Check>> = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut literal_secrets: Vec<Secret> = Vec::new();
+    let mut basic_pairs: Vec<(String, Secret)> = Vec::new();
+
+    for (index, raw_check) in raw.checks.iter().enumerate() {
+        let field = format!("checks[{index}]");
+        let expanded = expand_check(
+            &ctx,
+            &field,
+            raw_check,
+            &raw.defaults,
+            &secrets,
+            &templater,
+            &mut tls_profiles,
+        )?;
+        for check in expanded {
+            if let Some(first) = seen.get(&check.name) {
+                return Err(ctx.err(
+                    raw_check.get_ref().name.span(),
+                    format!("{field}.name"),
+                    format!(
+                        "duplicate check name {:?} (first defined at line {first})",
+                        check.name
+                    ),
+                ));
+            }
+            let line = Location::at("", source, raw_check.get_ref().name.span().start).line;
+            seen.insert(check.name.clone(), line);
+            if let Some(secret) = check.request.auth.secret()
+                && *secret.origin() == SecretOrigin::Literal
+            {
+                literal_secrets.push(secret.clone());
+            }
+            if let Auth::Basic { username, password } = &check.request.auth {
+                basic_pairs.push((username.clone(), password.clone()));
+            }
+            checks.push(Arc::new(check));
+        }
+    }
+
+    let redactor = Redactor::new(
+        secrets.values().chain(literal_secrets.iter()),
+        basic_pairs.iter().map(|(u, s)| (u.as_str(), s)),
+    );
+    Ok(Config {
+        source: path.to_path_buf(),
+        listen,
+        max_concurrent_probes,
+        shutdown_grace,
+        checks,
+        tls_profiles,
+        redactor,
+    })
+}
+
+fn parse(ctx: &Ctx<'_>) -> Result<RawConfig, ConfigError> {
+    let de = toml::Deserializer::parse(ctx.source).map_err(|e| toml_error(ctx, &e, ""))?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        toml_error(ctx, e.inner(), if path == "." { "" } else { &path })
+    })
+}
+
+fn toml_error(ctx: &Ctx<'_>, e: &toml::de::Error, path: &str) -> ConfigError {
+    let offset = e.span().map_or(0, |s| s.start);
+    let field = if path.is_empty() { "(file)" } else { path };
+    ConfigError::Invalid {
+        location: Location::at(&ctx.file, ctx.source, offset),
+        field: field.to_owned(),
+        message: e.message().trim().replace('\n', "; "),
+    }
+}
+
+fn load_secrets(
+    ctx: &Ctx<'_>,
+    raw: &BTreeMap<String, Spanned<SecretSource>>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<BTreeMap<String, Secret>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for (name, source) in raw {
+        let field = format!("secrets.{name}");
+        let value = match source.get_ref() {
+            SecretSource::Env(var) => env(var).ok_or_else(|| {
+                ctx.err(
+                    source.span(),
+                    &field,
+                    format!("environment variable {var} is not set"),
+                )
+            })?,
+            SecretSource::File(file) => {
+                let full = ctx.dir.join(file);
+                let text = std::fs::read_to_string(&full).map_err(|e| {
+                    ctx.err(
+                        source.span(),
+                        &field,
+                        format!("cannot read secret file {}: {e}", full.display()),
+                    )
+                })?;
+                // Files written by `echo` or editors end with a newline that
+                // is not part of the key.
+                text.trim_end_matches(['\n', '\r']).to_owned()
+            }
+        };
+        if value.is_empty() {
+            return Err(ctx.err(source.span(), &field, "the secret is empty"));
+        }
+        out.insert(
+            name.clone(),
+            Secret::new(value, SecretOrigin::Named(name.clone())),
+        );
+    }
+    Ok(out)
+}
+
+/// One `[[checks]]` entry, expanded over its matrix.
+fn expand_check(
+    ctx: &Ctx<'_>,
+    field: &str,
+    spanned: &Spanned<RawCheck>,
+    defaults: &RawDefaults,
+    secrets: &BTreeMap<String, Secret>,
+    templater: &Templater,
+    tls_profiles: &mut Vec<TlsSettings>,
+) -> Result<Vec<Check>, ConfigError> {
+    let raw = spanned.get_ref();
+    let name = raw.name.get_ref().trim();
+    if name.is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
+        return Err(ctx.err(
+            raw.name.span(),
+            format!("{field}.name"),
+            format!("a check name must be 1 to {MAX_NAME_LEN} characters without control characters"),
+        ));
+    }
+    let combos = matrix_combinations(ctx, field, spanned)?;
+    let allowed: Vec<&String> = raw.matrix.keys().collect();
+
+    // Every template must only use matrix variables.
+    let mut templated: Vec<(String, Range<usize>, Vec<String>)> = vec![
+        (format!("{field}.name"), raw.name.span(), vars_of(templater, ctx, field, &raw.name)?),
+        (format!("{field}.url"), raw.url.span(), vars_of(templater, ctx, field, &raw.url)?),
+    ];
+    for (header, value) in &raw.headers {
+        templated.push((
+            format!("{field}.headers.{header}"),
+            value.span(),
+            vars_of(templater, ctx, field, value)?,
+        ));
+    }
+    if let Some(body) = &raw.body {
+        templated.push((format!("{field}.body"), body.span(), vars_of(templater, ctx, field, body)?));
+    }
+    if let Some(json) = &raw.json {
+        let used = templater
+            .json_variables(json.get_ref())
+            .map_err(|e| ctx.err(json.span(), format!("{field}.json"), e))?;
+        templated.push((format!("{field}.json"), json.span(), used));
+    }
+    for (where_, span, used) in &templated {
+        if let Some(unknown) = used.iter().find(|v| !allowed.contains(v)) {
+            let known = if allowed.is_empty() {
+                "this check has no matrix".to_owned()
+            } else {
+                format!(
+                    "matrix defines {}",
+                    allowed.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                )
+            };
+            return Err(ctx.err(
+                span.clone(),
+                where_,
+                format!("unknown template variable {unknown:?}: {known}"),
+            ));
+        }
+    }
+
+    let shared = SharedParts::build(ctx, field, raw, defaults, secrets, tls_profiles)?;
+    let mut out = Vec::with_capacity(combos.len());
+    for vars in combos {
+        out.push(build_one(ctx, field, raw, &vars, templater, &shared)?);
+    }
+    Ok(out)
+}
+
+fn vars_of(
+    templater: &Templater,
+    ctx: &Ctx<'_>,
+    field: &str,
+    text: &Spanned<String>,
+) -> Result<Vec<String>, ConfigError> {
+    templater
+        .variables(text.get_ref())
+        .map_err(|e| ctx.err(text.span(), field, e))
+}
+
+fn matrix_combinations(
+    ctx: &Ctx<'_>,
+    field: &str,
+    spanned: &Spanned<RawCheck>,
+) -> Result<Vec<Vars>, ConfigError> {
+    let mut combos: Vec<Vars> = vec![Vars::new()];
+    for (key, values) in &spanned.get_ref().matrix {
+        if values.is_empty() {
+            return Err(ctx.err(
+                spanned.span(),
+                format!("{field}.matrix.{key}"),
+                "a matrix list needs at least one value",
+            ));
+        }
+        if combos.len() * values.len() > MAX_MATRIX_EXPANSION {
+            return Err(ctx.err(
+                spanned.span(),
+                format!("{field}.matrix"),
+                format!("expands to more than {MAX_MATRIX_EXPANSION} checks"),
+            ));
+        }
+        combos = combos
+            .into_iter()
+            .flat_map(|base| {
+                values.iter().map(move |v| {
+                    let mut next = base.clone();
+                    next.insert(key.clone(), v.0.clone());
+                    next
+                })
+            })
+            .collect();
+    }
+    Ok(combos)
+}
+
+/// The parts of a check that do not depend on matrix values.
+struct SharedParts {
+    group: String,
+    method: Method,
+    schedule: Schedule,
+    auth: Auth,
+    timeout: Duration,
+    max_body_bytes: u64,
+    max_redirects: u32,
+    tls_profile: usize,
+    expect: Expectations,
+}
+
+impl SharedParts {
+    fn build(
+        ctx: &Ctx<'_>,
+        field: &str,
+        raw: &RawCheck,
+        defaults: &RawDefaults,
+        secrets: &BTreeMap<String, Secret>,
+        tls_profiles: &mut Vec<TlsSettings>,
+    ) -> Result<SharedParts, ConfigError> {
+        let method = match &raw.method {
+            None => Method::GET,
+            Some(m) => Method::from_bytes(m.get_ref().to_ascii_uppercase().as_bytes()).map_err(|_| {
+                ctx.err(m.span(), format!("{field}.method"), format!("invalid HTTP method {:?}", m.get_ref()))
+            })?,
+        };
+        let tls_settings = match (&raw.tls, &defaults.tls) {
+            (Some(tls), _) => tls_settings(ctx, &format!("{field}.tls"), Some(tls))?,
+            (None, tls) => tls_settings(ctx, "defaults.tls", tls.as_ref())?,
+        };
+        let tls_profile = match tls_profiles.iter().position(|p| *p == tls_settings) {
+            Some(i) => i,
+            None => {
+                tls_profiles.push(tls_settings);
+                tls_profiles.len() - 1
+            }
+        };
+        Ok(SharedParts {
+            group: raw
+                .group
+                .clone()
+                .or_else(|| defaults.group.clone())
+                .unwrap_or_else(|| DEFAULT_GROUP.to_owned()),
+            method,
+            schedule: schedule(ctx, field, raw, defaults)?,
+            auth: auth(ctx, field, raw.auth.as_ref(), secrets)?,
+            timeout: raw
+                .timeout
+                .as_ref()
+                .or(defaults.timeout.as_ref())
+                .map_or(DEFAULT_TIMEOUT, |t| t.get_ref().0),
+            max_body_bytes: raw
+                .max_body_bytes
+                .or(defaults.max_body_bytes)
+                .unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            max_redirects: raw
+                .max_redirects
+                .or(defaults.max_redirects)
+                .unwrap_or(DEFAULT_MAX_REDIRECTS),
+            tls_profile,
+            expect: expectations(ctx, field, raw)?,
+        })
+    }
+}
+
+fn build_one(
+    ctx: &Ctx<'_>,
+    field: &str,
+    raw: &RawCheck,
+    vars: &Vars,
+    templater: &Templater,
+    shared: &SharedParts,
+) -> Result<Check, ConfigError> {
+    let render = |text: &Spanned<String>, what: &str| {
+        templater
+            .render(text.get_ref(), vars)
+            .map_err(|e| ctx.err(text.span(), format!("{field}.{what}"), e))
+    };
+    let mut name = render(&raw.name, "name")?.trim().to_owned();
+    if !vars.is_empty() {
+        let labels: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        name = format!("{name}[{}]", labels.join(","));
+    }
+
+    let url_text = render(&raw.url, "url")?;
+    let url = Url::parse(&url_text)
+        .map_err(|e| ctx.err(raw.url.span(), format!("{field}.url"), format!("invalid URL {url_text:?}: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(ctx.err(
+            raw.url.span(),
+            format!("{field}.url"),
+            format!("{url_text:?} is not an http:// or https:// URL with a host"),
+        ));
+    }
+
+    let mut headers = HeaderMap::new();
+    for (key, value) in &raw.headers {
+        let where_ = format!("{field}.headers.{key}");
+        let name = HeaderName::from_bytes(key.as_bytes())
+            .map_err(|_| ctx.err(value.span(), &where_, format!("invalid header name {key:?}")))?;
+        let text = render(value, &format!("headers.{key}"))?;
+        let value = HeaderValue::from_str(&text)
+            .map_err(|_| ctx.err(value.span(), &where_, "invalid header value (control characters?)"))?;
+        headers.append(name, value);
+    }
+
+    let body = match (&raw.body, &raw.json) {
+        (Some(_), Some(json)) => {
+            return Err(ctx.err(json.span(), format!("{field}.json"), "set either body or json, not both"));
+        }
+        (Some(body), None) => Some(bytes::Bytes::from(render(body, "body")?)),
+        (None, Some(json)) => {
+            let value = templater
+                .render_json(json.get_ref(), vars)
+                .map_err(|e| ctx.err(json.span(), format!("{field}.json"), e))?;
+            if !headers.contains_key(CONTENT_TYPE) {
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            }
+            Some(bytes::Bytes::from(value.to_string()))
+        }
+        (None, None) => None,
+    };
+
+    // The phase comes from the expanded name, so matrix siblings spread out.
+    let schedule = match &shared.schedule {
+        Schedule::Interval { every, .. } => Schedule::interval(*every, &name),
+        cron => cron.clone(),
+    };
+    Ok(Check {
+        name,
+        group: shared.group.clone(),
+        schedule,
+        request: HttpRequest {
+            method: shared.method.clone(),
+            url,
+            headers,
+            body,
+            auth: shared.auth.clone(),
+            timeout: shared.timeout,
+            max_body_bytes: shared.max_body_bytes,
+            max_redirects: shared.max_redirects,
+            tls_profile: shared.tls_profile,
+        },
+        expect: shared.expect.clone(),
+        matrix: vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+    })
+}
+
+fn schedule(
+    ctx: &Ctx<'_>,
+    field: &str,
+    raw: &RawCheck,
+    defaults: &RawDefaults,
+) -> Result<Schedule, ConfigError> {
+    if let (Some(_), Some(interval)) = (&raw.schedule, &raw.interval) {
+        return Err(ctx.err(
+            interval.span(),
+            format!("{field}.interval"),
+            "set either schedule (cron) or interval, not both",
+        ));
+    }
+    if let (Some(_), Some(interval)) = (&defaults.schedule, &defaults.interval) {
+        return Err(ctx.err(
+            interval.span(),
+            "defaults.interval",
+            "set either schedule (cron) or interval, not both",
+        ));
+    }
+    let tz = match raw.timezone.as_ref().or(defaults.timezone.as_ref()) {
+        None => chrono_tz::UTC,
+        Some(tz) => tz.get_ref().parse::<chrono_tz::Tz>().map_err(|_| {
+            ctx.err(
+                tz.span(),
+                format!("{field}.timezone"),
+                format!("unknown time zone {:?} (use an IANA name such as \"Europe/Berlin\")", tz.get_ref()),
+            )
+        })?,
+    };
+    // The check's own setting wins over either kind of default.
+    let cron = raw.schedule.as_ref().map(|c| c.get_ref().0.clone());
+    let every = raw.interval.as_ref().map(|i| i.get_ref().0);
+    let every_min = Duration::from_millis(10);
+    let pick = match (cron, every) {
+        (Some(spec), _) => Ok(spec),
+        (None, Some(every)) => Err(every),
+        (None, None) => match (&defaults.schedule, &defaults.interval) {
+            (Some(c), _) => Ok(c.get_ref().0.clone()),
+            (None, Some(i)) => Err(i.get_ref().0),
+            (None, None) => Err(DEFAULT_INTERVAL),
+        },
+    };
+    match pick {
+        Ok(spec) => Ok(Schedule::Cron { spec, tz }),
+        Err(every) if every < every_min => Err(ctx.err(
+            raw.interval.as_ref().map_or(raw.name.span(), |i| i.span()),
+            format!("{field}.interval"),
+            "an interval must be at least 10ms",
+        )),
+        // The real phase is set per expanded check in `build_one`.
+        Err(every) => Ok(Schedule::Interval {
+            every,
+            phase: Duration::ZERO,
+        }),
+    }
+}
+
+fn auth(
+    ctx: &Ctx<'_>,
+    field: &str,
+    raw: Option<&Spanned<RawAuth>>,
+    secrets: &BTreeMap<String, Secret>,
+) -> Result<Auth, ConfigError> {
+    let Some(spanned) = raw else {
+        return Ok(Auth::None);
+    };
+    let a = spanned.get_ref();
+    let where_ = format!("{field}.auth");
+    let err = |msg: String| ctx.err(spanned.span(), &where_, msg);
+    let scheme_name = format!("{:?}", a.scheme).to_lowercase();
+    if a.header.is_some() && a.scheme != AuthScheme::ApiKey {
+        return Err(err(format!("header is only for scheme \"api_key\", not {scheme_name:?}")));
+    }
+    if a.param.is_some() && a.scheme != AuthScheme::Query {
+        return Err(err("param is only for scheme \"query\"".into()));
+    }
+    if a.username.is_some() != (a.scheme == AuthScheme::Basic) {
+        return Err(err("username is required for scheme \"basic\" and only allowed there".into()));
+    }
+    if a.scheme == AuthScheme::None {
+        if a.secret.is_some() || a.value.is_some() {
+            return Err(err("scheme \"none\" takes no secret or value".into()));
+        }
+        return Ok(Auth::None);
+    }
+    let secret = match (&a.secret, &a.value) {
+        (Some(_), Some(_)) => return Err(err("set either secret or value, not both".into())),
+        (None, None) => {
+            return Err(err(
+                "needs secret = \"<name in [secrets]>\" or a literal value = \"...\"".into(),
+            ));
+        }
+        (Some(name), None) => secrets.get(name).cloned().ok_or_else(|| {
+            let known: Vec<&str> = secrets.keys().map(String::as_str).collect();
+            err(format!(
+                "unknown secret {name:?}; [secrets] defines: {}",
+                if known.is_empty() { "nothing".to_owned() } else { known.join(", ") }
+            ))
+        })?,
+        (None, Some(value)) if value.is_empty() => return Err(err("value is empty".into())),
+        (None, Some(value)) => Secret::new(value.clone(), SecretOrigin::Literal),
+    };
+    let header_safe = |prefix: &str| HeaderValue::try_from(format!("{prefix}{}", secret.expose())).is_ok();
+    Ok(match a.scheme {
+        AuthScheme::ApiKey => {
+            let header = a.header.as_deref().unwrap_or("X-API-Key");
+            let name = HeaderName::from_bytes(header.as_bytes())
+                .map_err(|_| err(format!("invalid header name {header:?}")))?;
+            if !header_safe("") {
+                return Err(err(format!("the credential {} cannot be sent in a header", secret.fingerprint())));
+            }
+            Auth::Header { name, prefix: "", secret }
+        }
+        AuthScheme::Bearer => {
+            if !header_safe("Bearer ") {
+                return Err(err(format!("the credential {} cannot be sent in a header", secret.fingerprint())));
+            }
+            Auth::Header { name: AUTHORIZATION, prefix: "Bearer ", secret }
+        }
+        AuthScheme::Basic => Auth::Basic {
+            username: a.username.clone().unwrap_or_default(),
+            password: secret,
+        },
+        AuthScheme::Query => {
+            let param = a.param.clone().unwrap_or_else(|| "api_key".to_owned());
+            if param.is_empty() {
+                return Err(err("param is empty".into()));
+            }
+            Auth::Query { param, secret }
+        }
+        AuthScheme::None => Auth::None,
+    })
+}
+
+fn tls_settings(
+    ctx: &Ctx<'_>,
+    field: &str,
+    spanned: Option<&Spanned<RawTls>>,
+) -> Result<TlsSettings, ConfigError> {
+    let Some(spanned) = spanned else {
+        return Ok(TlsSettings::default());
+    };
+    let raw = spanned.get_ref();
+    let ca_file = match &raw.ca_file {
+        None => None,
+        Some(path) => {
+            let full = ctx.dir.join(path);
+            let err = |msg: String| ctx.err(spanned.span(), format!("{field}.ca_file"), msg);
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&full)
+                .map_err(|e| err(format!("cannot read {}: {e}", full.display())))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| err(format!("{} is not valid PEM: {e}", full.display())))?;
+            if certs.is_empty() {
+                return Err(err(format!("{} holds no certificates", full.display())));
+            }
+            Some(CaFile {
+                path: full,
+                certs: certs.into(),
+            })
+        }
+    };
+    Ok(TlsSettings {
+        ca_file,
+        insecure_skip_verify: raw.insecure_skip_verify,
+    })
+}
+
+fn expectations(ctx: &Ctx<'_>, field: &str, raw: &RawCheck) -> Result<Expectations, ConfigError> {
+    let Some(spanned) = &raw.expect else {
+        return Ok(Expectations::default());
+    };
+    let e: &RawExpect = spanned.get_ref();
+    let span = spanned.span();
+    let err = |what: &str, msg: String| ctx.err(span.clone(), format!("{field}.expect.{what}"), msg);
+    let status = match &e.status {
+        None => StatusMatcher::default(),
+        Some(list) => StatusMatcher::new(list.clone()).map_err(|m| err("status", m))?,
+    };
+    let mut json = Vec::new();
+    for (i, j) in e.json.iter().enumerate() {
+        if !(j.pointer.is_empty() || j.pointer.starts_with('/')) {
+            return Err(err(
+                &format!("json[{i}].pointer"),
+                format!("{:?} is not a JSON pointer (it starts with \"/\", e.g. \"/service_id\")", j.pointer),
+            ));
+        }
+        let check = match (&j.equals, j.exists) {
+            (Some(v), None) => JsonCheck::Equals(v.clone()),
+            (None, Some(b)) => JsonCheck::Exists(b),
+            _ => return Err(err(&format!("json[{i}]"), "set exactly one of equals or exists".into())),
+        };
+        json.push(JsonExpect {
+            pointer: j.pointer.clone(),
+            check,
+        });
+    }
+    let mut headers = Vec::new();
+    for (i, h) in e.headers.iter().enumerate() {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| err(&format!("headers[{i}].name"), format!("invalid header name {:?}", h.name)))?;
+        let check = match (&h.equals, &h.contains, h.exists) {
+            (Some(v), None, None) => HeaderCheck::Equals(v.clone()),
+            (None, Some(v), None) => HeaderCheck::Contains(v.clone()),
+            (None, None, Some(b)) => HeaderCheck::Exists(b),
+            _ => {
+                return Err(err(
+                    &format!("headers[{i}]"),
+                    "set exactly one of equals, contains or exists".into(),
+                ));
+            }
+        };
+        headers.push(HeaderExpect { name, check });
+    }
+    Ok(Expectations {
+        status,
+        max_latency: e.max_latency.map(|d| d.0),
+        body_contains: e.body_contains.clone(),
+        body_not_contains: e.body_not_contains.clone(),
+        body_regex: e.body_regex.as_ref().map(|r| r.0.clone()),
+        json,
+        headers,
+    })
+}

@@ -1,0 +1,178 @@
+//! Wires the pipeline together: config → schedule → probe → judge → record,
+//! and the server that shows the result. `main.rs` adds the command line,
+//! logging and signals; tests start a `Daemon` directly on 127.0.0.1:0.
+
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures_util::FutureExt as _;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Check, Config};
+use crate::judge::judge;
+use crate::outcome::{CheckResult, FailureKind, Outcome};
+use crate::probe::{Observation, Prober, http};
+use crate::record::Recorder;
+use crate::schedule::{Scheduler, Tick};
+use crate::secret::Redactor;
+use crate::serve::{self, AppState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("TLS setup failed: {0}")]
+    Tls(#[from] crate::probe::tls::TlsSetupError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Everything one check run needs, shared by all runs.
+struct Pipeline {
+    prober: Prober,
+    recorder: Arc<Recorder>,
+    redactor: Redactor,
+}
+
+impl Pipeline {
+    async fn run(&self, check: &Arc<Check>, tick: Tick) {
+        self.recorder.metrics.in_flight.inc();
+        // A panic in a probe is a bug, but it must not take the check's
+        // schedule (or the daemon) with it: it becomes a failed run.
+        let observed = AssertUnwindSafe(self.observe(check)).catch_unwind().await;
+        self.recorder.metrics.in_flight.dec();
+        let (obs, outcome) = match observed {
+            Ok(obs) => {
+                let outcome = judge(&check.expect, &obs, &self.redactor);
+                (obs, outcome)
+            }
+            Err(_) => {
+                tracing::error!(check = %check.name, "probe panicked; recorded as an internal failure");
+                let reason = "the probe panicked (a bug in lookout; see the log)".to_owned();
+                (
+                    Observation::failed(FailureKind::Internal, reason.clone()),
+                    Outcome::Failure {
+                        kind: FailureKind::Internal,
+                        reason,
+                    },
+                )
+            }
+        };
+        let result = CheckResult {
+            started_at: tick.started,
+            duration: obs.duration,
+            status: obs.status,
+            outcome,
+            phases: obs.phases,
+            redirects: obs.redirects,
+            tls_not_after: obs.tls_not_after,
+            schedule_lag: tick.lag,
+        };
+        self.recorder.record(check, result);
+    }
+
+    async fn observe(&self, check: &Check) -> Observation {
+        match self.prober.profile(check.request.tls_profile) {
+            Some(profile) => http::probe(&check.request, profile, &self.redactor).await,
+            None => Observation::failed(FailureKind::Internal, "no TLS profile for this check"),
+        }
+    }
+}
+
+/// A running lookout. Call [`Daemon::shutdown`] to stop it.
+pub struct Daemon {
+    pub addr: SocketAddr,
+    pub recorder: Arc<Recorder>,
+    scheduler: Scheduler,
+    server: JoinHandle<()>,
+    stop_server: CancellationToken,
+    grace: Duration,
+}
+
+impl Daemon {
+    pub async fn start(config: Config) -> Result<Daemon, StartError> {
+        let prober = Prober::new(&config)?;
+        let recorder = Arc::new(Recorder::new(&config));
+        let ready = Arc::new(AtomicBool::new(false));
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        if !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "listening beyond loopback: the status page and API are open to anyone who can reach this address");
+        }
+
+        let app = serve::router(AppState {
+            recorder: recorder.clone(),
+            redactor: config.redactor.clone(),
+            ready: ready.clone(),
+        });
+        let stop_server = CancellationToken::new();
+        let stop = stop_server.clone();
+        let server = tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the HTTP server stopped");
+            }
+        });
+
+        let pipeline = Arc::new(Pipeline {
+            prober,
+            recorder: recorder.clone(),
+            redactor: config.redactor.clone(),
+        });
+        let scheduler = Scheduler::new(config.max_concurrent_probes);
+        for check in &config.checks {
+            let (job_pipeline, job_check) = (pipeline.clone(), check.clone());
+            let (skip_recorder, skip_check) = (recorder.clone(), check.clone());
+            scheduler.spawn(
+                check.schedule.clone(),
+                move |tick| {
+                    let (p, c) = (job_pipeline.clone(), job_check.clone());
+                    async move { p.run(&c, tick).await }
+                },
+                move |n| skip_recorder.skipped(&skip_check, n),
+            );
+        }
+        ready.store(true, Ordering::Release);
+        tracing::info!(%addr, checks = config.checks.len(), config = %config.source.display(), "lookout is running");
+        Ok(Daemon {
+            addr,
+            recorder,
+            scheduler,
+            server,
+            stop_server,
+            grace: config.shutdown_grace,
+        })
+    }
+
+    /// Stops scheduling, lets probes in flight finish within the grace
+    /// period, then stops the server.
+    pub async fn shutdown(self) {
+        let finished = self.scheduler.shutdown(self.grace).await;
+        if !finished {
+            tracing::warn!(grace = ?self.grace, "probes still running after the grace period were abandoned");
+        }
+        self.stop_server.cancel();
+        if tokio::time::timeout(Duration::from_secs(5), self.server)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the HTTP server did not stop within 5s");
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! lookout: continuous synthetic monitoring.
+//!
+//! The modules follow a check through the pipeline:
+//! [`config`] → [`schedule`] → [`probe`] → [`judge`] → [`record`] → [`serve`];
+//! [`daemon`] wires them. See ARCHITECTURE.md.
+
+pub mod config;
+pub mod daemon;
+pub mod judge;
+pub mod outcome;
+pub mod probe;
+pub mod record;
+pub mod schedule;
+pub mod secret;
+pub mod serve;
+pub mod template;

@@ -1,0 +1,165 @@
+//! The result of one run of one check: the one plain type that metrics, the
+//! status board, the API, the page and the logs all read. Nobody downstream
+//! re-derives a verdict.
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// Why a run failed. Each value is a bounded label value on
+/// `lookout_check_runs_total{outcome=...}`, so the set is closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The whole probe did not finish within the check's timeout.
+    Timeout,
+    /// The host name did not resolve.
+    Dns,
+    /// The TCP connection could not be made.
+    Connect,
+    /// The TLS handshake failed (bad certificate, wrong host name, protocol).
+    Tls,
+    /// The connection broke or the target did not speak HTTP.
+    Protocol,
+    /// More redirects than `max_redirects`, or a redirect without a usable Location.
+    Redirect,
+    /// The body was larger than `max_body_bytes`.
+    BodyTooLarge,
+    /// The status code did not match `expect.status`.
+    Status,
+    /// A body expectation (`body_contains`, `body_not_contains`, `body_regex`) failed.
+    Body,
+    /// A JSON pointer expectation failed, or the body was not JSON.
+    Json,
+    /// A response header expectation failed.
+    Header,
+    /// Everything matched but the probe took longer than `expect.max_latency`.
+    Slow,
+    /// lookout itself failed while running the probe (a bug); the daemon goes on.
+    Internal,
+}
+
+impl FailureKind {
+    pub const ALL: [FailureKind; 13] = [
+        FailureKind::Timeout,
+        FailureKind::Dns,
+        FailureKind::Connect,
+        FailureKind::Tls,
+        FailureKind::Protocol,
+        FailureKind::Redirect,
+        FailureKind::BodyTooLarge,
+        FailureKind::Status,
+        FailureKind::Body,
+        FailureKind::Json,
+        FailureKind::Header,
+        FailureKind::Slow,
+        FailureKind::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Timeout => "timeout",
+            FailureKind::Dns => "dns",
+            FailureKind::Connect => "connect",
+            FailureKind::Tls => "tls",
+            FailureKind::Protocol => "protocol",
+            FailureKind::Redirect => "redirect",
+            FailureKind::BodyTooLarge => "body_too_large",
+            FailureKind::Status => "status",
+            FailureKind::Body => "body",
+            FailureKind::Json => "json",
+            FailureKind::Header => "header",
+            FailureKind::Slow => "slow",
+            FailureKind::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Failure { kind: FailureKind, reason: String },
+}
+
+impl Outcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure { kind, .. } => kind.as_str(),
+        }
+    }
+
+    pub fn is_success(&self) -> bool {
+        matches!(self, Outcome::Success)
+    }
+
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Outcome::Success => None,
+            Outcome::Failure { reason, .. } => Some(reason),
+        }
+    }
+}
+
+/// Time spent in each phase of the HTTP exchange, summed over redirects.
+/// The names are blackbox_exporter's `probe_http_duration_seconds{phase}`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Phases {
+    #[serde(with = "seconds")]
+    pub resolve: Duration,
+    #[serde(with = "seconds")]
+    pub connect: Duration,
+    #[serde(with = "seconds")]
+    pub tls: Duration,
+    /// From the connection being ready to the response headers.
+    #[serde(with = "seconds")]
+    pub processing: Duration,
+    /// Reading the body.
+    #[serde(with = "seconds")]
+    pub transfer: Duration,
+}
+
+impl Phases {
+    pub const NAMES: [&'static str; 5] = ["resolve", "connect", "tls", "processing", "transfer"];
+
+    pub fn by_name(&self) -> [(&'static str, Duration); 5] {
+        [
+            ("resolve", self.resolve),
+            ("connect", self.connect),
+            ("tls", self.tls),
+            ("processing", self.processing),
+            ("transfer", self.transfer),
+        ]
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct CheckResult {
+    pub started_at: DateTime<Utc>,
+    pub duration: Duration,
+    /// The final response's status, when one arrived.
+    pub status: Option<u16>,
+    pub outcome: Outcome,
+    pub phases: Phases,
+    pub redirects: u32,
+    /// `notAfter` of the earliest-expiring certificate the target presented.
+    pub tls_not_after: Option<DateTime<Utc>>,
+    pub schedule_lag: Duration,
+}
+
+pub mod seconds {
+    use serde::Serializer;
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}

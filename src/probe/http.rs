@@ -1,0 +1,332 @@
+//! The HTTP probe.
+//!
+//! Each probe builds its own client around a fresh [`Trace`], so it opens
+//! its own connection (nothing pooled from another probe) and every phase is
+//! timed as a new client sees it. Redirects are followed here, not by
+//! reqwest: reqwest forwards custom headers such as `X-API-Key` and query
+//! strings to other origins, and our rule is that credentials go only to the
+//! origin configured.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use reqwest::header::{HeaderValue, LOCATION};
+use reqwest::{Method, StatusCode};
+use rustls::client::{Resumption, Tls12Resumption};
+use url::Url;
+
+use super::Observation;
+use super::tls::TlsProfile;
+use super::trace::{Stage, Trace, TraceLayer, TraceResolver, TraceStore, TraceVerifier};
+use crate::config::{Auth, HttpRequest};
+use crate::judge::{clean, format_ms};
+use crate::outcome::FailureKind;
+use crate::secret::Redactor;
+
+const USER_AGENT: &str = concat!("lookout/", env!("CARGO_PKG_VERSION"));
+
+pub async fn probe(req: &HttpRequest, profile: &TlsProfile, redactor: &Redactor) -> Observation {
+    let trace = Arc::new(Trace::default());
+    let started = Instant::now();
+    let result = tokio::time::timeout(req.timeout, exchange(req, profile, &trace, redactor)).await;
+    let duration = started.elapsed();
+    let mut obs = result.unwrap_or_else(|_| {
+        let mut obs = Observation::failed(
+            FailureKind::Timeout,
+            format!(
+                "timed out after {} {}",
+                format_ms(req.timeout),
+                trace.stage().describe()
+            ),
+        );
+        obs.status = trace.status();
+        obs
+    });
+    obs.duration = duration;
+    obs.phases = trace.phases();
+    obs.tls_not_after = trace.cert_not_after();
+    obs
+}
+
+fn client_for(profile: &TlsProfile, trace: &Arc<Trace>) -> reqwest::Result<reqwest::Client> {
+    let mut tls = profile.base.clone();
+    tls.resumption = Resumption::store(Arc::new(TraceStore(trace.clone())))
+        .tls12_resumption(Tls12Resumption::Disabled);
+    tls.dangerous()
+        .set_certificate_verifier(Arc::new(TraceVerifier {
+            inner: profile.verifier.clone(),
+            trace: trace.clone(),
+        }));
+    reqwest::Client::builder()
+        .no_proxy()
+        .user_agent(USER_AGENT)
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(0)
+        .tls_backend_preconfigured(tls)
+        .dns_resolver(Arc::new(TraceResolver(trace.clone())))
+        .connector_layer(TraceLayer(trace.clone()))
+        .build()
+}
+
+async fn exchange(
+    req: &HttpRequest,
+    profile: &TlsProfile,
+    trace: &Arc<Trace>,
+    redactor: &Redactor,
+) -> Observation {
+    let client = match client_for(profile, trace) {
+        Ok(c) => c,
+        Err(e) => {
+            return Observation::failed(
+                FailureKind::Internal,
+                format!("could not build the HTTP client: {}", root_cause(&e)),
+            );
+        }
+    };
+    let origin = req.url.origin();
+    let mut url = req.url.clone();
+    let mut method = req.method.clone();
+    let mut body = req.body.clone();
+    // Cleared for good once a redirect leaves the configured origin.
+    let mut send_credentials = true;
+    let mut redirects = 0;
+    loop {
+        trace.start_hop();
+        let request = match build_request(
+            &client,
+            &method,
+            &url,
+            req,
+            body.clone(),
+            send_credentials,
+        ) {
+            Ok(r) => r,
+            Err(reason) => return Observation::failed(FailureKind::Internal, reason),
+        };
+        let hop_start = Instant::now();
+        let response = match client.execute(request).await {
+            Ok(r) => r,
+            Err(e) => {
+                let (kind, reason) = transport_failure(&e, trace, &url);
+                return Observation::failed(kind, clean(&reason, redactor));
+            }
+        };
+        let headers_at = Instant::now();
+        trace.add_processing(headers_at.saturating_duration_since(trace.connected_at().unwrap_or(hop_start)));
+        let status = response.status();
+        trace.set_status(status.as_u16());
+
+        if status.is_redirection() && req.max_redirects > 0 {
+            if let Some(location) = response.headers().get(LOCATION) {
+                let shown = clean(&String::from_utf8_lossy(location.as_bytes()), redactor);
+                if redirects >= req.max_redirects {
+                    let mut obs = Observation::failed(
+                        FailureKind::Redirect,
+                        format!("more than {} redirects (last to \"{shown}\")", req.max_redirects),
+                    );
+                    obs.status = Some(status.as_u16());
+                    obs.redirects = redirects;
+                    return obs;
+                }
+                let next = location
+                    .to_str()
+                    .ok()
+                    .and_then(|l| url.join(l).ok())
+                    .filter(|u| matches!(u.scheme(), "http" | "https"));
+                let Some(next) = next else {
+                    let mut obs = Observation::failed(
+                        FailureKind::Redirect,
+                        format!("status {status} with an unusable Location \"{shown}\""),
+                    );
+                    obs.status = Some(status.as_u16());
+                    return obs;
+                };
+                redirects += 1;
+                if next.origin() != origin {
+                    send_credentials = false;
+                }
+                if redirect_becomes_get(status, &method) {
+                    method = Method::GET;
+                    body = None;
+                }
+                url = if send_credentials {
+                    next
+                } else {
+                    without_credentials(next, &req.auth)
+                };
+                continue;
+            }
+        }
+
+        trace.set_stage(Stage::ReadingBody);
+        let headers = response.headers().clone();
+        let (body, error) = read_capped(response, req.max_body_bytes).await;
+        trace.add_transfer(headers_at.elapsed());
+        return Observation {
+            status: Some(status.as_u16()),
+            headers,
+            body,
+            redirects,
+            error: error.map(|(kind, reason)| (kind, clean(&reason, redactor))),
+            ..Observation::default()
+        };
+    }
+}
+
+/// Like browsers and curl: 303 always, and 301/302 after a POST, become GET.
+fn redirect_becomes_get(status: StatusCode, method: &Method) -> bool {
+    match status {
+        StatusCode::SEE_OTHER => *method != Method::HEAD,
+        StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND => *method == Method::POST,
+        _ => false,
+    }
+}
+
+fn build_request(
+    client: &reqwest::Client,
+    method: &Method,
+    url: &Url,
+    req: &HttpRequest,
+    body: Option<bytes::Bytes>,
+    send_credentials: bool,
+) -> Result<reqwest::Request, String> {
+    let mut url = url.clone();
+    if send_credentials && let Auth::Query { param, secret } = &req.auth {
+        let kept: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, _)| k != param)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        url.query_pairs_mut()
+            .clear()
+            .extend_pairs(kept)
+            .append_pair(param, secret.expose());
+    }
+    let mut builder = client
+        .request(method.clone(), url)
+        .headers(req.headers.clone());
+    if let Some(body) = body {
+        builder = builder.body(body);
+    }
+    if send_credentials {
+        match &req.auth {
+            Auth::Header {
+                name,
+                prefix,
+                secret,
+            } => {
+                let mut value = HeaderValue::try_from(format!("{prefix}{}", secret.expose()))
+                    .map_err(|_| {
+                        format!(
+                            "the credential {} is not a valid header value",
+                            secret.fingerprint()
+                        )
+                    })?;
+                value.set_sensitive(true);
+                builder = builder.header(name, value);
+            }
+            Auth::Basic { username, password } => {
+                builder = builder.basic_auth(username, Some(password.expose()));
+            }
+            Auth::Query { .. } | Auth::None => {}
+        }
+    }
+    builder.build().map_err(|e| format!("invalid request: {}", root_cause(&e)))
+}
+
+/// A URL for another origin: our query credential and any query value equal
+/// to this check's secret are dropped, whatever the target put in Location.
+fn without_credentials(mut url: Url, auth: &Auth) -> Url {
+    let secret = auth.secret().map(|s| s.expose());
+    let param = match auth {
+        Auth::Query { param, .. } => Some(param.as_str()),
+        _ => None,
+    };
+    if url.query().is_none() {
+        return url;
+    }
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, v)| Some(k.as_ref()) != param && Some(v.as_ref()) != secret)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    if kept.is_empty() {
+        url.set_query(None);
+    } else {
+        url.query_pairs_mut().clear().extend_pairs(kept);
+    }
+    url
+}
+
+/// Reads the body, counting bytes as they arrive: `Content-Length` can lie.
+async fn read_capped(
+    mut response: reqwest::Response,
+    cap: u64,
+) -> (Vec<u8>, Option<(FailureKind, String)>) {
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = (cap as usize).saturating_sub(body.len());
+                if chunk.len() > room {
+                    body.extend_from_slice(&chunk[..room]);
+                    return (
+                        body,
+                        Some((
+                            FailureKind::BodyTooLarge,
+                            format!("response body larger than max_body_bytes ({cap} bytes)"),
+                        )),
+                    );
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return (body, None),
+            Err(e) => {
+                return (
+                    body,
+                    Some((
+                        FailureKind::Protocol,
+                        format!("connection failed while reading the body: {}", root_cause(&e)),
+                    )),
+                );
+            }
+        }
+    }
+}
+
+/// Names a failed request by the phase it failed in, which the trace knows
+/// better than reqwest's error text.
+fn transport_failure(err: &reqwest::Error, trace: &Trace, url: &Url) -> (FailureKind, String) {
+    let host = url.host_str().unwrap_or("?");
+    let port = url.port_or_known_default().unwrap_or(0);
+    if let Some(dns) = trace.dns_error() {
+        return (FailureKind::Dns, format!("could not resolve {host}: {dns}"));
+    }
+    let cause = root_cause(err);
+    match trace.stage() {
+        Stage::Resolving => (FailureKind::Dns, format!("could not resolve {host}: {cause}")),
+        Stage::Connecting => (
+            FailureKind::Connect,
+            format!("connect to {host}:{port} failed: {cause}"),
+        ),
+        Stage::TlsHandshake => (
+            FailureKind::Tls,
+            format!("TLS handshake with {host}:{port} failed: {cause}"),
+        ),
+        Stage::WaitingForHeaders | Stage::ReadingBody => (
+            FailureKind::Protocol,
+            format!("{host}:{port} did not send a valid response: {cause}"),
+        ),
+    }
+}
+
+/// The innermost error message: the one that says what actually happened
+/// ("Connection refused", "invalid peer certificate: Expired"). The outer
+/// reqwest message carries the URL, which may hold a query credential.
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = err;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}

@@ -1,0 +1,184 @@
+//! The status board: each check's latest result and how long it has been in
+//! its state, and per-group counts kept up to date as results arrive, so a
+//! health score costs nothing to read.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::config::Check;
+use crate::outcome::CheckResult;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// No result yet.
+    Pending,
+    Passing,
+    Failing,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Passing => "passing",
+            State::Failing => "failing",
+        }
+    }
+}
+
+/// Counts of checks by state; the score is passing over checks with a result.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    pub passing: u64,
+    pub failing: u64,
+    pub pending: u64,
+}
+
+impl Tally {
+    /// `None` while no check has a result: an unknown score is not 0 %.
+    pub fn score(&self) -> Option<f64> {
+        let judged = self.passing + self.failing;
+        (judged > 0).then(|| self.passing as f64 / judged as f64)
+    }
+
+    pub fn total(&self) -> u64 {
+        self.passing + self.failing + self.pending
+    }
+
+    fn slot(&mut self, state: State) -> &mut u64 {
+        match state {
+            State::Pending => &mut self.pending,
+            State::Passing => &mut self.passing,
+            State::Failing => &mut self.failing,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub check: Arc<Check>,
+    pub state: State,
+    pub last: Option<Arc<CheckResult>>,
+    /// When the check entered its current state.
+    pub since: Option<DateTime<Utc>>,
+    pub skipped: u64,
+}
+
+/// A state change, for the log line and (later) the history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub from: State,
+    pub to: State,
+}
+
+struct Inner {
+    entries: Vec<Entry>,
+    index: BTreeMap<String, usize>,
+    groups: BTreeMap<String, Tally>,
+}
+
+pub struct Board {
+    inner: RwLock<Inner>,
+}
+
+impl Board {
+    pub fn new(checks: &[Arc<Check>]) -> Board {
+        let mut groups: BTreeMap<String, Tally> = BTreeMap::new();
+        let mut index = BTreeMap::new();
+        let entries = checks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                groups.entry(c.group.clone()).or_default().pending += 1;
+                index.insert(c.name.clone(), i);
+                Entry {
+                    check: c.clone(),
+                    state: State::Pending,
+                    last: None,
+                    since: None,
+                    skipped: 0,
+                }
+            })
+            .collect();
+        Board {
+            inner: RwLock::new(Inner {
+                entries,
+                index,
+                groups,
+            }),
+        }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stores a result; returns the state change it caused, if any, and the
+    /// group's tally after it.
+    pub fn update(&self, name: &str, result: CheckResult) -> (Option<Transition>, Tally) {
+        let mut inner = self.write();
+        let Some(&i) = inner.index.get(name) else {
+            return (None, Tally::default());
+        };
+        let to = if result.outcome.is_success() {
+            State::Passing
+        } else {
+            State::Failing
+        };
+        let started = result.started_at;
+        let entry = &mut inner.entries[i];
+        let from = entry.state;
+        entry.last = Some(Arc::new(result));
+        let group = entry.check.group.clone();
+        if from == to {
+            let tally = inner.groups.get(&group).copied().unwrap_or_default();
+            return (None, tally);
+        }
+        entry.state = to;
+        entry.since = Some(started);
+        let tally = inner.groups.entry(group).or_default();
+        *tally.slot(from) = tally.slot(from).saturating_sub(1);
+        *tally.slot(to) += 1;
+        (Some(Transition { from, to }), *tally)
+    }
+
+    pub fn add_skipped(&self, name: &str, count: u64) {
+        let mut inner = self.write();
+        if let Some(&i) = inner.index.get(name) {
+            inner.entries[i].skipped += count;
+        }
+    }
+
+    pub fn overall(&self) -> Tally {
+        self.read()
+            .groups
+            .values()
+            .fold(Tally::default(), |mut acc, t| {
+                acc.passing += t.passing;
+                acc.failing += t.failing;
+                acc.pending += t.pending;
+                acc
+            })
+    }
+
+    pub fn groups(&self) -> Vec<(String, Tally)> {
+        self.read()
+            .groups
+            .iter()
+            .map(|(g, t)| (g.clone(), *t))
+            .collect()
+    }
+
+    /// Every entry, in config order.
+    pub fn entries(&self) -> Vec<Entry> {
+        self.read().entries.clone()
+    }
+}

@@ -1,0 +1,224 @@
+//! When checks run.
+//!
+//! A [`Schedule`] is a cron expression in a time zone or an interval with a
+//! stable per-check phase. The [`Scheduler`] owns one task per scheduled job;
+//! each task sleeps until its next tick, waits for a slot under the global
+//! concurrency limit, runs the job and measures how late it started. A job
+//! still running when its next tick comes is not started twice: the tick is
+//! skipped and reported. The scheduler never does I/O itself.
+
+mod cron_spec;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use cron_spec::CronSpec;
+
+#[derive(Clone, Debug)]
+pub enum Schedule {
+    Cron { spec: CronSpec, tz: chrono_tz::Tz },
+    Interval { every: Duration, phase: Duration },
+}
+
+impl Schedule {
+    /// An interval whose phase is derived from `key` (the check's name), so
+    /// that many checks on the same interval are spread over it, and a check
+    /// keeps its phase across restarts.
+    pub fn interval(every: Duration, key: &str) -> Schedule {
+        let every_ms = every.as_millis().max(1) as u64;
+        let digest = Sha256::digest(key.as_bytes());
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        let phase = Duration::from_millis(u64::from_le_bytes(first) % every_ms);
+        Schedule::Interval { every, phase }
+    }
+
+    /// The first tick strictly after `t`.
+    pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self {
+            Schedule::Cron { spec, tz } => spec
+                .schedule
+                .after(&t.with_timezone(tz))
+                .next()
+                .map(|d| d.with_timezone(&Utc)),
+            Schedule::Interval { every, phase } => {
+                let (e, p) = (every.as_millis().max(1) as i64, phase.as_millis() as i64);
+                let k = (t.timestamp_millis() - p).div_euclid(e) + 1;
+                DateTime::from_timestamp_millis(k * e + p)
+            }
+        }
+    }
+
+    /// How many ticks fall in `(after, until]`, counting at most `cap`.
+    pub fn ticks_between(&self, after: DateTime<Utc>, until: DateTime<Utc>, cap: u64) -> u64 {
+        if until <= after {
+            return 0;
+        }
+        match self {
+            Schedule::Cron { spec, tz } => spec
+                .schedule
+                .after(&after.with_timezone(tz))
+                .take_while(|t| t.with_timezone(&Utc) <= until)
+                .take(cap as usize)
+                .count() as u64,
+            Schedule::Interval { every, phase } => {
+                let (e, p) = (every.as_millis().max(1) as i64, phase.as_millis() as i64);
+                let n = (until.timestamp_millis() - p).div_euclid(e)
+                    - (after.timestamp_millis() - p).div_euclid(e);
+                (n.max(0) as u64).min(cap)
+            }
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Schedule::Cron { spec, tz } => format!("cron \"{}\" ({tz})", spec.text),
+            Schedule::Interval { every, .. } => {
+                format!("every {}", humantime::format_duration(*every))
+            }
+        }
+    }
+}
+
+/// One firing of a schedule, as the job sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Tick {
+    pub scheduled: DateTime<Utc>,
+    pub started: DateTime<Utc>,
+    /// How late the run started: waiting for the timer and for a slot under
+    /// the concurrency limit.
+    pub lag: Duration,
+}
+
+/// The most skipped ticks counted after one overlong run; bounds the work of
+/// counting a cron schedule's ticks.
+const MAX_COUNTED_SKIPS: u64 = 100_000;
+
+/// Owns the schedule loops. Dropping it does not stop them; call
+/// [`Scheduler::shutdown`].
+pub struct Scheduler {
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+    limit: Arc<Semaphore>,
+    max_concurrent: usize,
+}
+
+impl Scheduler {
+    pub fn new(max_concurrent: usize) -> Scheduler {
+        let max_concurrent = max_concurrent.max(1);
+        Scheduler {
+            max_concurrent,
+            tracker: TaskTracker::new(),
+            cancel: CancellationToken::new(),
+            limit: Arc::new(Semaphore::new(max_concurrent)),
+        }
+    }
+
+    /// Runs `job` on `schedule` until shutdown. `on_skip` is told how many
+    /// ticks passed while a run was still going.
+    pub fn spawn<J, F>(&self, schedule: Schedule, job: J, on_skip: impl Fn(u64) + Send + 'static)
+    where
+        J: Fn(Tick) -> F + Send + 'static,
+        F: Future<Output = ()> + Send,
+    {
+        let cancel = self.cancel.clone();
+        let limit = self.limit.clone();
+        self.tracker.spawn(async move {
+            let mut after = Utc::now();
+            while let Some(next) = schedule.next_after(after) {
+                let wait = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                let permit = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    permit = limit.clone().acquire_owned() => match permit {
+                        Ok(p) => p,
+                        Err(_) => return, // the semaphore is never closed
+                    },
+                };
+                let started = Utc::now();
+                let lag = (started - next).to_std().unwrap_or(Duration::ZERO);
+                job(Tick {
+                    scheduled: next,
+                    started,
+                    lag,
+                })
+                .await;
+                drop(permit);
+                let now = Utc::now();
+                let missed = schedule.ticks_between(next, now, MAX_COUNTED_SKIPS);
+                if missed > 0 {
+                    on_skip(missed);
+                }
+                // Never before `next`: a timer that fires a hair early by the
+                // wall clock must not run the same tick twice.
+                after = now.max(next);
+            }
+        });
+    }
+
+    /// Jobs currently holding a slot under the concurrency limit.
+    pub fn in_flight(&self) -> usize {
+        self.max_concurrent - self.limit.available_permits()
+    }
+
+    pub fn max_concurrent(&self) -> usize {
+        self.max_concurrent
+    }
+
+    /// Stops scheduling, lets runs in flight finish for at most `grace`, and
+    /// says whether they all did.
+    pub async fn shutdown(&self, grace: Duration) -> bool {
+        self.cancel.cancel();
+        self.tracker.close();
+        tokio::time::timeout(grace, self.tracker.wait()).await.is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn interval_phase_is_stable_and_spread() {
+        let every = Duration::from_secs(30);
+        let a = Schedule::interval(every, "check-a");
+        let again = Schedule::interval(every, "check-a");
+        let t = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        assert_eq!(a.next_after(t), again.next_after(t));
+        let distinct: std::collections::BTreeSet<_> = (0..100)
+            .map(|i| Schedule::interval(every, &format!("c{i}")).next_after(t))
+            .collect();
+        assert!(distinct.len() > 90, "{} distinct phases", distinct.len());
+    }
+
+    #[test]
+    fn interval_ticks_are_every_apart_and_strictly_after() {
+        let s = Schedule::interval(Duration::from_secs(10), "x");
+        let t = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let first = s.next_after(t).unwrap();
+        assert!(first > t && first <= t + chrono::Duration::seconds(10));
+        assert_eq!(s.next_after(first).unwrap() - first, chrono::Duration::seconds(10));
+        assert_eq!(s.ticks_between(first, first + chrono::Duration::seconds(35), 100), 3);
+        assert_eq!(s.ticks_between(first, first + chrono::Duration::seconds(35), 2), 2);
+    }
+
+    #[test]
+    fn cron_respects_time_zone() {
+        let spec = CronSpec::parse("0 9 * * *").unwrap();
+        let s = Schedule::Cron { spec, tz: chrono_tz::Europe::Berlin };
+        let t = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        // 09:00 in Berlin in winter is 08:00 UTC.
+        assert_eq!(s.next_after(t).unwrap(), Utc.with_ymd_and_hms(2026, 1, 1, 8, 0, 0).unwrap());
+    }
+}

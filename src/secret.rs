@@ -1,0 +1,195 @@
+//! Secrets: API keys, tokens and passwords.
+//!
+//! A [`Secret`] never prints its value: `Debug` and `Display` show a
+//! fingerprint. Only the request builder in `probe::http` calls
+//! [`Secret::expose`]. Everything a target sends back passes through the
+//! [`Redactor`] before it is stored, logged or rendered, so a target that echoes
+//! a key (in a body, a header or a redirect URL) cannot leak it either.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use base64::Engine as _;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+
+/// Where a secret's value came from; shown instead of the value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretOrigin {
+    /// A named entry of the `[secrets]` table.
+    Named(String),
+    /// A literal `value = "..."` in a check's `auth` (used for deliberately bad keys).
+    Literal,
+}
+
+#[derive(Clone)]
+pub struct Secret {
+    value: Arc<SecretString>,
+    fingerprint: Arc<str>,
+    origin: SecretOrigin,
+}
+
+impl Secret {
+    pub fn new(value: String, origin: SecretOrigin) -> Self {
+        let fingerprint = fingerprint(&value).into();
+        Secret {
+            value: Arc::new(SecretString::from(value)),
+            fingerprint,
+            origin,
+        }
+    }
+
+    /// The plain value. Only the request builder may call this.
+    pub fn expose(&self) -> &str {
+        self.value.expose_secret()
+    }
+
+    /// `sha256:` and the first 8 hex digits of the SHA-256 of the value:
+    /// enough to tell keys apart, never a prefix of the key itself.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    pub fn origin(&self) -> &SecretOrigin {
+        &self.origin
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret({})", self.fingerprint)
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.fingerprint)
+    }
+}
+
+fn fingerprint(value: &str) -> String {
+    let digest = Sha256::digest(value.as_bytes());
+    let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// Replaces every known secret, in every form a target might echo it, with
+/// `[redacted sha256:…]`.
+#[derive(Clone, Default)]
+pub struct Redactor {
+    matcher: Option<Arc<AhoCorasick>>,
+    replacements: Arc<[String]>,
+}
+
+impl fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Redactor({} patterns)", self.replacements.len())
+    }
+}
+
+impl Redactor {
+    /// `secrets` are every secret in the config; `basic_pairs` are
+    /// (username, password) pairs, whose base64 form is redacted too.
+    pub fn new<'a>(
+        secrets: impl IntoIterator<Item = &'a Secret>,
+        basic_pairs: impl IntoIterator<Item = (&'a str, &'a Secret)>,
+    ) -> Self {
+        let mut patterns: Vec<String> = Vec::new();
+        let mut replacements = Vec::new();
+        let mut add = |pattern: String, secret: &Secret| {
+            if !pattern.is_empty() && !patterns.contains(&pattern) {
+                patterns.push(pattern);
+                replacements.push(format!("[redacted {}]", secret.fingerprint()));
+            }
+        };
+        for secret in secrets {
+            let plain = secret.expose();
+            add(plain.to_owned(), secret);
+            let encoded: String =
+                percent_encoding::utf8_percent_encode(plain, percent_encoding::NON_ALPHANUMERIC)
+                    .collect();
+            add(encoded, secret);
+            let form: String = url::form_urlencoded::byte_serialize(plain.as_bytes()).collect();
+            add(form, secret);
+        }
+        for (user, secret) in basic_pairs {
+            let pair = format!("{user}:{}", secret.expose());
+            add(
+                base64::engine::general_purpose::STANDARD.encode(pair.as_bytes()),
+                secret,
+            );
+        }
+        if patterns.is_empty() {
+            return Redactor::default();
+        }
+        // Leftmost-longest so a secret that contains another is replaced whole.
+        let matcher = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(&patterns)
+            .ok()
+            .map(Arc::new);
+        Redactor {
+            matcher,
+            replacements: replacements.into(),
+        }
+    }
+
+    pub fn redact<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        match &self.matcher {
+            Some(m) if m.is_match(text) => Cow::Owned(m.replace_all(text, &self.replacements)),
+            _ => Cow::Borrowed(text),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(v: &str) -> Secret {
+        Secret::new(v.to_owned(), SecretOrigin::Named("k".into()))
+    }
+
+    #[test]
+    fn debug_and_display_show_only_the_fingerprint() {
+        let s = secret("hk_test_0123456789abcdef");
+        for shown in [format!("{s:?}"), format!("{s}")] {
+            assert!(!shown.contains("hk_test"), "{shown}");
+            assert!(shown.contains("sha256:"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn fingerprint_is_stable_and_not_a_prefix() {
+        let a = secret("abcdefgh");
+        assert_eq!(a.fingerprint(), secret("abcdefgh").fingerprint());
+        assert_ne!(a.fingerprint(), secret("abcdefgi").fingerprint());
+        assert!(!a.fingerprint().contains("abcd"));
+        assert_eq!(a.fingerprint().len(), "sha256:".len() + 8);
+    }
+
+    #[test]
+    fn redacts_plain_percent_encoded_and_basic_forms() {
+        let key = secret("k3y/with+chars");
+        let pw = secret("pa55");
+        let r = Redactor::new([&key, &pw], [("alice", &pw)]);
+        let basic = base64::engine::general_purpose::STANDARD.encode("alice:pa55");
+        let text = format!("a k3y/with+chars b k3y%2Fwith%2Bchars c {basic} d");
+        let out = r.redact(&text);
+        assert!(!out.contains("k3y"), "{out}");
+        assert!(!out.contains(&basic), "{out}");
+        assert!(out.contains(key.fingerprint()), "{out}");
+    }
+
+    #[test]
+    fn leaves_text_without_secrets_untouched() {
+        let r = Redactor::new([&secret("zzz")], []);
+        assert!(matches!(r.redact("hello"), Cow::Borrowed("hello")));
+        assert!(matches!(
+            Redactor::default().redact("hello"),
+            Cow::Borrowed(_)
+        ));
+    }
+}

@@ -1,0 +1,84 @@
+//! The HTTP server: `/metrics`, `/healthz`, `/readyz`, `/api/v1/status` and
+//! the status page at `/`. Handlers only read the recorder; they never
+//! block on a probe.
+
+pub mod view;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use askama::Template;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+
+use crate::record::Recorder;
+use crate::secret::Redactor;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub recorder: Arc<Recorder>,
+    pub redactor: Redactor,
+    /// Set once the config is loaded and every check is scheduled.
+    pub ready: Arc<AtomicBool>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/status", get(status))
+        .with_state(state)
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.recorder.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(s): State<AppState>) -> Response {
+    if s.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
+    }
+}
+
+async fn status(State(s): State<AppState>) -> Response {
+    axum::Json(view::build(&s.recorder.board, &s.redactor)).into_response()
+}
+
+#[derive(Template)]
+#[template(path = "status.html")]
+struct StatusPage {
+    view: view::StatusView,
+    version: &'static str,
+}
+
+async fn page(State(s): State<AppState>) -> Response {
+    let page = StatusPage {
+        view: view::build(&s.recorder.board, &s.redactor),
+        version: env!("CARGO_PKG_VERSION"),
+    };
+    match page.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "rendering the status page failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response()
+        }
+    }
+}
