@@ -44,9 +44,7 @@ impl Templater {
         if !is_template(source) {
             return Ok(source.to_owned());
         }
-        self.env
-            .render_str(source, vars)
-            .map_err(|e| describe(&e))
+        self.env.render_str(source, vars).map_err(|e| describe(&e))
     }
 
     /// Renders every string inside a JSON value (keys are left as written).
@@ -122,10 +120,14 @@ mod tests {
         let t = Templater::default();
         let v = vars(&[("service_id", "ml-platform")]);
         assert_eq!(
-            t.render("/keys/{{ service_id }}?x={{service_id}}", &v).unwrap(),
+            t.render("/keys/{{ service_id }}?x={{service_id}}", &v)
+                .unwrap(),
             "/keys/ml-platform?x=ml-platform"
         );
-        assert_eq!(t.variables("a {{ b }} {{ c|upper }}").unwrap(), vec!["b", "c"]);
+        assert_eq!(
+            t.variables("a {{ b }} {{ c|upper }}").unwrap(),
+            vec!["b", "c"]
+        );
         assert!(t.variables("plain").unwrap().is_empty());
     }
 
@@ -133,7 +135,12 @@ mod tests {
     fn undefined_and_broken_templates_are_errors_not_panics() {
         let t = Templater::default();
         assert!(t.render("{{ nope }}", &Vars::new()).is_err());
-        for bad in ["{{", "{% for %}", "{{ a. }}", "{% for i in range(100000000) %}x{% endfor %}"] {
+        for bad in [
+            "{{",
+            "{% for %}",
+            "{{ a. }}",
+            "{% for i in range(100000000) %}x{% endfor %}",
+        ] {
             assert!(t.render(bad, &vars(&[("a", "1")])).is_err(), "{bad}");
         }
     }
@@ -143,6 +150,9 @@ mod tests {
         let t = Templater::default();
         let doc = serde_json::json!({"service_id": "{{ s }}", "n": 1, "list": ["{{ s }}"]});
         let out = t.render_json(&doc, &vars(&[("s", "platform")])).unwrap();
-        assert_eq!(out, serde_json::json!({"service_id": "platform", "n": 1, "list": ["platform"]}));
+        assert_eq!(
+            out,
+            serde_json::json!({"service_id": "platform", "n": 1, "list": ["platform"]})
+        );
     }
 }

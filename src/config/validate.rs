@@ -35,7 +35,12 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn err(&self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    fn err(
+        &self,
+        span: Range<usize>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
         ConfigError::Invalid {
             location: Location::at(&self.file, self.source, span.start),
             field: field.into(),
@@ -57,19 +62,28 @@ pub(super) fn validate(
     let raw = parse(&ctx)?;
 
     let listen = match &raw.server.listen {
-        None => DEFAULT_LISTEN.parse().expect("the default listen address parses"),
+        None => DEFAULT_LISTEN
+            .parse()
+            .expect("the default listen address parses"),
         Some(l) => SocketAddr::from_str(l.get_ref()).map_err(|e| {
             ctx.err(
                 l.span(),
                 "server.listen",
-                format!("invalid address {:?}: {e} (expected host:port, e.g. \"127.0.0.1:9898\")", l.get_ref()),
+                format!(
+                    "invalid address {:?}: {e} (expected host:port, e.g. \"127.0.0.1:9898\")",
+                    l.get_ref()
+                ),
             )
         })?,
     };
     let max_concurrent_probes = match &raw.scheduler.max_concurrent_probes {
         None => DEFAULT_MAX_CONCURRENT_PROBES,
         Some(n) if *n.get_ref() == 0 => {
-            return Err(ctx.err(n.span(), "scheduler.max_concurrent_probes", "must be at least 1"));
+            return Err(ctx.err(
+                n.span(),
+                "scheduler.max_concurrent_probes",
+                "must be at least 1",
+            ));
         }
         Some(n) => *n.get_ref(),
     };
@@ -212,7 +226,9 @@ fn expand_check(
         return Err(ctx.err(
             raw.name.span(),
             format!("{field}.name"),
-            format!("a check name must be 1 to {MAX_NAME_LEN} characters without control characters"),
+            format!(
+                "a check name must be 1 to {MAX_NAME_LEN} characters without control characters"
+            ),
         ));
     }
     let combos = matrix_combinations(ctx, field, spanned)?;
@@ -220,8 +236,16 @@ fn expand_check(
 
     // Every template must only use matrix variables.
     let mut templated: Vec<(String, Range<usize>, Vec<String>)> = vec![
-        (format!("{field}.name"), raw.name.span(), vars_of(templater, ctx, field, &raw.name)?),
-        (format!("{field}.url"), raw.url.span(), vars_of(templater, ctx, field, &raw.url)?),
+        (
+            format!("{field}.name"),
+            raw.name.span(),
+            vars_of(templater, ctx, field, &raw.name)?,
+        ),
+        (
+            format!("{field}.url"),
+            raw.url.span(),
+            vars_of(templater, ctx, field, &raw.url)?,
+        ),
     ];
     for (header, value) in &raw.headers {
         templated.push((
@@ -231,7 +255,11 @@ fn expand_check(
         ));
     }
     if let Some(body) = &raw.body {
-        templated.push((format!("{field}.body"), body.span(), vars_of(templater, ctx, field, body)?));
+        templated.push((
+            format!("{field}.body"),
+            body.span(),
+            vars_of(templater, ctx, field, body)?,
+        ));
     }
     if let Some(json) = &raw.json {
         let used = templater
@@ -246,7 +274,11 @@ fn expand_check(
             } else {
                 format!(
                     "matrix defines {}",
-                    allowed.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                    allowed
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )
             };
             return Err(ctx.err(
@@ -335,9 +367,15 @@ impl SharedParts {
     ) -> Result<SharedParts, ConfigError> {
         let method = match &raw.method {
             None => Method::GET,
-            Some(m) => Method::from_bytes(m.get_ref().to_ascii_uppercase().as_bytes()).map_err(|_| {
-                ctx.err(m.span(), format!("{field}.method"), format!("invalid HTTP method {:?}", m.get_ref()))
-            })?,
+            Some(m) => {
+                Method::from_bytes(m.get_ref().to_ascii_uppercase().as_bytes()).map_err(|_| {
+                    ctx.err(
+                        m.span(),
+                        format!("{field}.method"),
+                        format!("invalid HTTP method {:?}", m.get_ref()),
+                    )
+                })?
+            }
         };
         let tls_settings = match (&raw.tls, &defaults.tls) {
             (Some(tls), _) => tls_settings(ctx, &format!("{field}.tls"), Some(tls))?,
@@ -398,8 +436,13 @@ fn build_one(
     }
 
     let url_text = render(&raw.url, "url")?;
-    let url = Url::parse(&url_text)
-        .map_err(|e| ctx.err(raw.url.span(), format!("{field}.url"), format!("invalid URL {url_text:?}: {e}")))?;
+    let url = Url::parse(&url_text).map_err(|e| {
+        ctx.err(
+            raw.url.span(),
+            format!("{field}.url"),
+            format!("invalid URL {url_text:?}: {e}"),
+        )
+    })?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(ctx.err(
             raw.url.span(),
@@ -411,17 +454,31 @@ fn build_one(
     let mut headers = HeaderMap::new();
     for (key, value) in &raw.headers {
         let where_ = format!("{field}.headers.{key}");
-        let name = HeaderName::from_bytes(key.as_bytes())
-            .map_err(|_| ctx.err(value.span(), &where_, format!("invalid header name {key:?}")))?;
+        let name = HeaderName::from_bytes(key.as_bytes()).map_err(|_| {
+            ctx.err(
+                value.span(),
+                &where_,
+                format!("invalid header name {key:?}"),
+            )
+        })?;
         let text = render(value, &format!("headers.{key}"))?;
-        let value = HeaderValue::from_str(&text)
-            .map_err(|_| ctx.err(value.span(), &where_, "invalid header value (control characters?)"))?;
+        let value = HeaderValue::from_str(&text).map_err(|_| {
+            ctx.err(
+                value.span(),
+                &where_,
+                "invalid header value (control characters?)",
+            )
+        })?;
         headers.append(name, value);
     }
 
     let body = match (&raw.body, &raw.json) {
         (Some(_), Some(json)) => {
-            return Err(ctx.err(json.span(), format!("{field}.json"), "set either body or json, not both"));
+            return Err(ctx.err(
+                json.span(),
+                format!("{field}.json"),
+                "set either body or json, not both",
+            ));
         }
         (Some(body), None) => Some(bytes::Bytes::from(render(body, "body")?)),
         (None, Some(json)) => {
@@ -487,7 +544,10 @@ fn schedule(
             ctx.err(
                 tz.span(),
                 format!("{field}.timezone"),
-                format!("unknown time zone {:?} (use an IANA name such as \"Europe/Berlin\")", tz.get_ref()),
+                format!(
+                    "unknown time zone {:?} (use an IANA name such as \"Europe/Berlin\")",
+                    tz.get_ref()
+                ),
             )
         })?,
     };
@@ -533,13 +593,17 @@ fn auth(
     let err = |msg: String| ctx.err(spanned.span(), &where_, msg);
     let scheme_name = format!("{:?}", a.scheme).to_lowercase();
     if a.header.is_some() && a.scheme != AuthScheme::ApiKey {
-        return Err(err(format!("header is only for scheme \"api_key\", not {scheme_name:?}")));
+        return Err(err(format!(
+            "header is only for scheme \"api_key\", not {scheme_name:?}"
+        )));
     }
     if a.param.is_some() && a.scheme != AuthScheme::Query {
         return Err(err("param is only for scheme \"query\"".into()));
     }
     if a.username.is_some() != (a.scheme == AuthScheme::Basic) {
-        return Err(err("username is required for scheme \"basic\" and only allowed there".into()));
+        return Err(err(
+            "username is required for scheme \"basic\" and only allowed there".into(),
+        ));
     }
     if a.scheme == AuthScheme::None {
         if a.secret.is_some() || a.value.is_some() {
@@ -558,28 +622,47 @@ fn auth(
             let known: Vec<&str> = secrets.keys().map(String::as_str).collect();
             err(format!(
                 "unknown secret {name:?}; [secrets] defines: {}",
-                if known.is_empty() { "nothing".to_owned() } else { known.join(", ") }
+                if known.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    known.join(", ")
+                }
             ))
         })?,
         (None, Some(value)) if value.is_empty() => return Err(err("value is empty".into())),
         (None, Some(value)) => Secret::new(value.clone(), SecretOrigin::Literal),
     };
-    let header_safe = |prefix: &str| HeaderValue::try_from(format!("{prefix}{}", secret.expose())).is_ok();
+    let header_safe =
+        |prefix: &str| HeaderValue::try_from(format!("{prefix}{}", secret.expose())).is_ok();
     Ok(match a.scheme {
         AuthScheme::ApiKey => {
             let header = a.header.as_deref().unwrap_or("X-API-Key");
             let name = HeaderName::from_bytes(header.as_bytes())
                 .map_err(|_| err(format!("invalid header name {header:?}")))?;
             if !header_safe("") {
-                return Err(err(format!("the credential {} cannot be sent in a header", secret.fingerprint())));
+                return Err(err(format!(
+                    "the credential {} cannot be sent in a header",
+                    secret.fingerprint()
+                )));
             }
-            Auth::Header { name, prefix: "", secret }
+            Auth::Header {
+                name,
+                prefix: "",
+                secret,
+            }
         }
         AuthScheme::Bearer => {
             if !header_safe("Bearer ") {
-                return Err(err(format!("the credential {} cannot be sent in a header", secret.fingerprint())));
+                return Err(err(format!(
+                    "the credential {} cannot be sent in a header",
+                    secret.fingerprint()
+                )));
             }
-            Auth::Header { name: AUTHORIZATION, prefix: "Bearer ", secret }
+            Auth::Header {
+                name: AUTHORIZATION,
+                prefix: "Bearer ",
+                secret,
+            }
         }
         AuthScheme::Basic => Auth::Basic {
             username: a.username.clone().unwrap_or_default(),
@@ -635,7 +718,8 @@ fn expectations(ctx: &Ctx<'_>, field: &str, raw: &RawCheck) -> Result<Expectatio
     };
     let e: &RawExpect = spanned.get_ref();
     let span = spanned.span();
-    let err = |what: &str, msg: String| ctx.err(span.clone(), format!("{field}.expect.{what}"), msg);
+    let err =
+        |what: &str, msg: String| ctx.err(span.clone(), format!("{field}.expect.{what}"), msg);
     let status = match &e.status {
         None => StatusMatcher::default(),
         Some(list) => StatusMatcher::new(list.clone()).map_err(|m| err("status", m))?,
@@ -645,13 +729,21 @@ fn expectations(ctx: &Ctx<'_>, field: &str, raw: &RawCheck) -> Result<Expectatio
         if !(j.pointer.is_empty() || j.pointer.starts_with('/')) {
             return Err(err(
                 &format!("json[{i}].pointer"),
-                format!("{:?} is not a JSON pointer (it starts with \"/\", e.g. \"/service_id\")", j.pointer),
+                format!(
+                    "{:?} is not a JSON pointer (it starts with \"/\", e.g. \"/service_id\")",
+                    j.pointer
+                ),
             ));
         }
         let check = match (&j.equals, j.exists) {
             (Some(v), None) => JsonCheck::Equals(v.clone()),
             (None, Some(b)) => JsonCheck::Exists(b),
-            _ => return Err(err(&format!("json[{i}]"), "set exactly one of equals or exists".into())),
+            _ => {
+                return Err(err(
+                    &format!("json[{i}]"),
+                    "set exactly one of equals or exists".into(),
+                ));
+            }
         };
         json.push(JsonExpect {
             pointer: j.pointer.clone(),
@@ -660,8 +752,12 @@ fn expectations(ctx: &Ctx<'_>, field: &str, raw: &RawCheck) -> Result<Expectatio
     }
     let mut headers = Vec::new();
     for (i, h) in e.headers.iter().enumerate() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| err(&format!("headers[{i}].name"), format!("invalid header name {:?}", h.name)))?;
+        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| {
+            err(
+                &format!("headers[{i}].name"),
+                format!("invalid header name {:?}", h.name),
+            )
+        })?;
         let check = match (&h.equals, &h.contains, h.exists) {
             (Some(v), None, None) => HeaderCheck::Equals(v.clone()),
             (None, Some(v), None) => HeaderCheck::Contains(v.clone()),

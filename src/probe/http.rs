@@ -92,17 +92,11 @@ async fn exchange(
     let mut redirects = 0;
     loop {
         trace.start_hop();
-        let request = match build_request(
-            &client,
-            &method,
-            &url,
-            req,
-            body.clone(),
-            send_credentials,
-        ) {
-            Ok(r) => r,
-            Err(reason) => return Observation::failed(FailureKind::Internal, reason),
-        };
+        let request =
+            match build_request(&client, &method, &url, req, body.clone(), send_credentials) {
+                Ok(r) => r,
+                Err(reason) => return Observation::failed(FailureKind::Internal, reason),
+            };
         let hop_start = Instant::now();
         let response = match client.execute(request).await {
             Ok(r) => r,
@@ -112,7 +106,9 @@ async fn exchange(
             }
         };
         let headers_at = Instant::now();
-        trace.add_processing(headers_at.saturating_duration_since(trace.connected_at().unwrap_or(hop_start)));
+        trace.add_processing(
+            headers_at.saturating_duration_since(trace.connected_at().unwrap_or(hop_start)),
+        );
         let status = response.status();
         trace.set_status(status.as_u16());
 
@@ -122,7 +118,10 @@ async fn exchange(
                 if redirects >= req.max_redirects {
                     let mut obs = Observation::failed(
                         FailureKind::Redirect,
-                        format!("more than {} redirects (last to \"{shown}\")", req.max_redirects),
+                        format!(
+                            "more than {} redirects (last to \"{shown}\")",
+                            req.max_redirects
+                        ),
                     );
                     obs.status = Some(status.as_u16());
                     obs.redirects = redirects;
@@ -231,7 +230,9 @@ fn build_request(
             Auth::Query { .. } | Auth::None => {}
         }
     }
-    builder.build().map_err(|e| format!("invalid request: {}", root_cause(&e)))
+    builder
+        .build()
+        .map_err(|e| format!("invalid request: {}", root_cause(&e)))
 }
 
 /// A URL for another origin: our query credential and any query value equal
@@ -286,7 +287,10 @@ async fn read_capped(
                     body,
                     Some((
                         FailureKind::Protocol,
-                        format!("connection failed while reading the body: {}", root_cause(&e)),
+                        format!(
+                            "connection failed while reading the body: {}",
+                            root_cause(&e)
+                        ),
                     )),
                 );
             }
@@ -304,7 +308,10 @@ fn transport_failure(err: &reqwest::Error, trace: &Trace, url: &Url) -> (Failure
     }
     let cause = root_cause(err);
     match trace.stage() {
-        Stage::Resolving => (FailureKind::Dns, format!("could not resolve {host}: {cause}")),
+        Stage::Resolving => (
+            FailureKind::Dns,
+            format!("could not resolve {host}: {cause}"),
+        ),
         Stage::Connecting => (
             FailureKind::Connect,
             format!("connect to {host}:{port} failed: {cause}"),

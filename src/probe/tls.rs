@@ -43,12 +43,10 @@ impl TlsProfile {
         } else if let Some(ca) = &settings.ca_file {
             let mut roots = RootCertStore::empty();
             for cert in ca.certs.iter() {
-                roots
-                    .add(cert.clone())
-                    .map_err(|e| TlsSetupError::CaFile {
-                        path: ca.path.display().to_string(),
-                        message: e.to_string(),
-                    })?;
+                roots.add(cert.clone()).map_err(|e| TlsSetupError::CaFile {
+                    path: ca.path.display().to_string(),
+                    message: e.to_string(),
+                })?;
             }
             WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                 .build()

@@ -49,11 +49,26 @@ impl Metrics {
     pub fn new(max_concurrent: usize) -> Metrics {
         let r = Registry::new();
         let gauge = |name: &str, help: &str, labels: &[&str]| {
-            register(&r, GaugeVec::new(Opts::new(name, help), labels).expect("valid metric"))
+            register(
+                &r,
+                GaugeVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
         };
-        let success = gauge("probe_success", "Whether the check's last run passed (1) or failed (0).", &CHECK_LABELS);
-        let status_code = gauge("probe_http_status_code", "Status code of the last response (0 when none arrived).", &CHECK_LABELS);
-        let duration = gauge("probe_duration_seconds", "How long the last run took.", &CHECK_LABELS);
+        let success = gauge(
+            "probe_success",
+            "Whether the check's last run passed (1) or failed (0).",
+            &CHECK_LABELS,
+        );
+        let status_code = gauge(
+            "probe_http_status_code",
+            "Status code of the last response (0 when none arrived).",
+            &CHECK_LABELS,
+        );
+        let duration = gauge(
+            "probe_duration_seconds",
+            "How long the last run took.",
+            &CHECK_LABELS,
+        );
         let phase_duration = gauge(
             "probe_http_duration_seconds",
             "Duration of each phase of the last run, summed over redirects.",
@@ -64,7 +79,11 @@ impl Metrics {
             "Unix time at which the earliest-expiring certificate the target presented expires.",
             &CHECK_LABELS,
         );
-        let redirects = gauge("probe_http_redirects", "Redirects followed in the last run.", &CHECK_LABELS);
+        let redirects = gauge(
+            "probe_http_redirects",
+            "Redirects followed in the last run.",
+            &CHECK_LABELS,
+        );
         let last_run = gauge(
             "lookout_check_last_run_timestamp_seconds",
             "Unix time at which the check's last run started.",
@@ -83,7 +102,10 @@ impl Metrics {
         let checks_by_state = register(
             &r,
             IntGaugeVec::new(
-                Opts::new("lookout_checks", "Checks per group by state (passing, failing, pending)."),
+                Opts::new(
+                    "lookout_checks",
+                    "Checks per group by state (passing, failing, pending).",
+                ),
                 &["group", "state"],
             )
             .expect("valid metric"),
@@ -147,7 +169,10 @@ impl Metrics {
         let build_info = register(
             &r,
             IntGaugeVec::new(
-                Opts::new("lookout_build_info", "Always 1; labels say which lookout this is."),
+                Opts::new(
+                    "lookout_build_info",
+                    "Always 1; labels say which lookout this is.",
+                ),
                 &["version"],
             )
             .expect("valid metric"),
@@ -180,7 +205,11 @@ impl Metrics {
         let secs = result.duration.as_secs_f64();
         self.success
             .with_label_values(&labels)
-            .set(if result.outcome.is_success() { 1.0 } else { 0.0 });
+            .set(if result.outcome.is_success() {
+                1.0
+            } else {
+                0.0
+            });
         self.status_code
             .with_label_values(&labels)
             .set(f64::from(result.status.unwrap_or(0)));
@@ -207,8 +236,7 @@ impl Metrics {
         self.last_run
             .with_label_values(&labels)
             .set(result.started_at.timestamp_millis() as f64 / 1000.0);
-        self.schedule_lag
-            .observe(result.schedule_lag.as_secs_f64());
+        self.schedule_lag.observe(result.schedule_lag.as_secs_f64());
     }
 
     pub fn skipped(&self, check: &Check, count: u64) {
@@ -219,8 +247,19 @@ impl Metrics {
 
     /// Sets a group's counts and score; `score` is `None` while no check in
     /// the group has a result, and the score series is then absent rather than 0.
-    pub fn set_group(&self, group: &str, passing: u64, failing: u64, pending: u64, score: Option<f64>) {
-        for (state, n) in [("passing", passing), ("failing", failing), ("pending", pending)] {
+    pub fn set_group(
+        &self,
+        group: &str,
+        passing: u64,
+        failing: u64,
+        pending: u64,
+        score: Option<f64>,
+    ) {
+        for (state, n) in [
+            ("passing", passing),
+            ("failing", failing),
+            ("pending", pending),
+        ] {
             self.checks_by_state
                 .with_label_values(&[group, state])
                 .set(n as i64);

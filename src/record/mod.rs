@@ -22,7 +22,13 @@ impl Recorder {
         let board = Board::new(&config.checks);
         let metrics = Metrics::new(config.max_concurrent_probes);
         for (group, tally) in board.groups() {
-            metrics.set_group(&group, tally.passing, tally.failing, tally.pending, tally.score());
+            metrics.set_group(
+                &group,
+                tally.passing,
+                tally.failing,
+                tally.pending,
+                tally.score(),
+            );
         }
         Recorder { metrics, board }
     }
@@ -39,8 +45,13 @@ impl Recorder {
         let reason = result.outcome.reason().map(str::to_owned);
         let (transition, tally) = self.board.update(&check.name, result);
         if let Some(t) = transition {
-            self.metrics
-                .set_group(&check.group, tally.passing, tally.failing, tally.pending, tally.score());
+            self.metrics.set_group(
+                &check.group,
+                tally.passing,
+                tally.failing,
+                tally.pending,
+                tally.score(),
+            );
             self.metrics.set_overall(self.board.overall().score());
             match (t.from, t.to) {
                 (_, State::Failing) => tracing::warn!(

@@ -96,10 +96,7 @@ fn crontab_day_of_week(field: &str) -> Result<String, String> {
             day += step;
         }
     }
-    let names: Vec<&str> = (0..7)
-        .filter(|&d| days[d])
-        .map(|d| DAY_NAMES[d])
-        .collect();
+    let names: Vec<&str> = (0..7).filter(|&d| days[d]).map(|d| DAY_NAMES[d]).collect();
     Ok(names.join(","))
 }
 

@@ -180,7 +180,9 @@ impl Scheduler {
     pub async fn shutdown(&self, grace: Duration) -> bool {
         self.cancel.cancel();
         self.tracker.close();
-        tokio::time::timeout(grace, self.tracker.wait()).await.is_ok()
+        tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_ok()
     }
 }
 
@@ -208,17 +210,32 @@ mod tests {
         let t = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         let first = s.next_after(t).unwrap();
         assert!(first > t && first <= t + chrono::Duration::seconds(10));
-        assert_eq!(s.next_after(first).unwrap() - first, chrono::Duration::seconds(10));
-        assert_eq!(s.ticks_between(first, first + chrono::Duration::seconds(35), 100), 3);
-        assert_eq!(s.ticks_between(first, first + chrono::Duration::seconds(35), 2), 2);
+        assert_eq!(
+            s.next_after(first).unwrap() - first,
+            chrono::Duration::seconds(10)
+        );
+        assert_eq!(
+            s.ticks_between(first, first + chrono::Duration::seconds(35), 100),
+            3
+        );
+        assert_eq!(
+            s.ticks_between(first, first + chrono::Duration::seconds(35), 2),
+            2
+        );
     }
 
     #[test]
     fn cron_respects_time_zone() {
         let spec = CronSpec::parse("0 9 * * *").unwrap();
-        let s = Schedule::Cron { spec, tz: chrono_tz::Europe::Berlin };
+        let s = Schedule::Cron {
+            spec,
+            tz: chrono_tz::Europe::Berlin,
+        };
         let t = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         // 09:00 in Berlin in winter is 08:00 UTC.
-        assert_eq!(s.next_after(t).unwrap(), Utc.with_ymd_and_hms(2026, 1, 1, 8, 0, 0).unwrap());
+        assert_eq!(
+            s.next_after(t).unwrap(),
+            Utc.with_ymd_and_hms(2026, 1, 1, 8, 0, 0).unwrap()
+        );
     }
 }

@@ -109,13 +109,15 @@ impl CheckView {
     }
 
     pub fn last_run_text(&self) -> String {
-        self.last_run
-            .map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        self.last_run.map_or_else(String::new, |t| {
+            t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+        })
     }
 
     pub fn since_text(&self) -> String {
-        self.since
-            .map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        self.since.map_or_else(String::new, |t| {
+            t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+        })
     }
 
     pub fn reason_text(&self) -> &str {

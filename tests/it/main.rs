@@ -1,1 +1,5 @@
 //! One integration-test binary (links once): each module is one area.
+
+mod daemon;
+mod probe_http;
+mod support;

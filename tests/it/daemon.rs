@@ -1,0 +1,420 @@
+//! The daemon as a whole: scheduling, scores, /metrics, the API, the page,
+//! and the secret sweep through the real binary.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use lookout::daemon::Daemon;
+use prometheus_parse::{Scrape, Value};
+
+use crate::support::{TEST_SECRET, config, eventually, start_target};
+
+async fn get(url: String) -> String {
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
+
+fn gauge(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            Value::Gauge(v) | Value::Counter(v) | Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+}
+
+fn parse(text: &str) -> Scrape {
+    Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("metrics parse")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_runs_are_skipped_not_doubled() {
+    let target = start_target().await;
+    let cfg = config(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[[checks]]
+name = "slow"
+url = "{}"
+interval = "100ms"
+timeout = "2s"
+"#,
+        target.url("/slow/450")
+    ));
+    let daemon = Daemon::start(cfg).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let metrics = get(format!("http://{}/metrics", daemon.addr)).await;
+    daemon.shutdown().await;
+    assert_eq!(
+        target.shared.max_in_flight.load(Ordering::SeqCst),
+        1,
+        "a check must never run twice at once"
+    );
+    let scrape = parse(&metrics);
+    let skipped = gauge(
+        &scrape,
+        "lookout_check_skipped_runs_total",
+        &[("check", "slow")],
+    )
+    .unwrap_or(0.0);
+    let runs = gauge(
+        &scrape,
+        "lookout_check_runs_total",
+        &[("check", "slow"), ("outcome", "success")],
+    )
+    .unwrap_or(0.0);
+    assert!(skipped >= 3.0, "skipped {skipped}, runs {runs}");
+    assert!((1.0..=4.0).contains(&runs), "runs {runs}");
+}
+
+/// 6 of 11 checks pass, as in the user's report: "54.5% (6/11 checks)".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scores_metrics_api_and_page_agree() {
+    let target = start_target().await;
+    let mut toml =
+        String::from("[server]\nlisten = \"127.0.0.1:0\"\n[defaults]\ninterval = \"150ms\"\n");
+    for i in 0..6 {
+        let group = if i < 4 {
+            "infrastructure"
+        } else {
+            "authentication"
+        };
+        toml.push_str(&format!(
+            "[[checks]]\nname = \"ok-{i}\"\ngroup = \"{group}\"\nurl = \"{}\"\n",
+            target.url("/echo")
+        ));
+    }
+    // Failing checks whose target answers with markup, which must show as text.
+    let evil = "%3Cscript%3Ealert(1)%3C%2Fscript%3E";
+    for i in 0..5 {
+        let group = if i < 1 {
+            "infrastructure"
+        } else {
+            "authentication"
+        };
+        toml.push_str(&format!(
+            "[[checks]]\nname = \"bad-{i}\"\ngroup = \"{group}\"\nurl = \"{}\"\n",
+            target.url(&format!("/status/401?detail={evil}"))
+        ));
+    }
+    let daemon = Daemon::start(config(&toml)).await.unwrap();
+    let recorder = daemon.recorder.clone();
+    eventually(Duration::from_secs(10), async || {
+        (recorder.board.overall().pending == 0).then_some(())
+    })
+    .await;
+    let base = format!("http://{}", daemon.addr);
+    let metrics = get(format!("{base}/metrics")).await;
+    let status: serde_json::Value =
+        serde_json::from_str(&get(format!("{base}/api/v1/status")).await).unwrap();
+    let page = get(format!("{base}/")).await;
+    let ready = reqwest::get(format!("{base}/readyz"))
+        .await
+        .unwrap()
+        .status();
+    let health = reqwest::get(format!("{base}/healthz"))
+        .await
+        .unwrap()
+        .status();
+    daemon.shutdown().await;
+
+    assert_eq!(ready, 200);
+    assert_eq!(health, 200);
+
+    // JSON API
+    let score = status["overall"]["score"].as_f64().unwrap();
+    assert!((score - 6.0 / 11.0).abs() < 1e-9, "{score}");
+    assert_eq!(status["overall"]["passing"], 6);
+    assert_eq!(status["overall"]["failing"], 5);
+    let groups = status["groups"].as_array().unwrap();
+    let infra = groups
+        .iter()
+        .find(|g| g["name"] == "infrastructure")
+        .unwrap();
+    assert!((infra["score"].as_f64().unwrap() - 0.8).abs() < 1e-9);
+    let auth = groups
+        .iter()
+        .find(|g| g["name"] == "authentication")
+        .unwrap();
+    assert!((auth["score"].as_f64().unwrap() - 2.0 / 6.0).abs() < 1e-9);
+    let bad = status["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "bad-0")
+        .unwrap();
+    assert_eq!(bad["state"], "failing");
+    assert_eq!(bad["status_code"], 401);
+    assert_eq!(bad["outcome"], "status");
+    assert_eq!(
+        bad["reason"],
+        "status 401, expected 2xx: \"<script>alert(1)</script>\""
+    );
+
+    // /metrics, parsed back
+    let scrape = parse(&metrics);
+    let overall = gauge(&scrape, "lookout_health_score", &[]).unwrap();
+    assert!((overall - 6.0 / 11.0).abs() < 1e-9, "{overall}");
+    assert_eq!(
+        gauge(
+            &scrape,
+            "lookout_group_health_score",
+            &[("group", "infrastructure")]
+        ),
+        Some(0.8)
+    );
+    assert_eq!(
+        gauge(&scrape, "probe_success", &[("check", "ok-0")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        gauge(&scrape, "probe_success", &[("check", "bad-0")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        gauge(&scrape, "probe_http_status_code", &[("check", "bad-0")]),
+        Some(401.0)
+    );
+    assert_eq!(
+        gauge(
+            &scrape,
+            "lookout_checks",
+            &[("group", "authentication"), ("state", "failing")]
+        ),
+        Some(4.0)
+    );
+    for phase in ["resolve", "connect", "tls", "processing", "transfer"] {
+        assert!(
+            gauge(
+                &scrape,
+                "probe_http_duration_seconds",
+                &[("check", "ok-0"), ("phase", phase)]
+            )
+            .is_some(),
+            "{phase}"
+        );
+    }
+    assert!(
+        gauge(
+            &scrape,
+            "lookout_check_runs_total",
+            &[("check", "bad-0"), ("outcome", "status")]
+        )
+        .unwrap()
+            >= 1.0
+    );
+    assert_eq!(gauge(&scrape, "lookout_build_info", &[]), Some(1.0));
+    // No label carries a URL, a query string or target text.
+    for s in &scrape.samples {
+        for (k, v) in s.labels.iter() {
+            assert!(
+                !v.contains("http") && !v.contains('?') && !v.contains('<'),
+                "{}: {k}={v}",
+                s.metric
+            );
+        }
+    }
+    promtool_check_metrics(&metrics);
+
+    // The page: scores shown, target text escaped.
+    assert!(page.contains("54.5%"), "overall score on the page");
+    assert!(
+        page.contains("80.0%") && page.contains("33.3%"),
+        "group scores on the page"
+    );
+    assert!(
+        !page.contains("<script>alert"),
+        "target markup must be escaped"
+    );
+    assert!(
+        page.contains("&#60;script&#62;alert(1)&#60;/script&#62;")
+            || page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "and shown as text:\n{page}"
+    );
+}
+
+/// `promtool check metrics` must report nothing. Skipped, loudly, where
+/// promtool is not installed (`.ci/setup` installs it).
+fn promtool_check_metrics(text: &str) {
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("SKIPPED promtool check metrics: promtool is not installed (run .ci/setup)");
+            return;
+        }
+        Err(e) => panic!("promtool: {e}"),
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool check metrics:\n{report}"
+    );
+}
+
+/// With secrets configured every way, no output of the real binary (logs at
+/// debug level, /metrics, the API, the page) contains them, and SIGTERM
+/// stops it with exit code 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_leave_through_any_output() {
+    let target = start_target().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file_secret = "file_secret_Xy7Qw2Er5Ty8Ui1Op";
+    std::fs::write(dir.path().join("key.txt"), format!("{file_secret}\n")).unwrap();
+    let config_path = dir.path().join("lookout.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+[defaults]
+interval = "200ms"
+[secrets]
+env_key = {{ env = "PLATFORM_API_KEY" }}
+file_key = {{ file = "key.txt" }}
+[[checks]]
+name = "header-echoed"
+url = "{echo_key}"
+auth = {{ scheme = "api_key", secret = "env_key" }}
+[[checks]]
+name = "query-echoed"
+url = "{echo_key}"
+auth = {{ scheme = "query", secret = "file_key" }}
+[[checks]]
+name = "bearer"
+url = "{echo}"
+auth = {{ scheme = "bearer", secret = "env_key" }}
+[[checks]]
+name = "basic"
+url = "{echo}"
+auth = {{ scheme = "basic", username = "svc", secret = "file_key" }}
+"#,
+            echo_key = target.url("/echo-key"),
+            echo = target.url("/echo"),
+        ),
+    )
+    .unwrap();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(["run", "--log-format", "json", "--config"])
+        .arg(&config_path)
+        .env("PLATFORM_API_KEY", TEST_SECRET)
+        .env("LOOKOUT_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let log_reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("lookout is running")
+                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && let Some(addr) = v["fields"]["addr"].as_str()
+            {
+                let _ = addr_tx.send(addr.to_owned());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let addr = match addr_rx.recv_timeout(Duration::from_secs(15)) {
+        Ok(a) => a,
+        Err(_) => {
+            let _ = child.kill();
+            panic!("lookout did not start: {}", log_reader.join().unwrap());
+        }
+    };
+    let base = format!("http://{addr}");
+    let api = base.clone();
+    let status = eventually(Duration::from_secs(10), async || {
+        let text = get(format!("{api}/api/v1/status")).await;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        (v["overall"]["pending"] == 0).then_some(text)
+    })
+    .await;
+    let metrics = get(format!("{base}/metrics")).await;
+    let page = get(format!("{base}/")).await;
+
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let exit = eventually(Duration::from_secs(20), async || child.try_wait().unwrap()).await;
+    let stdout = {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut s).unwrap();
+        s
+    };
+    let logs = log_reader.join().unwrap();
+    assert_eq!(exit.code(), Some(0), "SIGTERM exits 0; logs:\n{logs}");
+
+    // The targets really did get and echo the secrets...
+    assert!(
+        target
+            .seen_on("/echo-key")
+            .iter()
+            .any(|s| s.all_text().contains(TEST_SECRET))
+    );
+    assert!(
+        target
+            .seen_on("/echo-key")
+            .iter()
+            .any(|s| s.all_text().contains(file_secret))
+    );
+    // ...and nothing lookout shows or writes contains them.
+    for (what, text) in [
+        ("status API", &status),
+        ("metrics", &metrics),
+        ("page", &page),
+        ("logs", &logs),
+        ("stdout", &stdout),
+    ] {
+        for secret in [TEST_SECRET, file_secret] {
+            assert!(!text.contains(secret), "{what} leaks a secret");
+        }
+    }
+    assert!(
+        logs.contains("check is failing"),
+        "state changes are logged:\n{logs}"
+    );
+    assert!(
+        status.contains("[redacted sha256:"),
+        "echoed keys show as redacted"
+    );
+    let fingerprint = lookout::secret::Secret::new(
+        TEST_SECRET.to_owned(),
+        lookout::secret::SecretOrigin::Named("env_key".into()),
+    );
+    assert!(
+        status.contains(fingerprint.fingerprint()),
+        "the API names the key by fingerprint"
+    );
+}

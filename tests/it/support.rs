@@ -1,0 +1,251 @@
+//! A target server of our own on 127.0.0.1:0 that records what it was sent,
+//! and helpers to load configs and run one probe.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path as UrlPath, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use lookout::config::Config;
+use lookout::judge::judge;
+use lookout::outcome::Outcome;
+use lookout::probe::{Observation, Prober, http};
+
+/// The secret the tests configure; it must never show up anywhere.
+pub const TEST_SECRET: &str = "hk_test_Zq8Xw3Vb9Nc2Lm4Kp7Rt";
+
+/// One request as the target saw it.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub path: String,
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    pub peer_port: u16,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Everything about the request that could carry a credential.
+    pub fn all_text(&self) -> String {
+        let mut out = format!("{}?{}\n", self.path, self.query);
+        for (k, v) in &self.headers {
+            out.push_str(&format!("{k}: {v}\n"));
+        }
+        out
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct Shared {
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    pub in_flight: Arc<AtomicUsize>,
+    pub max_in_flight: Arc<AtomicUsize>,
+}
+
+pub struct Target {
+    pub addr: SocketAddr,
+    pub shared: Shared,
+}
+
+impl Target {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.shared.seen.lock().unwrap().clone()
+    }
+
+    pub fn seen_on(&self, path: &str) -> Vec<Seen> {
+        self.seen().into_iter().filter(|s| s.path == path).collect()
+    }
+}
+
+pub async fn start_target() -> Target {
+    let shared = Shared::default();
+    let app = Router::new()
+        .route("/echo", any(echo))
+        .route("/status/{code}", any(status))
+        .route("/slow/{ms}", get(slow))
+        .route("/hang", get(hang))
+        .route("/huge", get(huge))
+        .route("/redirect", get(redirect))
+        .route("/echo-key", get(echo_key))
+        .route("/validate", post(validate))
+        .layer(middleware::from_fn_with_state(shared.clone(), record))
+        .with_state(shared.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    Target { addr, shared }
+}
+
+async fn record(State(shared): State<Shared>, req: Request, next: Next) -> Response {
+    let peer_port = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(0, |c| c.0.port());
+    let seen = Seen {
+        path: req.uri().path().to_owned(),
+        query: req.uri().query().unwrap_or("").to_owned(),
+        headers: req
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        peer_port,
+    };
+    shared.seen.lock().unwrap().push(seen);
+    next.run(req).await
+}
+
+async fn echo() -> &'static str {
+    "echo ok"
+}
+
+async fn status(
+    UrlPath(code): UrlPath<u16>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let code = StatusCode::from_u16(code).unwrap_or(StatusCode::IM_A_TEAPOT);
+    match q.get("detail") {
+        Some(detail) => (code, axum::Json(serde_json::json!({ "detail": detail }))).into_response(),
+        None => (code, q.get("text").cloned().unwrap_or_default()).into_response(),
+    }
+}
+
+async fn slow(State(shared): State<Shared>, UrlPath(ms): UrlPath<u64>) -> &'static str {
+    let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+    "slow ok"
+}
+
+/// Accepts and never answers (within any test's time).
+async fn hang() -> &'static str {
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    "too late"
+}
+
+async fn huge() -> Response {
+    Body::from(vec![b'x'; 5 * 1024 * 1024]).into_response()
+}
+
+async fn redirect(Query(q): Query<std::collections::HashMap<String, String>>) -> Response {
+    // `?loop` redirects to itself forever.
+    let to = if q.contains_key("loop") {
+        "/redirect?loop".to_owned()
+    } else {
+        q.get("to").cloned().unwrap_or_else(|| "/echo".into())
+    };
+    (StatusCode::FOUND, [(header::LOCATION, to)]).into_response()
+}
+
+/// Rejects the key and echoes it back, as careless services do.
+async fn echo_key(
+    headers: HeaderMap,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let key = headers
+        .get("x-api-key")
+        .or_else(|| headers.get("authorization"))
+        .map(|v| v.to_str().unwrap_or("").to_owned())
+        .or_else(|| q.get("api_key").cloned())
+        .unwrap_or_default();
+    (
+        StatusCode::UNAUTHORIZED,
+        axum::Json(serde_json::json!({ "detail": format!("key {key} is not valid for service 'ml-platform'") })),
+    )
+        .into_response()
+}
+
+/// Like the auth service in the user reports: the key is registered for
+/// service 'platform' only.
+async fn validate(headers: HeaderMap, axum::Json(body): axum::Json<serde_json::Value>) -> Response {
+    if headers.get("x-api-key").and_then(|v| v.to_str().ok()) != Some(TEST_SECRET) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(serde_json::json!({ "detail": "Invalid or expired API key" })),
+        )
+            .into_response();
+    }
+    let service = body["service_id"].as_str().unwrap_or("");
+    if service == "platform" {
+        axum::Json(serde_json::json!({ "service_id": "platform", "valid": true })).into_response()
+    } else {
+        (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(serde_json::json!({ "detail": format!(
+                "API key does not have access to service '{service}'. This key is registered for service 'platform'."
+            ) })),
+        )
+            .into_response()
+    }
+}
+
+/// A config from TOML text; `PLATFORM_API_KEY` is the only environment variable.
+pub fn config(toml: &str) -> Config {
+    try_config(toml).unwrap_or_else(|e| panic!("config should load: {e}\n{toml}"))
+}
+
+pub fn try_config(toml: &str) -> Result<Config, lookout::config::ConfigError> {
+    lookout::config::from_str(toml, Path::new("test.toml"), &|name| {
+        (name == "PLATFORM_API_KEY").then(|| TEST_SECRET.to_owned())
+    })
+}
+
+/// Runs the named check once and judges it.
+pub async fn probe(config: &Config, name: &str) -> (Observation, Outcome) {
+    let prober = Prober::new(config).expect("TLS profiles build");
+    let check = config
+        .checks
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no check named {name}"));
+    let profile = prober.profile(check.request.tls_profile).unwrap();
+    let obs = http::probe(&check.request, profile, &config.redactor).await;
+    let outcome = judge(&check.expect, &obs, &config.redactor);
+    (obs, outcome)
+}
+
+/// Polls `f` every 20 ms until it returns Some, for at most `limit`.
+pub async fn eventually<T>(limit: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
