@@ -2,4 +2,5 @@
 
 mod daemon;
 mod probe_http;
+mod probe_tls;
 mod support;
