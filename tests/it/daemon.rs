@@ -418,3 +418,41 @@ auth = {{ scheme = "basic", username = "svc", secret = "file_key" }}
         "the API names the key by fingerprint"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_probes_in_flight_finish() {
+    let target = start_target().await;
+    let cfg = config(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[scheduler]\nshutdown_grace = \"5s\"\n\
+         [[checks]]\nname = \"slow\"\nurl = \"{}\"\ninterval = \"10s\"\n",
+        target.url("/slow/400")
+    ));
+    let daemon = Daemon::start(cfg).await.unwrap();
+    let recorder = daemon.recorder.clone();
+    let in_flight = target.shared.in_flight.clone();
+    eventually(Duration::from_secs(12), async || {
+        (in_flight.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+    daemon.shutdown().await;
+    let entry = &recorder.board.entries()[0];
+    let last = entry.last.as_ref().expect("the run in flight was recorded");
+    assert!(last.outcome.is_success(), "{:?}", last.outcome);
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["check-config", "--help"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_lookout"))
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{args:?}");
+        assert!(text.contains("Usage:"), "{args:?}: {text}");
+    }
+}

@@ -3,4 +3,5 @@
 mod daemon;
 mod probe_http;
 mod probe_tls;
+mod snapshots;
 mod support;
