@@ -456,3 +456,38 @@ fn every_command_has_help() {
         assert!(text.contains("Usage:"), "{args:?}: {text}");
     }
 }
+
+/// With one slot, three slow checks take turns, and the wait shows up as
+/// schedule lag instead of as extra load on the target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_concurrency_limit_holds_and_waiting_counts_as_lag() {
+    let target = start_target().await;
+    let mut toml = String::from(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[scheduler]\nmax_concurrent_probes = 1\n",
+    );
+    for i in 0..3 {
+        toml.push_str(&format!(
+            "[[checks]]\nname = \"slow-{i}\"\nurl = \"{}\"\nschedule = \"* * * * * *\"\n",
+            target.url("/slow/300")
+        ));
+    }
+    let daemon = Daemon::start(config(&toml)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let metrics = get(format!("http://{}/metrics", daemon.addr)).await;
+    daemon.shutdown().await;
+    assert_eq!(target.shared.max_in_flight.load(Ordering::SeqCst), 1);
+    let scrape = parse(&metrics);
+    let lag = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "lookout_schedule_lag_seconds")
+        .expect("lag histogram");
+    let Value::Histogram(buckets) = &lag.value else {
+        panic!("histogram")
+    };
+    // Cron ticks fire together each second; with one slot, at least one run
+    // per second waited for another (about 300 ms or more).
+    let waited =
+        buckets.last().unwrap().count - buckets.iter().find(|b| b.less_than >= 0.25).unwrap().count;
+    assert!(waited >= 1.0, "{buckets:?}");
+}
