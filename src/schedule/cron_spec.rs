@@ -13,7 +13,8 @@ use std::str::FromStr;
 pub struct CronSpec {
     /// As the user wrote it, for display.
     pub text: String,
-    pub schedule: cron::Schedule,
+    /// Shared: matrix siblings and reloads clone it.
+    pub schedule: std::sync::Arc<cron::Schedule>,
 }
 
 impl fmt::Debug for CronSpec {
@@ -52,7 +53,7 @@ impl CronSpec {
         }
         Ok(CronSpec {
             text: trimmed.to_owned(),
-            schedule,
+            schedule: std::sync::Arc::new(schedule),
         })
     }
 }
