@@ -19,7 +19,7 @@ use super::Observation;
 use super::tls::TlsProfile;
 use super::trace::{Stage, Trace, TraceLayer, TraceResolver, TraceStore, TraceVerifier};
 use crate::config::{Auth, HttpRequest};
-use crate::judge::{clean, format_ms};
+use crate::judge::clean;
 use crate::outcome::FailureKind;
 use crate::secret::Redactor;
 
@@ -35,7 +35,7 @@ pub async fn probe(req: &HttpRequest, profile: &TlsProfile, redactor: &Redactor)
             FailureKind::Timeout,
             format!(
                 "timed out after {} {}",
-                format_ms(req.timeout),
+                humantime::format_duration(req.timeout),
                 trace.stage().describe()
             ),
         );

@@ -6,7 +6,7 @@ pub mod metrics;
 
 use std::sync::Arc;
 
-use board::{Board, State};
+use board::Board;
 use metrics::Metrics;
 
 use crate::config::{Check, Config};
@@ -53,23 +53,15 @@ impl Recorder {
                 tally.score(),
             );
             self.metrics.set_overall(self.board.overall().score());
-            match (t.from, t.to) {
-                (_, State::Failing) => tracing::warn!(
-                    check = %check.name,
-                    group = %check.group,
-                    from = t.from.as_str(),
-                    to = t.to.as_str(),
-                    reason = reason.as_deref().unwrap_or(""),
-                    "check is failing"
-                ),
-                _ => tracing::info!(
-                    check = %check.name,
-                    group = %check.group,
-                    from = t.from.as_str(),
-                    to = t.to.as_str(),
-                    "check is passing"
-                ),
-            }
+            // One info line per state change; the reason says why it failed.
+            tracing::info!(
+                check = %check.name,
+                group = %check.group,
+                from = t.from.as_str(),
+                to = t.to.as_str(),
+                reason = reason.as_deref().unwrap_or(""),
+                "check changed state"
+            );
         }
     }
 

@@ -402,7 +402,7 @@ auth = {{ scheme = "basic", username = "svc", secret = "file_key" }}
         }
     }
     assert!(
-        logs.contains("check is failing"),
+        logs.contains("check changed state"),
         "state changes are logged:\n{logs}"
     );
     assert!(
