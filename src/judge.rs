@@ -50,8 +50,11 @@ impl StatusPattern {
                 _ => Err(bad()),
             }
         };
-        let (low, high) = if body.len() == 3 && body[1..].eq_ignore_ascii_case("xx") {
-            let class = body[..1].parse::<u16>().map_err(|_| bad())?;
+        // `get` rather than slicing: the input may be any UTF-8.
+        let class_digit = body.get(..1).filter(|_| body.len() == 3);
+        let is_class = body.get(1..).is_some_and(|x| x.eq_ignore_ascii_case("xx"));
+        let (low, high) = if let (Some(digit), true) = (class_digit, is_class) {
+            let class = digit.parse::<u16>().map_err(|_| bad())?;
             if !(1..=5).contains(&class) {
                 return Err(bad());
             }
@@ -307,7 +310,7 @@ fn judge_json(expects: &[JsonExpect], body: &[u8], redactor: &Redactor) -> Optio
             (JsonCheck::Exists(false), Some(v)) => Some(format!(
                 "{} is {}, expected absent",
                 e.pointer,
-                quote(&v.to_string(), redactor)
+                quote_raw(&v.to_string(), redactor)
             )),
             (JsonCheck::Equals(want), None) => {
                 Some(format!("{} missing, expected {want}", e.pointer))

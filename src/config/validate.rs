@@ -154,7 +154,14 @@ pub(super) fn validate(
 fn parse(ctx: &Ctx<'_>) -> Result<RawConfig, ConfigError> {
     let de = toml::Deserializer::parse(ctx.source).map_err(|e| toml_error(ctx, &e, ""))?;
     serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
+        // `Spanned` wraps values in a private field; users never wrote it.
+        let path = e
+            .path()
+            .to_string()
+            .split('.')
+            .filter(|segment| !segment.starts_with("$__"))
+            .collect::<Vec<_>>()
+            .join(".");
         toml_error(ctx, e.inner(), if path == "." { "" } else { &path })
     })
 }
@@ -239,26 +246,26 @@ fn expand_check(
         (
             format!("{field}.name"),
             raw.name.span(),
-            vars_of(templater, ctx, field, &raw.name)?,
+            vars_of(templater, ctx, &format!("{field}.name"), &raw.name)?,
         ),
         (
             format!("{field}.url"),
             raw.url.span(),
-            vars_of(templater, ctx, field, &raw.url)?,
+            vars_of(templater, ctx, &format!("{field}.url"), &raw.url)?,
         ),
     ];
     for (header, value) in &raw.headers {
         templated.push((
             format!("{field}.headers.{header}"),
             value.span(),
-            vars_of(templater, ctx, field, value)?,
+            vars_of(templater, ctx, &format!("{field}.headers.{header}"), value)?,
         ));
     }
     if let Some(body) = &raw.body {
         templated.push((
             format!("{field}.body"),
             body.span(),
-            vars_of(templater, ctx, field, body)?,
+            vars_of(templater, ctx, &format!("{field}.body"), body)?,
         ));
     }
     if let Some(json) = &raw.json {
@@ -538,12 +545,17 @@ fn schedule(
             "set either schedule (cron) or interval, not both",
         ));
     }
+    let tz_field = if raw.timezone.is_some() {
+        format!("{field}.timezone")
+    } else {
+        "defaults.timezone".to_owned()
+    };
     let tz = match raw.timezone.as_ref().or(defaults.timezone.as_ref()) {
         None => chrono_tz::UTC,
         Some(tz) => tz.get_ref().parse::<chrono_tz::Tz>().map_err(|_| {
             ctx.err(
                 tz.span(),
-                format!("{field}.timezone"),
+                tz_field,
                 format!(
                     "unknown time zone {:?} (use an IANA name such as \"Europe/Berlin\")",
                     tz.get_ref()
@@ -566,11 +578,14 @@ fn schedule(
     };
     match pick {
         Ok(spec) => Ok(Schedule::Cron { spec, tz }),
-        Err(every) if every < every_min => Err(ctx.err(
-            raw.interval.as_ref().map_or(raw.name.span(), |i| i.span()),
-            format!("{field}.interval"),
-            "an interval must be at least 10ms",
-        )),
+        Err(every) if every < every_min => {
+            let (span, where_) = match (&raw.interval, &defaults.interval) {
+                (Some(i), _) => (i.span(), format!("{field}.interval")),
+                (None, Some(i)) => (i.span(), "defaults.interval".to_owned()),
+                (None, None) => (raw.name.span(), format!("{field}.interval")),
+            };
+            Err(ctx.err(span, where_, "an interval must be at least 10ms"))
+        }
         // The real phase is set per expanded check in `build_one`.
         Err(every) => Ok(Schedule::Interval {
             every,

@@ -1,6 +1,8 @@
 //! One integration-test binary (links once): each module is one area.
 
+mod config_errors;
 mod daemon;
+mod judge_table;
 mod probe_http;
 mod probe_tls;
 mod snapshots;
