@@ -913,7 +913,7 @@ const INVALID: &[&str] = &[
 
 /// Regression (was a bug in src/judge.rs:53): `body[1..]` on a 3-byte input slices inside a
 /// multi-byte character and panics instead of returning Err.
-const BUG_INVALID: &[&str] = &["€", "é1", "!€"];
+const NON_ASCII_INVALID: &[&str] = &["€", "é1", "!€"];
 
 #[test]
 fn status_pattern_parse_accepts() {
@@ -946,7 +946,7 @@ fn status_pattern_parse_rejects() {
 
 #[test]
 fn regression_status_pattern_parse_rejects_non_ascii_without_panicking() {
-    check_rejected(BUG_INVALID);
+    check_rejected(NON_ASCII_INVALID);
 }
 
 fn check_rejected(inputs: &[&str]) {
