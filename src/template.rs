@@ -37,7 +37,10 @@ impl Templater {
             .env
             .template_from_str(source)
             .map_err(|e| describe(&e))?;
-        Ok(template.undeclared_variables(false).into_iter().collect())
+        // Sorted: the set's order is random, and error messages should not be.
+        let mut names: Vec<String> = template.undeclared_variables(false).into_iter().collect();
+        names.sort();
+        Ok(names)
     }
 
     pub fn render(&self, source: &str, vars: &Vars) -> Result<String, String> {
