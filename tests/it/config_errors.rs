@@ -858,13 +858,7 @@ fn run_cases(cases: &[Case]) {
             ));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases failed:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    crate::support::assert_table_passed(&failures, cases.len());
 }
 
 /// Regression (was a bug in src/config/validate.rs:157): the path from serde_path_to_error is used

@@ -77,29 +77,25 @@ async fn scores_metrics_api_and_page_agree() {
     let target = start_target().await;
     let mut toml =
         String::from("[server]\nlisten = \"127.0.0.1:0\"\n[defaults]\ninterval = \"150ms\"\n");
-    for i in 0..6 {
-        let group = if i < 4 {
-            "infrastructure"
-        } else {
-            "authentication"
-        };
-        toml.push_str(&format!(
-            "[[checks]]\nname = \"ok-{i}\"\ngroup = \"{group}\"\nurl = \"{}\"\n",
-            target.url("/echo")
-        ));
-    }
-    // Failing checks whose target answers with markup, which must show as text.
+    // (name prefix, how many, how many of them in "infrastructure", path)
+    // Failing checks' target answers with markup, which must show as text.
     let evil = "%3Cscript%3Ealert(1)%3C%2Fscript%3E";
-    for i in 0..5 {
-        let group = if i < 1 {
-            "infrastructure"
-        } else {
-            "authentication"
-        };
-        toml.push_str(&format!(
-            "[[checks]]\nname = \"bad-{i}\"\ngroup = \"{group}\"\nurl = \"{}\"\n",
-            target.url(&format!("/status/401?detail={evil}"))
-        ));
+    let batches = [
+        ("ok", 6, 4, "/echo".to_owned()),
+        ("bad", 5, 1, format!("/status/401?detail={evil}")),
+    ];
+    for (prefix, count, infrastructure, path) in batches {
+        for i in 0..count {
+            let group = if i < infrastructure {
+                "infrastructure"
+            } else {
+                "authentication"
+            };
+            toml.push_str(&format!(
+                "[[checks]]\nname = \"{prefix}-{i}\"\ngroup = \"{group}\"\nurl = \"{}\"\n",
+                target.url(&path)
+            ));
+        }
     }
     let daemon = Daemon::start(config(&toml)).await.unwrap();
     let recorder = daemon.recorder.clone();

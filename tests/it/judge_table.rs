@@ -769,13 +769,7 @@ fn run_cases(cases: &[Case]) {
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases failed:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    crate::support::assert_table_passed(&failures, cases.len());
 }
 
 #[test]

@@ -249,3 +249,13 @@ pub async fn eventually<T>(limit: Duration, mut f: impl AsyncFnMut() -> Option<T
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Fails with every failed case of a table at once, not just the first.
+pub fn assert_table_passed(failures: &[String], cases: usize) {
+    assert!(
+        failures.is_empty(),
+        "{} of {cases} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
