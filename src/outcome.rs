@@ -42,22 +42,6 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
-    pub const ALL: [FailureKind; 13] = [
-        FailureKind::Timeout,
-        FailureKind::Dns,
-        FailureKind::Connect,
-        FailureKind::Tls,
-        FailureKind::Protocol,
-        FailureKind::Redirect,
-        FailureKind::BodyTooLarge,
-        FailureKind::Status,
-        FailureKind::Body,
-        FailureKind::Json,
-        FailureKind::Header,
-        FailureKind::Slow,
-        FailureKind::Internal,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             FailureKind::Timeout => "timeout",
@@ -128,8 +112,6 @@ pub struct Phases {
 }
 
 impl Phases {
-    pub const NAMES: [&'static str; 5] = ["resolve", "connect", "tls", "processing", "transfer"];
-
     pub fn by_name(&self) -> [(&'static str, Duration); 5] {
         [
             ("resolve", self.resolve),

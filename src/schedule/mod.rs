@@ -107,14 +107,12 @@ pub struct Scheduler {
     tracker: TaskTracker,
     cancel: CancellationToken,
     limit: Arc<Semaphore>,
-    max_concurrent: usize,
 }
 
 impl Scheduler {
     pub fn new(max_concurrent: usize) -> Scheduler {
         let max_concurrent = max_concurrent.max(1);
         Scheduler {
-            max_concurrent,
             tracker: TaskTracker::new(),
             cancel: CancellationToken::new(),
             limit: Arc::new(Semaphore::new(max_concurrent)),
@@ -164,15 +162,6 @@ impl Scheduler {
                 after = now.max(next);
             }
         });
-    }
-
-    /// Jobs currently holding a slot under the concurrency limit.
-    pub fn in_flight(&self) -> usize {
-        self.max_concurrent - self.limit.available_permits()
-    }
-
-    pub fn max_concurrent(&self) -> usize {
-        self.max_concurrent
     }
 
     /// Stops scheduling, lets runs in flight finish for at most `grace`, and
