@@ -43,27 +43,27 @@ struct Pipeline {
 impl Pipeline {
     async fn run(&self, check: &Arc<Check>, tick: Tick) {
         self.recorder.metrics.in_flight.inc();
-        // A panic in a probe is a bug, but it must not take the check's
-        // schedule (or the daemon) with it: it becomes a failed run.
-        let observed = AssertUnwindSafe(self.observe(check)).catch_unwind().await;
+        // A panic while probing or judging is a bug, but it must not take the
+        // check's schedule (or the daemon) with it: it becomes a failed run.
+        let observed = AssertUnwindSafe(async {
+            let obs = self.observe(check).await;
+            let outcome = judge(&check.expect, &obs, &self.redactor);
+            (obs, outcome)
+        })
+        .catch_unwind()
+        .await;
         self.recorder.metrics.in_flight.dec();
-        let (obs, outcome) = match observed {
-            Ok(obs) => {
-                let outcome = judge(&check.expect, &obs, &self.redactor);
-                (obs, outcome)
-            }
-            Err(_) => {
-                tracing::error!(check = %check.name, "probe panicked; recorded as an internal failure");
-                let reason = "the probe panicked (a bug in lookout; see the log)".to_owned();
-                (
-                    Observation::failed(FailureKind::Internal, reason.clone()),
-                    Outcome::Failure {
-                        kind: FailureKind::Internal,
-                        reason,
-                    },
-                )
-            }
-        };
+        let (obs, outcome) = observed.unwrap_or_else(|_| {
+            tracing::error!(check = %check.name, "probe panicked; recorded as an internal failure");
+            let reason = "the probe panicked (a bug in lookout; see the log)".to_owned();
+            (
+                Observation::failed(FailureKind::Internal, reason.clone()),
+                Outcome::Failure {
+                    kind: FailureKind::Internal,
+                    reason,
+                },
+            )
+        });
         let result = CheckResult {
             started_at: tick.started,
             duration: obs.duration,

@@ -107,7 +107,6 @@ fn run(path: &std::path::Path) -> ExitCode {
     let config = match config::load(path) {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!("{e}");
             eprintln!("{e}");
             return ExitCode::from(EXIT_CONFIG);
         }

@@ -201,9 +201,21 @@ fn build_request(
             .extend_pairs(kept)
             .append_pair(param, secret.expose());
     }
-    let mut builder = client
-        .request(method.clone(), url)
-        .headers(req.headers.clone());
+    let mut builder = client.request(method.clone(), url);
+    builder = if send_credentials {
+        builder.headers(req.headers.clone())
+    } else {
+        // Another origin gets none of the configured headers but those that
+        // describe the body: a credential written in `headers` instead of
+        // `auth` must not follow a redirect either.
+        let mut kept = reqwest::header::HeaderMap::new();
+        for name in [reqwest::header::CONTENT_TYPE, reqwest::header::ACCEPT] {
+            if let Some(v) = req.headers.get(&name) {
+                kept.insert(name, v.clone());
+            }
+        }
+        builder.headers(kept)
+    };
     if let Some(body) = body {
         builder = builder.body(body);
     }

@@ -13,7 +13,7 @@ use std::str::FromStr;
 pub struct CronSpec {
     /// As the user wrote it, for display.
     pub text: String,
-    /// Shared: matrix siblings and reloads clone it.
+    /// Shared: every check expanded from one matrix clones it.
     pub schedule: std::sync::Arc<cron::Schedule>,
 }
 

@@ -286,10 +286,21 @@ async fn cross_origin_redirects_drop_every_credential() {
         r#"{ scheme = "query", secret = "key" }"#,
     ] {
         let before = other.seen_on("/echo").len();
-        let cfg = config(&one_check(&redirect, &format!("auth = {auth}")));
+        // A credential put in plain `headers` must not follow either.
+        let headers =
+            r#"headers = { "X-Session-Token" = "session-abc", "Accept" = "application/json" }"#;
+        let cfg = config(&one_check(&redirect, &format!("auth = {auth}\n{headers}")));
         let (obs, outcome) = probe(&cfg, "c").await;
         assert_eq!(outcome, Outcome::Success, "{auth}");
         assert_eq!(obs.redirects, 1, "{auth}");
+        assert_eq!(
+            first
+                .seen_on("/redirect")
+                .last()
+                .unwrap()
+                .header("x-session-token"),
+            Some("session-abc")
+        );
         let seen = other.seen_on("/echo");
         assert_eq!(seen.len(), before + 1, "{auth}");
         let text = seen[before].all_text();
