@@ -145,11 +145,13 @@ impl Scheduler {
                 };
                 let started = Utc::now();
                 let lag = (started - next).to_std().unwrap_or(Duration::ZERO);
-                job(Tick {
+                // Boxed: the loop sleeps almost all the time, and a probe's
+                // state is large; inline, every idle task would hold it.
+                Box::pin(job(Tick {
                     scheduled: next,
                     started,
                     lag,
-                })
+                }))
                 .await;
                 drop(permit);
                 let now = Utc::now();

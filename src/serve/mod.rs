@@ -36,14 +36,23 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        s.recorder.metrics.render(),
-    )
-        .into_response()
+    // Rendering 10k checks takes a few hundred ms of CPU; on a runtime
+    // worker it would stall the schedule for that long (see BENCHMARKS.md).
+    let recorder = s.recorder.clone();
+    match tokio::task::spawn_blocking(move || recorder.metrics.render()).await {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "rendering /metrics failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response()
+        }
+    }
 }
 
 async fn healthz() -> &'static str {
