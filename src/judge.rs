@@ -310,7 +310,7 @@ fn judge_json(expects: &[JsonExpect], body: &[u8], redactor: &Redactor) -> Optio
             (JsonCheck::Exists(false), Some(v)) => Some(format!(
                 "{} is {}, expected absent",
                 e.pointer,
-                quote_raw(&v.to_string(), redactor)
+                clean(&v.to_string(), redactor)
             )),
             (JsonCheck::Equals(want), None) => {
                 Some(format!("{} missing, expected {want}", e.pointer))
@@ -318,7 +318,7 @@ fn judge_json(expects: &[JsonExpect], body: &[u8], redactor: &Redactor) -> Optio
             (JsonCheck::Equals(want), Some(v)) if !json_equal(v, want) => Some(format!(
                 "{} is {}, expected {want}",
                 e.pointer,
-                quote_raw(&v.to_string(), redactor)
+                clean(&v.to_string(), redactor)
             )),
             _ => None,
         };
@@ -430,11 +430,6 @@ fn lossy(bytes: &[u8]) -> String {
 /// runs of white space folded, truncated, and put in double quotes.
 pub fn quote(text: &str, redactor: &Redactor) -> String {
     format!("\"{}\"", clean(text, redactor))
-}
-
-/// Like [`quote`] without adding quotes (for JSON values that carry their own).
-fn quote_raw(text: &str, redactor: &Redactor) -> String {
-    clean(text, redactor)
 }
 
 pub fn clean(text: &str, redactor: &Redactor) -> String {

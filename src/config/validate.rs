@@ -647,38 +647,28 @@ fn auth(
         (None, Some(value)) if value.is_empty() => return Err(err("value is empty".into())),
         (None, Some(value)) => Secret::new(value.clone(), SecretOrigin::Literal),
     };
-    let header_safe =
-        |prefix: &str| HeaderValue::try_from(format!("{prefix}{}", secret.expose())).is_ok();
+    let in_header = |name: HeaderName, prefix: &'static str| {
+        HeaderValue::try_from(format!("{prefix}{}", secret.expose()))
+            .map_err(|_| {
+                err(format!(
+                    "the credential {} cannot be sent in a header",
+                    secret.fingerprint()
+                ))
+            })
+            .map(|_| Auth::Header {
+                name,
+                prefix,
+                secret: secret.clone(),
+            })
+    };
     Ok(match a.scheme {
         AuthScheme::ApiKey => {
             let header = a.header.as_deref().unwrap_or("X-API-Key");
             let name = HeaderName::from_bytes(header.as_bytes())
                 .map_err(|_| err(format!("invalid header name {header:?}")))?;
-            if !header_safe("") {
-                return Err(err(format!(
-                    "the credential {} cannot be sent in a header",
-                    secret.fingerprint()
-                )));
-            }
-            Auth::Header {
-                name,
-                prefix: "",
-                secret,
-            }
+            in_header(name, "")?
         }
-        AuthScheme::Bearer => {
-            if !header_safe("Bearer ") {
-                return Err(err(format!(
-                    "the credential {} cannot be sent in a header",
-                    secret.fingerprint()
-                )));
-            }
-            Auth::Header {
-                name: AUTHORIZATION,
-                prefix: "Bearer ",
-                secret,
-            }
-        }
+        AuthScheme::Bearer => in_header(AUTHORIZATION, "Bearer ")?,
         AuthScheme::Basic => Auth::Basic {
             username: a.username.clone().unwrap_or_default(),
             password: secret,

@@ -191,15 +191,8 @@ fn build_request(
 ) -> Result<reqwest::Request, String> {
     let mut url = url.clone();
     if send_credentials && let Auth::Query { param, secret } = &req.auth {
-        let kept: Vec<(String, String)> = url
-            .query_pairs()
-            .filter(|(k, _)| k != param)
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        url.query_pairs_mut()
-            .clear()
-            .extend_pairs(kept)
-            .append_pair(param, secret.expose());
+        retain_query_pairs(&mut url, |k, _| k != param);
+        url.query_pairs_mut().append_pair(param, secret.expose());
     }
     let mut builder = client.request(method.clone(), url);
     builder = if send_credentials {
@@ -255,12 +248,18 @@ fn without_credentials(mut url: Url, auth: &Auth) -> Url {
         Auth::Query { param, .. } => Some(param.as_str()),
         _ => None,
     };
+    retain_query_pairs(&mut url, |k, v| Some(k) != param && Some(v) != secret);
+    url
+}
+
+/// Keeps the query pairs `keep` accepts; no `?` is left when none remain.
+fn retain_query_pairs(url: &mut Url, keep: impl Fn(&str, &str) -> bool) {
     if url.query().is_none() {
-        return url;
+        return;
     }
     let kept: Vec<(String, String)> = url
         .query_pairs()
-        .filter(|(k, v)| Some(k.as_ref()) != param && Some(v.as_ref()) != secret)
+        .filter(|(k, v)| keep(k, v))
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
     if kept.is_empty() {
@@ -268,7 +267,6 @@ fn without_credentials(mut url: Url, auth: &Auth) -> Url {
     } else {
         url.query_pairs_mut().clear().extend_pairs(kept);
     }
-    url
 }
 
 /// Reads the body, counting bytes as they arrive: `Content-Length` can lie.

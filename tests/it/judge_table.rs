@@ -703,7 +703,7 @@ fn regression_cases() -> Vec<Case> {
             reason: Exact("/error is 7, expected absent"),
         },
         Case {
-            // Regression (was a bug in src/judge.rs:310): uses `quote` instead of `quote_raw` on
+            // Regression (was a bug in src/judge.rs:310): quoted JSON values that carry their own quotes, on
             // a JSON value, so strings get doubled quotes (`""boom""`) and
             // numbers look like strings (`"7"`); `Equals` gets this right.
             name: "json exists false on a present string quotes it once",
