@@ -703,9 +703,9 @@ fn regression_cases() -> Vec<Case> {
             reason: Exact("/error is 7, expected absent"),
         },
         Case {
-            // Regression (was a bug in src/judge.rs:310): quoted JSON values that carry their own quotes, on
-            // a JSON value, so strings get doubled quotes (`""boom""`) and
-            // numbers look like strings (`"7"`); `Equals` gets this right.
+            // Regression (was a bug in src/judge.rs): `exists = false` quoted
+            // the JSON value again, so strings got doubled quotes (`""boom""`)
+            // and numbers looked like strings (`"7"`).
             name: "json exists false on a present string quotes it once",
             expect: json_expect("/error", JsonCheck::Exists(false)),
             obs: resp(200, r#"{"error": "boom"}"#),
