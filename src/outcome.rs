@@ -42,6 +42,22 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    pub const ALL: [FailureKind; 13] = [
+        FailureKind::Timeout,
+        FailureKind::Dns,
+        FailureKind::Connect,
+        FailureKind::Tls,
+        FailureKind::Protocol,
+        FailureKind::Redirect,
+        FailureKind::BodyTooLarge,
+        FailureKind::Status,
+        FailureKind::Body,
+        FailureKind::Json,
+        FailureKind::Header,
+        FailureKind::Slow,
+        FailureKind::Internal,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             FailureKind::Timeout => "timeout",
@@ -81,6 +97,21 @@ impl Outcome {
         }
     }
 
+    /// Every value of [`Outcome::label`], success first, in the order of
+    /// [`Outcome::label_index`].
+    pub fn labels() -> impl Iterator<Item = &'static str> {
+        std::iter::once("success").chain(FailureKind::ALL.iter().map(|k| k.as_str()))
+    }
+
+    /// The position of this outcome's label in [`Outcome::labels`], for
+    /// counters kept in a fixed array.
+    pub fn label_index(&self) -> usize {
+        match self {
+            Outcome::Success => 0,
+            Outcome::Failure { kind, .. } => 1 + *kind as usize,
+        }
+    }
+
     pub fn is_success(&self) -> bool {
         matches!(self, Outcome::Success)
     }
@@ -111,15 +142,19 @@ pub struct Phases {
     pub transfer: Duration,
 }
 
+/// `probe_http_duration_seconds{phase}` values, in [`Phases::by_name`] order.
+pub const PHASE_NAMES: [&str; 5] = ["resolve", "connect", "tls", "processing", "transfer"];
+
 impl Phases {
     pub fn by_name(&self) -> [(&'static str, Duration); 5] {
-        [
-            ("resolve", self.resolve),
-            ("connect", self.connect),
-            ("tls", self.tls),
-            ("processing", self.processing),
-            ("transfer", self.transfer),
-        ]
+        let d = [
+            self.resolve,
+            self.connect,
+            self.tls,
+            self.processing,
+            self.transfer,
+        ];
+        std::array::from_fn(|i| (PHASE_NAMES[i], d[i]))
     }
 }
 
@@ -143,5 +178,24 @@ pub mod seconds {
 
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_f64(d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_index_matches_labels() {
+        let labels: Vec<_> = Outcome::labels().collect();
+        assert_eq!(labels.len(), 1 + FailureKind::ALL.len());
+        assert_eq!(labels[Outcome::Success.label_index()], "success");
+        for kind in FailureKind::ALL {
+            let o = Outcome::Failure {
+                kind,
+                reason: String::new(),
+            };
+            assert_eq!(labels[o.label_index()], kind.as_str());
+        }
     }
 }

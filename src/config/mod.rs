@@ -50,6 +50,9 @@ pub struct Config {
 
 #[derive(Debug)]
 pub struct Check {
+    /// The check's position in [`Config::checks`]; the board and the metric
+    /// series are indexed by it.
+    pub id: usize,
     /// Unique; for matrix checks `name[key=value,…]`.
     pub name: String,
     pub group: String,

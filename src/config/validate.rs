@@ -111,7 +111,8 @@ pub(super) fn validate(
             &templater,
             &mut tls_profiles,
         )?;
-        for check in expanded {
+        for mut check in expanded {
+            check.id = checks.len();
             if let Some(first) = seen.get(&check.name) {
                 return Err(ctx.err(
                     raw_check.get_ref().name.span(),
@@ -506,6 +507,8 @@ fn build_one(
         cron => cron.clone(),
     };
     Ok(Check {
+        // Set to the check's position when the config is assembled.
+        id: 0,
         name,
         group: shared.group.clone(),
         schedule,

@@ -76,8 +76,8 @@ pub struct Transition {
 }
 
 struct Inner {
+    /// Indexed by [`Check::id`].
     entries: Vec<Entry>,
-    index: BTreeMap<String, usize>,
     groups: BTreeMap<String, Tally>,
 }
 
@@ -88,13 +88,10 @@ pub struct Board {
 impl Board {
     pub fn new(checks: &[Arc<Check>]) -> Board {
         let mut groups: BTreeMap<String, Tally> = BTreeMap::new();
-        let mut index = BTreeMap::new();
         let entries = checks
             .iter()
-            .enumerate()
-            .map(|(i, c)| {
+            .map(|c| {
                 groups.entry(c.group.clone()).or_default().pending += 1;
-                index.insert(c.name.clone(), i);
                 Entry {
                     check: c.clone(),
                     state: State::Pending,
@@ -105,11 +102,7 @@ impl Board {
             })
             .collect();
         Board {
-            inner: RwLock::new(Inner {
-                entries,
-                index,
-                groups,
-            }),
+            inner: RwLock::new(Inner { entries, groups }),
         }
     }
 
@@ -123,18 +116,18 @@ impl Board {
 
     /// Stores a result; returns the state change it caused, if any, and the
     /// group's tally after it.
-    pub fn update(&self, name: &str, result: CheckResult) -> (Option<Transition>, Tally) {
+    pub fn update(&self, id: usize, result: CheckResult) -> (Option<Transition>, Tally) {
         let mut inner = self.write();
-        let Some(&i) = inner.index.get(name) else {
+        if id >= inner.entries.len() {
             return (None, Tally::default());
-        };
+        }
         let to = if result.outcome.is_success() {
             State::Passing
         } else {
             State::Failing
         };
         let started = result.started_at;
-        let entry = &mut inner.entries[i];
+        let entry = &mut inner.entries[id];
         let from = entry.state;
         entry.last = Some(Arc::new(result));
         let group = entry.check.group.clone();
@@ -150,10 +143,9 @@ impl Board {
         (Some(Transition { from, to }), *tally)
     }
 
-    pub fn add_skipped(&self, name: &str, count: u64) {
-        let mut inner = self.write();
-        if let Some(&i) = inner.index.get(name) {
-            inner.entries[i].skipped += count;
+    pub fn add_skipped(&self, id: usize, count: u64) {
+        if let Some(entry) = self.write().entries.get_mut(id) {
+            entry.skipped += count;
         }
     }
 

@@ -2,7 +2,9 @@
 //! check changes state.
 
 pub mod board;
+mod exposition;
 pub mod metrics;
+mod series;
 
 use std::sync::Arc;
 
@@ -20,7 +22,7 @@ pub struct Recorder {
 impl Recorder {
     pub fn new(config: &Config) -> Recorder {
         let board = Board::new(&config.checks);
-        let metrics = Metrics::new(config.max_concurrent_probes);
+        let metrics = Metrics::new(&config.checks, config.max_concurrent_probes);
         for (group, tally) in board.groups() {
             metrics.set_group(
                 &group,
@@ -43,7 +45,7 @@ impl Recorder {
             "check ran"
         );
         let reason = result.outcome.reason().map(str::to_owned);
-        let (transition, tally) = self.board.update(&check.name, result);
+        let (transition, tally) = self.board.update(check.id, result);
         if let Some(t) = transition {
             self.metrics.set_group(
                 &check.group,
@@ -67,7 +69,7 @@ impl Recorder {
 
     pub fn skipped(&self, check: &Check, count: u64) {
         self.metrics.skipped(check, count);
-        self.board.add_skipped(&check.name, count);
+        self.board.add_skipped(check.id, count);
         tracing::debug!(check = %check.name, count, "skipped runs: the previous run was still going");
     }
 }

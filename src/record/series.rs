@@ -1,0 +1,212 @@
+//! Per-check metric series, kept in one slot per check (indexed by the
+//! check's position in the config) and written straight into the exposition.
+//!
+//! Recording a result locks only that check's slot and hashes nothing; a
+//! scrape walks the slots in config order. This replaces one prometheus-crate
+//! vector per family, where every result paid ten label-hash lookups and
+//! every series kept its own copies of the label strings.
+
+use std::sync::{Mutex, MutexGuard};
+
+use super::exposition::{Exposition, Kind, LabelSet};
+use crate::config::Check;
+use crate::outcome::{CheckResult, FailureKind, Outcome, PHASE_NAMES};
+
+/// Upper bounds of `lookout_check_duration_seconds`. Ten buckets, not the
+/// prometheus crate's eleven defaults: the 5 ms one says little about a
+/// fresh-connection probe, and each bucket is a series per check.
+const DURATION_BOUNDS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const DURATION_LE: [&str; 10] = [
+    "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10",
+];
+const OUTCOMES: usize = 1 + FailureKind::ALL.len();
+
+/// The last result's gauges.
+#[derive(Clone, Copy, Default)]
+struct Last {
+    success: bool,
+    status: u16,
+    duration: f64,
+    phases: [f64; 5],
+    redirects: u32,
+    started_at: f64,
+}
+
+#[derive(Clone, Default)]
+struct Slot {
+    last: Option<Last>,
+    /// Kept apart from `last`: an http check that once reached TLS keeps its
+    /// expiry when a later run fails before the handshake.
+    cert_not_after: Option<i64>,
+    /// Per bucket, `+Inf` last; not cumulative.
+    buckets: [u64; DURATION_BOUNDS.len() + 1],
+    duration_sum: f64,
+    runs: [u64; OUTCOMES],
+    skipped: u64,
+}
+
+pub struct CheckSeries {
+    labels: Vec<LabelSet>,
+    slots: Vec<Mutex<Slot>>,
+}
+
+impl CheckSeries {
+    pub fn new(checks: &[std::sync::Arc<Check>]) -> CheckSeries {
+        CheckSeries {
+            labels: checks
+                .iter()
+                .map(|c| LabelSet::new(&[("check", &c.name), ("group", &c.group)]))
+                .collect(),
+            slots: checks.iter().map(|_| Mutex::default()).collect(),
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    fn slot(&self, id: usize) -> Option<MutexGuard<'_, Slot>> {
+        // A panic elsewhere while holding a slot leaves plain numbers behind;
+        // they are still the best we have.
+        self.slots
+            .get(id)
+            .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    pub fn observe(&self, id: usize, result: &CheckResult) {
+        let Some(mut slot) = self.slot(id) else {
+            return;
+        };
+        let secs = result.duration.as_secs_f64();
+        slot.last = Some(Last {
+            success: result.outcome.is_success(),
+            status: result.status.unwrap_or(0),
+            duration: secs,
+            phases: result.phases.by_name().map(|(_, d)| d.as_secs_f64()),
+            redirects: result.redirects,
+            started_at: result.started_at.timestamp_millis() as f64 / 1000.0,
+        });
+        if let Some(t) = result.tls_not_after {
+            slot.cert_not_after = Some(t.timestamp());
+        }
+        let bucket = DURATION_BOUNDS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(DURATION_BOUNDS.len());
+        slot.buckets[bucket] += 1;
+        slot.duration_sum += secs;
+        slot.runs[result.outcome.label_index()] += 1;
+    }
+
+    pub fn skipped(&self, id: usize, count: u64) {
+        if let Some(mut slot) = self.slot(id) {
+            slot.skipped += count;
+        }
+    }
+
+    /// Copies the slots out under their locks, so the text is written
+    /// without holding any lock a probe might be waiting for.
+    fn snapshot(&self) -> Vec<Slot> {
+        self.slots
+            .iter()
+            .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .collect()
+    }
+
+    pub fn render(&self, e: &mut Exposition) {
+        let slots = self.snapshot();
+        let each = || self.labels.iter().zip(&slots);
+        let last = || each().filter_map(|(l, s)| s.last.map(|last| (l, last)));
+
+        e.family(
+            "probe_success",
+            "Whether the check's last run passed (1) or failed (0).",
+            Kind::Gauge,
+            |f| last().for_each(|(l, x)| f.sample(l, u64::from(x.success))),
+        );
+        e.family(
+            "probe_http_status_code",
+            "Status code of the last response (0 when none arrived).",
+            Kind::Gauge,
+            |f| last().for_each(|(l, x)| f.sample(l, u64::from(x.status))),
+        );
+        e.family(
+            "probe_duration_seconds",
+            "How long the last run took.",
+            Kind::Gauge,
+            |f| last().for_each(|(l, x)| f.sample(l, x.duration)),
+        );
+        e.family(
+            "probe_http_duration_seconds",
+            "Duration of each phase of the last run, summed over redirects.",
+            Kind::Gauge,
+            |f| {
+                for (l, x) in last() {
+                    for (phase, secs) in PHASE_NAMES.iter().zip(x.phases) {
+                        f.sample_with(l, "phase", phase, secs);
+                    }
+                }
+            },
+        );
+        e.family(
+            "probe_http_redirects",
+            "Redirects followed in the last run.",
+            Kind::Gauge,
+            |f| last().for_each(|(l, x)| f.sample(l, u64::from(x.redirects))),
+        );
+        e.family(
+            "probe_ssl_earliest_cert_expiry",
+            "Unix time at which the earliest-expiring certificate the target presented expires.",
+            Kind::Gauge,
+            |f| {
+                for (l, s) in each() {
+                    if let Some(t) = s.cert_not_after {
+                        f.sample(l, t as f64);
+                    }
+                }
+            },
+        );
+        e.family(
+            "lookout_check_last_run_timestamp_seconds",
+            "Unix time at which the check's last run started.",
+            Kind::Gauge,
+            |f| last().for_each(|(l, x)| f.sample(l, x.started_at)),
+        );
+        e.family(
+            "lookout_check_duration_seconds",
+            "Duration of check runs.",
+            Kind::Histogram,
+            |f| {
+                for (l, s) in each().filter(|(_, s)| s.last.is_some()) {
+                    f.histogram(l, &DURATION_LE, &s.buckets, s.duration_sum);
+                }
+            },
+        );
+        e.family(
+            "lookout_check_runs_total",
+            "Check runs by outcome: success or the failure kind.",
+            Kind::Counter,
+            |f| {
+                for (l, s) in each() {
+                    // An outcome's series appears with its first run, as
+                    // with the prometheus crate's vectors.
+                    for (outcome, &n) in Outcome::labels().zip(&s.runs) {
+                        if n > 0 {
+                            f.sample_with(l, "outcome", outcome, n);
+                        }
+                    }
+                }
+            },
+        );
+        e.family(
+            "lookout_check_skipped_runs_total",
+            "Scheduled runs skipped because the previous run was still going.",
+            Kind::Counter,
+            |f| {
+                for (l, s) in each().filter(|(_, s)| s.skipped > 0) {
+                    f.sample(l, s.skipped);
+                }
+            },
+        );
+    }
+}
