@@ -5,16 +5,26 @@
 //! are Sunday and 1 is Monday: `1-5` means weekdays. So we accept 5-field
 //! crontab (second 0 is put in front) and rewrite a numeric day-of-week field
 //! into day names, which both dialects read the same way.
+//!
+//! When both day-of-month and day-of-week are restricted, crontab runs on
+//! days that match *either* (`0 9 1 * MON` is the 1st and every Monday); the
+//! `cron` crate requires both. We keep crontab's meaning by parsing such an
+//! expression twice, once with each day field opened up, and taking whichever
+//! schedule fires first. As in Vixie cron, a field that starts with `*`
+//! (including `*/2`) counts as unrestricted.
 
 use std::fmt;
 use std::str::FromStr;
+
+use chrono::DateTime;
 
 #[derive(Clone)]
 pub struct CronSpec {
     /// As the user wrote it, for display.
     pub text: String,
-    /// Shared: every check expanded from one matrix clones it.
-    pub schedule: std::sync::Arc<cron::Schedule>,
+    /// One schedule, or two whose union is the crontab meaning (see the
+    /// module comment). Shared: every check expanded from one matrix clones it.
+    schedules: std::sync::Arc<[cron::Schedule]>,
 }
 
 impl fmt::Debug for CronSpec {
@@ -29,7 +39,7 @@ impl CronSpec {
     pub fn parse(text: &str) -> Result<CronSpec, String> {
         let trimmed = text.trim();
         let normalized = if trimmed.starts_with('@') {
-            trimmed.to_owned()
+            vec![trimmed.to_owned()]
         } else {
             let mut fields: Vec<String> = trimmed.split_whitespace().map(str::to_owned).collect();
             match fields.len() {
@@ -44,16 +54,51 @@ impl CronSpec {
             }
             fields[5] = crontab_day_of_week(&fields[5])
                 .map_err(|e| format!("invalid cron expression {text:?}: day of week: {e}"))?;
-            fields.join(" ")
+            let restricted = |f: &str| !(f.starts_with('*') || f == "?");
+            if restricted(&fields[3]) && restricted(&fields[5]) {
+                let mut by_month_day = fields.clone();
+                by_month_day[5] = "*".to_owned();
+                let mut by_week_day = fields;
+                by_week_day[3] = "*".to_owned();
+                vec![by_month_day.join(" "), by_week_day.join(" ")]
+            } else {
+                vec![fields.join(" ")]
+            }
         };
-        let schedule = cron::Schedule::from_str(&normalized)
+        let schedules = normalized
+            .iter()
+            .map(|n| cron::Schedule::from_str(n))
+            .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("invalid cron expression {text:?}: {e}"))?;
-        if schedule.upcoming(chrono::Utc).next().is_none() {
+        let spec = CronSpec {
+            text: trimmed.to_owned(),
+            schedules: schedules.into(),
+        };
+        if spec.after(&chrono::Utc::now()).next().is_none() {
             return Err(format!("cron expression {text:?} never fires"));
         }
-        Ok(CronSpec {
-            text: trimmed.to_owned(),
-            schedule: std::sync::Arc::new(schedule),
+        Ok(spec)
+    }
+
+    /// The times the expression fires strictly after `t`, in order.
+    pub fn after<'a, Z: chrono::TimeZone + 'a>(
+        &'a self,
+        t: &DateTime<Z>,
+    ) -> impl Iterator<Item = DateTime<Z>> + 'a {
+        let mut streams: Vec<_> = self
+            .schedules
+            .iter()
+            .map(|s| s.after(t).peekable())
+            .collect();
+        // A merge of sorted streams that yields each instant once.
+        std::iter::from_fn(move || {
+            let next = streams.iter_mut().filter_map(|s| s.peek().cloned()).min()?;
+            for s in &mut streams {
+                if s.peek() == Some(&next) {
+                    s.next();
+                }
+            }
+            Some(next)
         })
     }
 }
@@ -127,7 +172,6 @@ mod tests {
         // 2026-11-22 is a Sunday; look at one week.
         let start = Utc.with_ymd_and_hms(2026, 11, 21, 23, 0, 0).unwrap();
         let mut days: Vec<Weekday> = spec
-            .schedule
             .after(&start)
             .take_while(|t| *t < start + chrono::Duration::days(7))
             .map(|t| t.weekday())
@@ -160,6 +204,42 @@ mod tests {
         for (expr, want) in cases {
             assert_eq!(&weekdays_fired(expr), want, "{expr}");
         }
+    }
+
+    #[test]
+    fn restricted_day_of_month_and_week_means_either() {
+        let spec = CronSpec::parse("0 9 1,15 * MON").unwrap();
+        let start = Utc.with_ymd_and_hms(2026, 11, 30, 10, 0, 0).unwrap();
+        let days: Vec<String> = spec
+            .after(&start)
+            .take(6)
+            .map(|t| t.format("%m-%d %a").to_string())
+            .collect();
+        // Mondays, plus the 1st and 15th whatever weekday they fall on.
+        assert_eq!(
+            days,
+            [
+                "12-01 Tue",
+                "12-07 Mon",
+                "12-14 Mon",
+                "12-15 Tue",
+                "12-21 Mon",
+                "12-28 Mon"
+            ]
+        );
+        // A starred day of month keeps the plain meaning: only Mondays.
+        let spec = CronSpec::parse("0 9 */1 * 1").unwrap();
+        assert!(
+            spec.after(&start)
+                .take(5)
+                .all(|t| t.weekday() == Weekday::Mon)
+        );
+        // The same instant from both halves is one tick: Monday 2027-03-01.
+        let spec = CronSpec::parse("0 9 1 * MON").unwrap();
+        let from = Utc.with_ymd_and_hms(2027, 2, 28, 0, 0, 0).unwrap();
+        let ticks: Vec<_> = spec.after(&from).take(2).collect();
+        assert_eq!(ticks[0], Utc.with_ymd_and_hms(2027, 3, 1, 9, 0, 0).unwrap());
+        assert_eq!(ticks[1], Utc.with_ymd_and_hms(2027, 3, 8, 9, 0, 0).unwrap());
     }
 
     #[test]

@@ -44,7 +44,6 @@ impl Schedule {
     pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self {
             Schedule::Cron { spec, tz } => spec
-                .schedule
                 .after(&t.with_timezone(tz))
                 .next()
                 .map(|d| d.with_timezone(&Utc)),
@@ -63,7 +62,6 @@ impl Schedule {
         }
         match self {
             Schedule::Cron { spec, tz } => spec
-                .schedule
                 .after(&after.with_timezone(tz))
                 .take_while(|t| t.with_timezone(&Utc) <= until)
                 .take(cap as usize)
