@@ -12,14 +12,16 @@ use futures_util::FutureExt as _;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Check, Config};
+use crate::config::{Check, Config, Flow};
+use crate::flow::FlowRunner;
 use crate::judge::judge;
-use crate::outcome::{CheckResult, FailureKind, Outcome};
+use crate::outcome::{CheckResult, FailureKind, FlowResult, Outcome, StepResult, StepRun};
 use crate::probe::{Observation, Prober, http};
 use crate::record::Recorder;
 use crate::schedule::{Scheduler, Tick};
 use crate::secret::Redactor;
 use crate::serve::{self, AppState};
+use crate::template::Templater;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -38,6 +40,7 @@ struct Pipeline {
     prober: Prober,
     recorder: Arc<Recorder>,
     redactor: Redactor,
+    templater: Templater,
 }
 
 impl Pipeline {
@@ -75,6 +78,47 @@ impl Pipeline {
             schedule_lag: tick.lag,
         };
         self.recorder.record(check, result);
+    }
+
+    /// A flow run holds one slot under the concurrency limit for all its
+    /// steps: it sends one request at a time.
+    async fn run_flow(&self, flow: &Arc<Flow>, tick: Tick) {
+        self.recorder.metrics.in_flight.inc();
+        let runner = FlowRunner {
+            prober: &self.prober,
+            redactor: &self.redactor,
+            templater: &self.templater,
+        };
+        let ran = AssertUnwindSafe(runner.run(flow, tick))
+            .catch_unwind()
+            .await;
+        self.recorder.metrics.in_flight.dec();
+        let result = ran.unwrap_or_else(|_| {
+            tracing::error!(flow = %flow.name, "flow run panicked; recorded as an internal failure");
+            let reason = "the flow run panicked (a bug in lookout; see the log)";
+            let steps = flow
+                .steps
+                .iter()
+                .map(|s| StepResult {
+                    name: s.name.clone(),
+                    run: StepRun::Ran(Outcome::Failure {
+                        kind: FailureKind::Internal,
+                        reason: reason.to_owned(),
+                    }),
+                    status: None,
+                    duration: Duration::ZERO,
+                })
+                .collect();
+            FlowResult {
+                started_at: tick.started,
+                duration: Duration::ZERO,
+                schedule_lag: tick.lag,
+                steps,
+                cleanup: Vec::new(),
+                captured: Vec::new(),
+            }
+        });
+        self.recorder.record_flow(flow, result);
     }
 
     async fn observe(&self, check: &Check) -> Observation {
@@ -134,6 +178,7 @@ impl Daemon {
             prober,
             recorder: recorder.clone(),
             redactor: config.redactor.clone(),
+            templater: Templater::default(),
         });
         let scheduler = Scheduler::new(config.max_concurrent_probes);
         for check in &config.checks {
@@ -148,8 +193,20 @@ impl Daemon {
                 move |n| skip_recorder.skipped(&skip_check, n),
             );
         }
+        for flow in &config.flows {
+            let (job_pipeline, job_flow) = (pipeline.clone(), flow.clone());
+            let (skip_recorder, skip_flow) = (recorder.clone(), flow.clone());
+            scheduler.spawn(
+                flow.schedule.clone(),
+                move |tick| {
+                    let (p, f) = (job_pipeline.clone(), job_flow.clone());
+                    async move { p.run_flow(&f, tick).await }
+                },
+                move |n| skip_recorder.skipped_flow(&skip_flow, n),
+            );
+        }
         ready.store(true, Ordering::Release);
-        tracing::info!(%addr, checks = config.checks.len(), config = %config.source.display(), "lookout is running");
+        tracing::info!(%addr, checks = config.checks.len(), flows = config.flows.len(), config = %config.source.display(), "lookout is running");
         Ok(Daemon {
             addr,
             recorder,

@@ -2,10 +2,12 @@
 //!
 //! The modules follow a check through the pipeline:
 //! [`config`] → [`schedule`] → [`probe`] → [`judge`] → [`record`] → [`serve`];
+//! [`flow`] runs multi-step flows out of the same probe and judge;
 //! [`daemon`] wires them. See ARCHITECTURE.md.
 
 pub mod config;
 pub mod daemon;
+pub mod flow;
 pub mod judge;
 pub mod outcome;
 pub mod probe;

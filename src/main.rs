@@ -75,21 +75,13 @@ fn check_config(file: &std::path::Path) -> ExitCode {
         }
     };
     println!(
-        "{}: OK, {} checks, listen {}",
+        "{}: OK, {} checks, {} flows, listen {}",
         file.display(),
         config.checks.len(),
+        config.flows.len(),
         config.listen
     );
     for c in &config.checks {
-        let auth = match c.request.auth.secret() {
-            Some(s) => format!(
-                "  auth {} ({}) key {}",
-                c.request.auth.scheme(),
-                c.request.auth.placement().unwrap_or_default(),
-                s.fingerprint()
-            ),
-            None => String::new(),
-        };
         println!(
             "{}\t[{}]\t{} {}\t{}{}",
             c.name,
@@ -97,10 +89,51 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             c.request.method,
             config.redactor.redact(c.request.url.as_str()),
             c.schedule.describe(),
-            auth
+            auth_text(&c.request.auth)
         );
     }
+    for f in &config.flows {
+        println!(
+            "{}\t[{}]\tflow, {} steps + {} cleanup, timeout {}\t{}",
+            f.name,
+            f.group,
+            f.steps.len(),
+            f.cleanup.len(),
+            humantime::format_duration(f.timeout),
+            f.schedule.describe()
+        );
+        for (kind, steps) in [("step", &f.steps), ("cleanup", &f.cleanup)] {
+            for s in steps {
+                let captures: Vec<&str> = s.captures.iter().map(|c| c.var.as_str()).collect();
+                println!(
+                    "  {kind} {}\t{} {}{}{}",
+                    s.name,
+                    s.request.method,
+                    config.redactor.redact(&s.request.url),
+                    auth_text(&s.request.auth),
+                    if captures.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  captures {}", captures.join(", "))
+                    }
+                );
+            }
+        }
+    }
     ExitCode::SUCCESS
+}
+
+/// Which credential a request sends, by fingerprint, never by value.
+fn auth_text(auth: &config::Auth) -> String {
+    match auth.secret() {
+        Some(s) => format!(
+            "  auth {} ({}) key {}",
+            auth.scheme(),
+            auth.placement().unwrap_or_default(),
+            s.fingerprint()
+        ),
+        None => String::new(),
+    }
 }
 
 fn run(path: &std::path::Path) -> ExitCode {

@@ -39,10 +39,15 @@ pub enum FailureKind {
     Slow,
     /// lookout itself failed while running the probe (a bug); the daemon goes on.
     Internal,
+    /// A flow step's response lacked a value it was to capture.
+    Capture,
+    /// A flow step's request could not be built from the run's values (say,
+    /// a captured value made the URL invalid); nothing was sent.
+    Template,
 }
 
 impl FailureKind {
-    pub const ALL: [FailureKind; 13] = [
+    pub const ALL: [FailureKind; 15] = [
         FailureKind::Timeout,
         FailureKind::Dns,
         FailureKind::Connect,
@@ -56,6 +61,8 @@ impl FailureKind {
         FailureKind::Header,
         FailureKind::Slow,
         FailureKind::Internal,
+        FailureKind::Capture,
+        FailureKind::Template,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -73,6 +80,8 @@ impl FailureKind {
             FailureKind::Header => "header",
             FailureKind::Slow => "slow",
             FailureKind::Internal => "internal",
+            FailureKind::Capture => "capture",
+            FailureKind::Template => "template",
         }
     }
 }
@@ -170,6 +179,115 @@ pub struct CheckResult {
     /// `notAfter` of the earliest-expiring certificate the target presented.
     pub tls_not_after: Option<DateTime<Utc>>,
     pub schedule_lag: Duration,
+}
+
+/// One step of one flow run.
+#[derive(Clone, Debug)]
+pub struct StepResult {
+    pub name: String,
+    pub run: StepRun,
+    pub status: Option<u16>,
+    pub duration: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepRun {
+    Ran(Outcome),
+    /// Not run: an earlier step failed, or (cleanup) a value it needs was
+    /// never captured. The text says which.
+    Skipped(String),
+}
+
+impl StepResult {
+    pub fn passed(&self) -> bool {
+        matches!(&self.run, StepRun::Ran(o) if o.is_success())
+    }
+
+    /// `lookout_flow_step_runs_total{outcome}`: success, a failure kind or skipped.
+    pub fn label(&self) -> &'static str {
+        match &self.run {
+            StepRun::Ran(o) => o.label(),
+            StepRun::Skipped(_) => "skipped",
+        }
+    }
+
+    pub fn reason(&self) -> Option<&str> {
+        match &self.run {
+            StepRun::Ran(o) => o.reason(),
+            StepRun::Skipped(why) => Some(why),
+        }
+    }
+}
+
+/// One run of a flow.
+#[derive(Clone, Debug)]
+pub struct FlowResult {
+    pub started_at: DateTime<Utc>,
+    pub duration: Duration,
+    pub schedule_lag: Duration,
+    pub steps: Vec<StepResult>,
+    pub cleanup: Vec<StepResult>,
+    /// Captured values, already redacted and cut short, for the page.
+    pub captured: Vec<(String, String)>,
+}
+
+impl FlowResult {
+    pub fn passed_steps(&self) -> usize {
+        self.steps.iter().filter(|s| s.passed()).count()
+    }
+
+    /// The first main step that did not pass, with its position (0-based).
+    pub fn first_failure(&self) -> Option<(usize, &StepResult)> {
+        self.steps.iter().enumerate().find(|(_, s)| !s.passed())
+    }
+
+    pub fn cleanup_failed(&self) -> bool {
+        self.cleanup
+            .iter()
+            .any(|s| matches!(&s.run, StepRun::Ran(o) if !o.is_success()))
+    }
+
+    /// The flow as one check: it passes when every main step passes (a
+    /// failed cleanup is reported with the steps, not here), and its reason
+    /// names the step that broke: `step 2/4 "log-run": status 404, …`.
+    pub fn summary(&self) -> CheckResult {
+        let failure = self.first_failure();
+        let outcome = match failure {
+            None => Outcome::Success,
+            Some((i, step)) => {
+                let (kind, reason) = match &step.run {
+                    StepRun::Ran(Outcome::Failure { kind, reason }) => (*kind, reason.as_str()),
+                    // A main step is only skipped after an earlier failure,
+                    // so the first non-passing one ran; be total anyway.
+                    StepRun::Ran(Outcome::Success) => (FailureKind::Internal, ""),
+                    StepRun::Skipped(why) => (FailureKind::Internal, why.as_str()),
+                };
+                Outcome::Failure {
+                    kind,
+                    reason: format!(
+                        "step {}/{} {:?}: {reason}",
+                        i + 1,
+                        self.steps.len(),
+                        step.name
+                    ),
+                }
+            }
+        };
+        let status = failure
+            .map(|(_, s)| s)
+            .or(self.steps.last())
+            .and_then(|s| s.status);
+        CheckResult {
+            started_at: self.started_at,
+            duration: self.duration,
+            status,
+            outcome,
+            phases: Phases::default(),
+            redirects: 0,
+            tls_not_after: None,
+            schedule_lag: self.schedule_lag,
+        }
+    }
 }
 
 pub mod seconds {

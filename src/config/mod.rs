@@ -7,6 +7,7 @@
 //! Every error names the file, line and column, and the field.
 
 mod error;
+mod flow;
 mod raw;
 mod validate;
 
@@ -42,6 +43,7 @@ pub struct Config {
     pub max_concurrent_probes: usize,
     pub shutdown_grace: Duration,
     pub checks: Vec<Arc<Check>>,
+    pub flows: Vec<Arc<Flow>>,
     /// Distinct TLS settings; `HttpRequest::tls_profile` indexes this.
     pub tls_profiles: Vec<TlsSettings>,
     /// Knows every secret, to scrub them from anything a target sends back.
@@ -61,6 +63,78 @@ pub struct Check {
     pub expect: Expectations,
     /// The matrix values this check was expanded with, in key order.
     pub matrix: Vec<(String, String)>,
+}
+
+/// A multi-step flow. Its steps' requests are templates, rendered at run
+/// time with the run's variables: `vars`, the built-ins and what earlier
+/// steps captured. Every variable a step uses is known to be produced by
+/// then (checked at load time), and no template can change a step's origin.
+#[derive(Debug)]
+pub struct Flow {
+    /// The flow's position in [`Config::flows`].
+    pub id: usize,
+    pub name: String,
+    pub group: String,
+    pub schedule: Schedule,
+    /// Bounds the main steps together.
+    pub timeout: Duration,
+    pub vars: crate::template::Vars,
+    pub steps: Vec<Step>,
+    /// Run after the steps whatever happened, each only when the values it
+    /// uses were captured.
+    pub cleanup: Vec<Step>,
+}
+
+/// Variables every flow run has, whatever the config says.
+pub const BUILTIN_VARS: [&str; 3] = ["run_id", "now_ms", "uuid"];
+
+#[derive(Debug)]
+pub struct Step {
+    pub name: String,
+    pub request: RequestTemplate,
+    pub expect: Expectations,
+    pub captures: Vec<Capture>,
+    /// Run-time variables (captures) the step's templates use, sorted.
+    pub uses: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Capture {
+    pub var: String,
+    pub from: CaptureFrom,
+}
+
+#[derive(Debug, Clone)]
+pub enum CaptureFrom {
+    /// A JSON pointer into the response body.
+    Json(String),
+    Header(HeaderName),
+}
+
+/// An [`HttpRequest`] whose URL, header values and body are templates.
+#[derive(Debug)]
+pub struct RequestTemplate {
+    pub method: Method,
+    pub url: String,
+    /// Scheme, host and port: fixed when the config loads; a rendered URL
+    /// with another origin is refused, so a captured value can never send
+    /// the step's credential elsewhere.
+    pub origin: url::Origin,
+    pub headers: Vec<(HeaderName, String)>,
+    pub body: BodyTemplate,
+    pub auth: Auth,
+    pub timeout: Duration,
+    pub max_body_bytes: u64,
+    pub max_redirects: u32,
+    pub tls_profile: usize,
+}
+
+#[derive(Debug)]
+pub enum BodyTemplate {
+    None,
+    Text(String),
+    /// String leaves are templates; sent as `application/json`.
+    Json(serde_json::Value),
 }
 
 #[derive(Debug)]

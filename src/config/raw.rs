@@ -27,6 +27,8 @@ pub struct RawConfig {
     pub secrets: BTreeMap<String, Spanned<SecretSource>>,
     #[serde(default)]
     pub checks: Vec<Spanned<RawCheck>>,
+    #[serde(default)]
+    pub flows: Vec<Spanned<RawFlow>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -85,6 +87,65 @@ pub struct RawCheck {
     #[serde(default)]
     pub matrix: BTreeMap<String, Vec<MatrixValue>>,
     pub expect: Option<Spanned<RawExpect>>,
+}
+
+/// A multi-step flow: steps run in order on one run's variables.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFlow {
+    pub name: Spanned<String>,
+    pub group: Option<String>,
+    pub schedule: Option<Spanned<CronText>>,
+    pub interval: Option<Spanned<HumanDuration>>,
+    pub timezone: Option<Spanned<String>>,
+    /// Bounds the main steps together; cleanup steps have only their own.
+    pub timeout: Option<Spanned<HumanDuration>>,
+    /// Defaults for every step.
+    pub auth: Option<Spanned<RawAuth>>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<String>>,
+    pub tls: Option<Spanned<RawTls>>,
+    /// Fixed values for templates, known when the config loads.
+    #[serde(default)]
+    pub vars: BTreeMap<String, Spanned<MatrixValue>>,
+    pub steps: Spanned<Vec<Spanned<RawStep>>>,
+    #[serde(default)]
+    pub cleanup: Vec<Spanned<RawStep>>,
+}
+
+/// One request of a flow: a check without a schedule, plus captures.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStep {
+    pub name: Spanned<String>,
+    pub url: Spanned<String>,
+    pub method: Option<Spanned<String>>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<String>>,
+    pub body: Option<Spanned<String>>,
+    pub json: Option<Spanned<serde_json::Value>>,
+    pub auth: Option<Spanned<RawAuth>>,
+    pub timeout: Option<Spanned<HumanDuration>>,
+    pub max_body_bytes: Option<u64>,
+    pub max_redirects: Option<u32>,
+    pub expect: Option<Spanned<RawExpect>>,
+    #[serde(default)]
+    pub capture: BTreeMap<String, Spanned<RawCapture>>,
+}
+
+/// `"/json/pointer"`, `{ pointer = "/x" }` or `{ header = "Location" }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawCapture {
+    Pointer(String),
+    Table(RawCaptureTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCaptureTable {
+    pub pointer: Option<String>,
+    pub header: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]

@@ -28,14 +28,14 @@ use crate::template::{Templater, Vars};
 const MAX_MATRIX_EXPANSION: usize = 10_000;
 const MAX_NAME_LEN: usize = 200;
 
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     file: String,
     source: &'a str,
     dir: &'a Path,
 }
 
 impl Ctx<'_> {
-    fn err(
+    pub(super) fn err(
         &self,
         span: Range<usize>,
         field: impl Into<String>,
@@ -97,8 +97,7 @@ pub(super) fn validate(
     let mut tls_profiles: Vec<TlsSettings> = Vec::new();
     let mut checks: Vec<Arc<Check>> = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
-    let mut literal_secrets: Vec<Secret> = Vec::new();
-    let mut basic_pairs: Vec<(String, Secret)> = Vec::new();
+    let mut redactable = Redactable::default();
 
     for (index, raw_check) in raw.checks.iter().enumerate() {
         let field = format!("checks[{index}]");
@@ -125,21 +124,43 @@ pub(super) fn validate(
             }
             let line = Location::at("", source, raw_check.get_ref().name.span().start).line;
             seen.insert(check.name.clone(), line);
-            if let Some(secret) = check.request.auth.secret()
-                && *secret.origin() == SecretOrigin::Literal
-            {
-                literal_secrets.push(secret.clone());
-            }
-            if let Auth::Basic { username, password } = &check.request.auth {
-                basic_pairs.push((username.clone(), password.clone()));
-            }
+            redactable.note(&check.request.auth);
             checks.push(Arc::new(check));
         }
     }
 
+    let mut flows: Vec<Arc<Flow>> = Vec::new();
+    let flow_env = super::flow::FlowEnv {
+        defaults: &raw.defaults,
+        secrets: &secrets,
+        templater: &templater,
+    };
+    for (index, spanned) in raw.flows.iter().enumerate() {
+        let field = format!("flows[{index}]");
+        let raw_flow = spanned.get_ref();
+        let mut flow = super::flow::flow(&ctx, &field, raw_flow, &flow_env, &mut tls_profiles)?;
+        if let Some(first) = seen.get(&flow.name) {
+            return Err(ctx.err(
+                raw_flow.name.span(),
+                format!("{field}.name"),
+                format!(
+                    "duplicate name {:?} (first defined at line {first}); checks and flows share one name space",
+                    flow.name
+                ),
+            ));
+        }
+        let line = Location::at("", source, raw_flow.name.span().start).line;
+        seen.insert(flow.name.clone(), line);
+        for step in flow.steps.iter().chain(&flow.cleanup) {
+            redactable.note(&step.request.auth);
+        }
+        flow.id = flows.len();
+        flows.push(Arc::new(flow));
+    }
+
     let redactor = Redactor::new(
-        secrets.values().chain(literal_secrets.iter()),
-        basic_pairs.iter().map(|(u, s)| (u.as_str(), s)),
+        secrets.values().chain(redactable.literal_secrets.iter()),
+        redactable.basic_pairs.iter().map(|(u, s)| (u.as_str(), s)),
     );
     Ok(Config {
         source: path.to_path_buf(),
@@ -147,9 +168,31 @@ pub(super) fn validate(
         max_concurrent_probes,
         shutdown_grace,
         checks,
+        flows,
         tls_profiles,
         redactor,
     })
+}
+
+/// Credentials written into the config itself, which the redactor must
+/// know besides the `[secrets]`.
+#[derive(Default)]
+struct Redactable {
+    literal_secrets: Vec<Secret>,
+    basic_pairs: Vec<(String, Secret)>,
+}
+
+impl Redactable {
+    fn note(&mut self, auth: &Auth) {
+        if let Some(secret) = auth.secret()
+            && *secret.origin() == SecretOrigin::Literal
+        {
+            self.literal_secrets.push(secret.clone());
+        }
+        if let Auth::Basic { username, password } = auth {
+            self.basic_pairs.push((username.clone(), password.clone()));
+        }
+    }
 }
 
 fn parse(ctx: &Ctx<'_>) -> Result<RawConfig, ConfigError> {
@@ -305,7 +348,7 @@ fn expand_check(
     Ok(out)
 }
 
-fn vars_of(
+pub(super) fn vars_of(
     templater: &Templater,
     ctx: &Ctx<'_>,
     field: &str,
@@ -373,29 +416,8 @@ impl SharedParts {
         secrets: &BTreeMap<String, Secret>,
         tls_profiles: &mut Vec<TlsSettings>,
     ) -> Result<SharedParts, ConfigError> {
-        let method = match &raw.method {
-            None => Method::GET,
-            Some(m) => {
-                Method::from_bytes(m.get_ref().to_ascii_uppercase().as_bytes()).map_err(|_| {
-                    ctx.err(
-                        m.span(),
-                        format!("{field}.method"),
-                        format!("invalid HTTP method {:?}", m.get_ref()),
-                    )
-                })?
-            }
-        };
-        let tls_settings = match (&raw.tls, &defaults.tls) {
-            (Some(tls), _) => tls_settings(ctx, &format!("{field}.tls"), Some(tls))?,
-            (None, tls) => tls_settings(ctx, "defaults.tls", tls.as_ref())?,
-        };
-        let tls_profile = match tls_profiles.iter().position(|p| *p == tls_settings) {
-            Some(i) => i,
-            None => {
-                tls_profiles.push(tls_settings);
-                tls_profiles.len() - 1
-            }
-        };
+        let method = method(ctx, field, raw.method.as_ref())?;
+        let tls_profile = tls_profile(ctx, field, raw.tls.as_ref(), defaults, tls_profiles)?;
         Ok(SharedParts {
             group: raw
                 .group
@@ -403,7 +425,17 @@ impl SharedParts {
                 .or_else(|| defaults.group.clone())
                 .unwrap_or_else(|| DEFAULT_GROUP.to_owned()),
             method,
-            schedule: schedule(ctx, field, raw, defaults)?,
+            schedule: schedule(
+                ctx,
+                field,
+                OwnSchedule {
+                    schedule: raw.schedule.as_ref(),
+                    interval: raw.interval.as_ref(),
+                    timezone: raw.timezone.as_ref(),
+                    name_span: raw.name.span(),
+                },
+                defaults,
+            )?,
             auth: auth(ctx, field, raw.auth.as_ref(), secrets)?,
             timeout: raw
                 .timeout
@@ -419,9 +451,81 @@ impl SharedParts {
                 .or(defaults.max_redirects)
                 .unwrap_or(DEFAULT_MAX_REDIRECTS),
             tls_profile,
-            expect: expectations(ctx, field, raw)?,
+            expect: expectations(ctx, field, raw.expect.as_ref())?,
         })
     }
+}
+
+pub(super) fn method(
+    ctx: &Ctx<'_>,
+    field: &str,
+    raw: Option<&Spanned<String>>,
+) -> Result<Method, ConfigError> {
+    match raw {
+        None => Ok(Method::GET),
+        Some(m) => Method::from_bytes(m.get_ref().to_ascii_uppercase().as_bytes()).map_err(|_| {
+            ctx.err(
+                m.span(),
+                format!("{field}.method"),
+                format!("invalid HTTP method {:?}", m.get_ref()),
+            )
+        }),
+    }
+}
+
+/// The index of these TLS settings in `profiles`, adding them if new.
+pub(super) fn tls_profile(
+    ctx: &Ctx<'_>,
+    field: &str,
+    own: Option<&Spanned<RawTls>>,
+    defaults: &RawDefaults,
+    profiles: &mut Vec<TlsSettings>,
+) -> Result<usize, ConfigError> {
+    let settings = match (own, &defaults.tls) {
+        (Some(tls), _) => tls_settings(ctx, &format!("{field}.tls"), Some(tls))?,
+        (None, tls) => tls_settings(ctx, "defaults.tls", tls.as_ref())?,
+    };
+    Ok(match profiles.iter().position(|p| *p == settings) {
+        Some(i) => i,
+        None => {
+            profiles.push(settings);
+            profiles.len() - 1
+        }
+    })
+}
+
+/// A URL lookout may probe: http or https, with a host.
+pub(super) fn probe_url(
+    ctx: &Ctx<'_>,
+    field: &str,
+    span: Range<usize>,
+    text: &str,
+) -> Result<Url, ConfigError> {
+    let url = Url::parse(text).map_err(|e| {
+        ctx.err(
+            span.clone(),
+            format!("{field}.url"),
+            format!("invalid URL {text:?}: {e}"),
+        )
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(ctx.err(
+            span,
+            format!("{field}.url"),
+            format!("{text:?} is not an http:// or https:// URL with a host"),
+        ));
+    }
+    Ok(url)
+}
+
+pub(super) fn header_name(
+    ctx: &Ctx<'_>,
+    where_: &str,
+    key: &str,
+    span: Range<usize>,
+) -> Result<HeaderName, ConfigError> {
+    HeaderName::from_bytes(key.as_bytes())
+        .map_err(|_| ctx.err(span, where_, format!("invalid header name {key:?}")))
 }
 
 fn build_one(
@@ -444,31 +548,12 @@ fn build_one(
     }
 
     let url_text = render(&raw.url, "url")?;
-    let url = Url::parse(&url_text).map_err(|e| {
-        ctx.err(
-            raw.url.span(),
-            format!("{field}.url"),
-            format!("invalid URL {url_text:?}: {e}"),
-        )
-    })?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(ctx.err(
-            raw.url.span(),
-            format!("{field}.url"),
-            format!("{url_text:?} is not an http:// or https:// URL with a host"),
-        ));
-    }
+    let url = probe_url(ctx, field, raw.url.span(), &url_text)?;
 
     let mut headers = HeaderMap::new();
     for (key, value) in &raw.headers {
         let where_ = format!("{field}.headers.{key}");
-        let name = HeaderName::from_bytes(key.as_bytes()).map_err(|_| {
-            ctx.err(
-                value.span(),
-                &where_,
-                format!("invalid header name {key:?}"),
-            )
-        })?;
+        let name = header_name(ctx, &where_, key, value.span())?;
         let text = render(value, &format!("headers.{key}"))?;
         let value = HeaderValue::from_str(&text).map_err(|_| {
             ctx.err(
@@ -528,13 +613,22 @@ fn build_one(
     })
 }
 
-fn schedule(
+/// The schedule settings a check or flow writes itself.
+pub(super) struct OwnSchedule<'a> {
+    pub schedule: Option<&'a Spanned<super::raw::CronText>>,
+    pub interval: Option<&'a Spanned<super::raw::HumanDuration>>,
+    pub timezone: Option<&'a Spanned<String>>,
+    /// Where to point when the default interval is the problem.
+    pub name_span: Range<usize>,
+}
+
+pub(super) fn schedule(
     ctx: &Ctx<'_>,
     field: &str,
-    raw: &RawCheck,
+    raw: OwnSchedule<'_>,
     defaults: &RawDefaults,
 ) -> Result<Schedule, ConfigError> {
-    if let (Some(_), Some(interval)) = (&raw.schedule, &raw.interval) {
+    if let (Some(_), Some(interval)) = (raw.schedule, raw.interval) {
         return Err(ctx.err(
             interval.span(),
             format!("{field}.interval"),
@@ -553,7 +647,7 @@ fn schedule(
     } else {
         "defaults.timezone".to_owned()
     };
-    let tz = match raw.timezone.as_ref().or(defaults.timezone.as_ref()) {
+    let tz = match raw.timezone.or(defaults.timezone.as_ref()) {
         None => chrono_tz::UTC,
         Some(tz) => tz.get_ref().parse::<chrono_tz::Tz>().map_err(|_| {
             ctx.err(
@@ -567,8 +661,8 @@ fn schedule(
         })?,
     };
     // The check's own setting wins over either kind of default.
-    let cron = raw.schedule.as_ref().map(|c| c.get_ref().0.clone());
-    let every = raw.interval.as_ref().map(|i| i.get_ref().0);
+    let cron = raw.schedule.map(|c| c.get_ref().0.clone());
+    let every = raw.interval.map(|i| i.get_ref().0);
     let every_min = Duration::from_millis(10);
     let pick = match (cron, every) {
         (Some(spec), _) => Ok(spec),
@@ -582,10 +676,10 @@ fn schedule(
     match pick {
         Ok(spec) => Ok(Schedule::Cron { spec, tz }),
         Err(every) if every < every_min => {
-            let (span, where_) = match (&raw.interval, &defaults.interval) {
+            let (span, where_) = match (raw.interval, &defaults.interval) {
                 (Some(i), _) => (i.span(), format!("{field}.interval")),
                 (None, Some(i)) => (i.span(), "defaults.interval".to_owned()),
-                (None, None) => (raw.name.span(), format!("{field}.interval")),
+                (None, None) => (raw.name_span, format!("{field}.interval")),
             };
             Err(ctx.err(span, where_, "an interval must be at least 10ms"))
         }
@@ -597,7 +691,7 @@ fn schedule(
     }
 }
 
-fn auth(
+pub(super) fn auth(
     ctx: &Ctx<'_>,
     field: &str,
     raw: Option<&Spanned<RawAuth>>,
@@ -720,8 +814,12 @@ fn tls_settings(
     })
 }
 
-fn expectations(ctx: &Ctx<'_>, field: &str, raw: &RawCheck) -> Result<Expectations, ConfigError> {
-    let Some(spanned) = &raw.expect else {
+pub(super) fn expectations(
+    ctx: &Ctx<'_>,
+    field: &str,
+    raw: Option<&Spanned<RawExpect>>,
+) -> Result<Expectations, ConfigError> {
+    let Some(spanned) = raw else {
         return Ok(Expectations::default());
     };
     let e: &RawExpect = spanned.get_ref();

@@ -8,8 +8,39 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::config::Check;
-use crate::outcome::CheckResult;
+use crate::config::{Check, Flow};
+use crate::outcome::{CheckResult, FlowResult};
+use crate::schedule::Schedule;
+
+/// What the board tracks: a check, or a flow, which counts as one check.
+#[derive(Clone, Debug)]
+pub enum Monitor {
+    Check(Arc<Check>),
+    Flow(Arc<Flow>),
+}
+
+impl Monitor {
+    pub fn name(&self) -> &str {
+        match self {
+            Monitor::Check(c) => &c.name,
+            Monitor::Flow(f) => &f.name,
+        }
+    }
+
+    pub fn group(&self) -> &str {
+        match self {
+            Monitor::Check(c) => &c.group,
+            Monitor::Flow(f) => &f.group,
+        }
+    }
+
+    pub fn schedule(&self) -> &Schedule {
+        match self {
+            Monitor::Check(c) => &c.schedule,
+            Monitor::Flow(f) => &f.schedule,
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -60,9 +91,12 @@ impl Tally {
 
 #[derive(Clone, Debug)]
 pub struct Entry {
-    pub check: Arc<Check>,
+    pub monitor: Monitor,
     pub state: State,
+    /// For a flow, its run summed up as one check (see `FlowResult::summary`).
     pub last: Option<Arc<CheckResult>>,
+    /// A flow's last run, step by step.
+    pub flow: Option<Arc<FlowResult>>,
     /// When the check entered its current state.
     pub since: Option<DateTime<Utc>>,
     pub skipped: u64,
@@ -76,26 +110,40 @@ pub struct Transition {
 }
 
 struct Inner {
-    /// Indexed by [`Check::id`].
+    /// Checks by [`Check::id`], then flows by [`Flow::id`].
     entries: Vec<Entry>,
     groups: BTreeMap<String, Tally>,
 }
 
 pub struct Board {
     inner: RwLock<Inner>,
+    checks: usize,
+}
+
+/// A place on the board.
+#[derive(Clone, Copy, Debug)]
+pub enum Slot {
+    Check(usize),
+    Flow(usize),
 }
 
 impl Board {
-    pub fn new(checks: &[Arc<Check>]) -> Board {
+    pub fn new(checks: &[Arc<Check>], flows: &[Arc<Flow>]) -> Board {
         let mut groups: BTreeMap<String, Tally> = BTreeMap::new();
         let entries = checks
             .iter()
-            .map(|c| {
-                groups.entry(c.group.clone()).or_default().pending += 1;
+            .map(|c| Monitor::Check(c.clone()))
+            .chain(flows.iter().map(|f| Monitor::Flow(f.clone())))
+            .map(|monitor| {
+                groups
+                    .entry(monitor.group().to_owned())
+                    .or_default()
+                    .pending += 1;
                 Entry {
-                    check: c.clone(),
+                    monitor,
                     state: State::Pending,
                     last: None,
+                    flow: None,
                     since: None,
                     skipped: 0,
                 }
@@ -103,6 +151,14 @@ impl Board {
             .collect();
         Board {
             inner: RwLock::new(Inner { entries, groups }),
+            checks: checks.len(),
+        }
+    }
+
+    fn index(&self, slot: Slot) -> usize {
+        match slot {
+            Slot::Check(i) => i,
+            Slot::Flow(i) => self.checks + i,
         }
     }
 
@@ -116,7 +172,13 @@ impl Board {
 
     /// Stores a result; returns the state change it caused, if any, and the
     /// group's tally after it.
-    pub fn update(&self, id: usize, result: CheckResult) -> (Option<Transition>, Tally) {
+    pub fn update(
+        &self,
+        slot: Slot,
+        result: CheckResult,
+        flow: Option<Arc<FlowResult>>,
+    ) -> (Option<Transition>, Tally) {
+        let id = self.index(slot);
         let mut inner = self.write();
         if id >= inner.entries.len() {
             return (None, Tally::default());
@@ -130,7 +192,8 @@ impl Board {
         let entry = &mut inner.entries[id];
         let from = entry.state;
         entry.last = Some(Arc::new(result));
-        let group = entry.check.group.clone();
+        entry.flow = flow;
+        let group = entry.monitor.group().to_owned();
         if from == to {
             let tally = inner.groups.get(&group).copied().unwrap_or_default();
             return (None, tally);
@@ -143,7 +206,8 @@ impl Board {
         (Some(Transition { from, to }), *tally)
     }
 
-    pub fn add_skipped(&self, id: usize, count: u64) {
+    pub fn add_skipped(&self, slot: Slot, count: u64) {
+        let id = self.index(slot);
         if let Some(entry) = self.write().entries.get_mut(id) {
             entry.skipped += count;
         }

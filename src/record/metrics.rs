@@ -16,13 +16,15 @@ use prometheus::{
 };
 
 use super::exposition::Exposition;
+use super::flow_series::FlowSeries;
 use super::series::CheckSeries;
-use crate::config::Check;
-use crate::outcome::CheckResult;
+use crate::config::{Check, Flow};
+use crate::outcome::{CheckResult, FlowResult};
 
 pub struct Metrics {
     registry: Registry,
     checks: CheckSeries,
+    flows: FlowSeries,
     group_score: GaugeVec,
     /// No labels; a vec so the series can be absent before any result.
     overall_score: GaugeVec,
@@ -40,7 +42,7 @@ fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registr
 }
 
 impl Metrics {
-    pub fn new(checks: &[Arc<Check>], max_concurrent: usize) -> Metrics {
+    pub fn new(checks: &[Arc<Check>], flows: &[Arc<Flow>], max_concurrent: usize) -> Metrics {
         let r = Registry::new();
         let gauge = |name: &str, help: &str, labels: &[&str]| {
             register(
@@ -112,6 +114,7 @@ impl Metrics {
         Metrics {
             registry: r,
             checks: CheckSeries::new(checks),
+            flows: FlowSeries::new(flows),
             group_score,
             overall_score,
             checks_by_state,
@@ -127,6 +130,15 @@ impl Metrics {
 
     pub fn skipped(&self, check: &Check, count: u64) {
         self.checks.skipped(check.id, count);
+    }
+
+    pub fn observe_flow(&self, flow: &Flow, result: &FlowResult) {
+        self.flows.observe(flow.id, result);
+        self.schedule_lag.observe(result.schedule_lag.as_secs_f64());
+    }
+
+    pub fn skipped_flow(&self, flow: &Flow, count: u64) {
+        self.flows.skipped(flow.id, count);
     }
 
     /// Sets a group's counts and score; `score` is `None` while no check in
@@ -166,11 +178,14 @@ impl Metrics {
         }
     }
 
-    /// The text exposition format: the per-check families, then the
+    /// The text exposition format: the per-check and per-flow families, then the
     /// registry's (a few dozen series, so gathering them is cheap).
     pub fn render(&self) -> String {
-        let mut e = Exposition::with_capacity(self.checks.len() * 2048 + 16 * 1024);
+        let mut e = Exposition::with_capacity(
+            self.checks.len() * 2048 + self.flows.len() * 4096 + 16 * 1024,
+        );
         self.checks.render(&mut e);
+        self.flows.render(&mut e);
         let mut registry = Vec::with_capacity(16 * 1024);
         // Encoding into a Vec cannot fail; an error would be a bug in the encoder.
         if TextEncoder::new()

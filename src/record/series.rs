@@ -45,9 +45,69 @@ struct Slot {
     skipped: u64,
 }
 
+impl Slot {
+    fn observe(&mut self, result: &CheckResult) {
+        let secs = result.duration.as_secs_f64();
+        self.last = Some(Last {
+            success: result.outcome.is_success(),
+            status: result.status.unwrap_or(0),
+            duration: secs,
+            phases: result.phases.by_name().map(|(_, d)| d.as_secs_f64()),
+            redirects: result.redirects,
+            started_at: result.started_at.timestamp_millis() as f64 / 1000.0,
+        });
+        if let Some(t) = result.tls_not_after {
+            self.cert_not_after = Some(t.timestamp());
+        }
+        let bucket = DURATION_BOUNDS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(DURATION_BOUNDS.len());
+        self.buckets[bucket] += 1;
+        self.duration_sum += secs;
+        self.runs[result.outcome.label_index()] += 1;
+    }
+}
+
+/// One lock per check or flow: recording locks only its own.
+pub(super) struct Slots<T> {
+    slots: Vec<Mutex<T>>,
+}
+
+impl<T: Clone + Default> Slots<T> {
+    pub(super) fn new(n: usize) -> Slots<T> {
+        Slots {
+            slots: (0..n).map(|_| Mutex::default()).collect(),
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Runs `f` on slot `id`; nothing happens for an id from another config.
+    pub(super) fn with(&self, id: usize, f: impl FnOnce(&mut T)) {
+        if let Some(m) = self.slots.get(id) {
+            f(&mut lock(m));
+        }
+    }
+
+    /// Copies the slots out under their locks, so the text is written
+    /// without holding any lock a probe might be waiting for.
+    pub(super) fn snapshot(&self) -> Vec<T> {
+        self.slots.iter().map(|m| lock(m).clone()).collect()
+    }
+}
+
+/// A panic elsewhere while holding a slot leaves plain numbers behind; they
+/// are still the best we have.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 pub struct CheckSeries {
     labels: Vec<LabelSet>,
-    slots: Vec<Mutex<Slot>>,
+    slots: Slots<Slot>,
 }
 
 impl CheckSeries {
@@ -57,7 +117,7 @@ impl CheckSeries {
                 .iter()
                 .map(|c| LabelSet::new(&[("check", &c.name), ("group", &c.group)]))
                 .collect(),
-            slots: checks.iter().map(|_| Mutex::default()).collect(),
+            slots: Slots::new(checks.len()),
         }
     }
 
@@ -65,56 +125,16 @@ impl CheckSeries {
         self.slots.len()
     }
 
-    fn slot(&self, id: usize) -> Option<MutexGuard<'_, Slot>> {
-        // A panic elsewhere while holding a slot leaves plain numbers behind;
-        // they are still the best we have.
-        self.slots
-            .get(id)
-            .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-
     pub fn observe(&self, id: usize, result: &CheckResult) {
-        let Some(mut slot) = self.slot(id) else {
-            return;
-        };
-        let secs = result.duration.as_secs_f64();
-        slot.last = Some(Last {
-            success: result.outcome.is_success(),
-            status: result.status.unwrap_or(0),
-            duration: secs,
-            phases: result.phases.by_name().map(|(_, d)| d.as_secs_f64()),
-            redirects: result.redirects,
-            started_at: result.started_at.timestamp_millis() as f64 / 1000.0,
-        });
-        if let Some(t) = result.tls_not_after {
-            slot.cert_not_after = Some(t.timestamp());
-        }
-        let bucket = DURATION_BOUNDS
-            .iter()
-            .position(|&b| secs <= b)
-            .unwrap_or(DURATION_BOUNDS.len());
-        slot.buckets[bucket] += 1;
-        slot.duration_sum += secs;
-        slot.runs[result.outcome.label_index()] += 1;
+        self.slots.with(id, |slot| slot.observe(result));
     }
 
     pub fn skipped(&self, id: usize, count: u64) {
-        if let Some(mut slot) = self.slot(id) {
-            slot.skipped += count;
-        }
-    }
-
-    /// Copies the slots out under their locks, so the text is written
-    /// without holding any lock a probe might be waiting for.
-    fn snapshot(&self) -> Vec<Slot> {
-        self.slots
-            .iter()
-            .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()).clone())
-            .collect()
+        self.slots.with(id, |slot| slot.skipped += count);
     }
 
     pub fn render(&self, e: &mut Exposition) {
-        let slots = self.snapshot();
+        let slots = self.slots.snapshot();
         let each = || self.labels.iter().zip(&slots);
         let last = || each().filter_map(|(l, s)| s.last.map(|last| (l, last)));
 

@@ -1250,7 +1250,7 @@ fn cli_check_config_lists_the_expanded_checks_of_the_example() {
     );
     assert!(
         stdout.starts_with(&format!(
-            "{}: OK, 7 checks, listen 127.0.0.1:9898\n",
+            "{}: OK, 7 checks, 0 flows, listen 127.0.0.1:9898\n",
             path.display()
         )),
         "{stdout}"

@@ -235,7 +235,7 @@ async fn scores_metrics_api_and_page_agree() {
 
 /// `promtool check metrics` must report nothing. Skipped, loudly, where
 /// promtool is not installed (`.ci/setup` installs it).
-fn promtool_check_metrics(text: &str) {
+pub fn promtool_check_metrics(text: &str) {
     let child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -398,7 +398,7 @@ auth = {{ scheme = "basic", username = "svc", secret = "file_key" }}
         }
     }
     assert!(
-        logs.contains("check changed state"),
+        logs.contains("state changed"),
         "state changes are logged:\n{logs}"
     );
     assert!(

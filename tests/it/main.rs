@@ -2,6 +2,7 @@
 
 mod config_errors;
 mod daemon;
+mod flows;
 mod judge_table;
 mod probe_http;
 mod probe_tls;
