@@ -9,7 +9,8 @@
 # Knobs (environment): BENCH_SIZES ("1000 10000"), BENCH_WARMUP (15 s),
 # BENCH_MEASURE (60 s), BENCH_BB_COUNT (20000), BENCH_BB_RATE (1000 probes/s),
 # BENCH_RENDERS (20), BENCH_SCRAPED (40 s window with a /metrics scrape every
-# BENCH_SCRAPE_EVERY = 10 s). Builds go to $CARGO_TARGET_DIR (default target-bench/).
+# BENCH_SCRAPE_EVERY = 10 s), BENCH_FLOWS (1000 four-step flows a minute; 0 skips).
+# Builds go to $CARGO_TARGET_DIR (default target-bench/).
 #
 # All traffic goes to 127.0.0.1. Every loop is bounded in count and time, and
 # every process started here is stopped on exit.
@@ -29,6 +30,7 @@ BB_RATE=${BENCH_BB_RATE:-1000}
 RENDERS=${BENCH_RENDERS:-20}
 SCRAPED=${BENCH_SCRAPED:-40}
 SCRAPE_EVERY=${BENCH_SCRAPE_EVERY:-10}
+FLOWS=${BENCH_FLOWS:-1000}
 INTERVAL_S=10
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -135,6 +137,9 @@ http {
     server {
         listen 127.0.0.1:$NGINX_PORT backlog=4096;
         location = / { return 200 "ok\n"; }
+        # For the flow benchmark: create answers an id, the item routes answer JSON.
+        location = /items { default_type application/json; return 201 '{"id":"item-42"}'; }
+        location ^~ /items/ { default_type application/json; return 200 '{"id":"item-42","ok":true}'; }
     }
 }
 EOF
@@ -282,6 +287,72 @@ for N in $SIZES; do
     log "lookout $N: runs=$runs fails=$fails skipped=$skipped cpu/probe=${R[cpu_per_probe,$N]}us lag p50=${R[lag_p50,$N]}ms p99=${R[lag_p99,$N]}ms render=${R[render_med,$N]}ms rss=${R[rss_peak,$N]}MB"
 done
 
+# --- flows: FLOWS four-step flows a minute --------------------------------------
+# summary_flows FILE: flow runs, failed flow runs, and the lag buckets.
+summary_flows() {
+    awk '
+        /^lookout_flow_runs_total\{/ {
+            runs += $NF
+            if ($0 !~ /outcome="success"/) fail += $NF
+        }
+        /^lookout_flow_skipped_runs_total\{/ { skipped += $NF }
+        /^lookout_schedule_lag_seconds_bucket\{/ {
+            match($0, /le="[^"]*"/); le = substr($0, RSTART + 4, RLENGTH - 5)
+            print "bucket", le, $NF
+        }
+        END { print "runs", runs + 0; print "fail", fail + 0; print "skipped", skipped + 0 }
+    ' "$1"
+}
+if ((FLOWS > 0)); then
+    PORT=$(free_port)
+    CFG=$TMP/lookout-flows.toml
+    ITEMS=http://127.0.0.1:$NGINX_PORT/items
+    {
+        printf '[server]\nlisten = "127.0.0.1:%s"\n\n' "$PORT"
+        printf '[scheduler]\nmax_concurrent_probes = 256\nshutdown_grace = "2s"\n\n'
+        printf '[defaults]\ninterval = "60s"\ntimeout = "5s"\n\n'
+        for ((i = 1; i <= FLOWS; i++)); do
+            printf '[[flows]]\nname = "f%05d"\ngroup = "g%02d"\n' "$i" $((i % 10))
+            printf '[[flows.steps]]\nname = "create"\nmethod = "POST"\nurl = "%s"\njson = { name = "bench-{{ run_id }}" }\nexpect = { status = [201] }\ncapture = { id = "/id" }\n' "$ITEMS"
+            printf '[[flows.steps]]\nname = "read"\nurl = "%s/{{ id }}"\nexpect = { json = [{ pointer = "/id", exists = true }] }\n' "$ITEMS"
+            printf '[[flows.steps]]\nname = "update"\nmethod = "PUT"\nurl = "%s/{{ id }}"\njson = { id = "{{ id }}", at = "{{ now_ms }}" }\n' "$ITEMS"
+            printf '[[flows.steps]]\nname = "read-again"\nurl = "%s/{{ id }}"\nexpect = { json = [{ pointer = "/ok", equals = true }] }\n' "$ITEMS"
+            printf '[[flows.cleanup]]\nname = "delete"\nmethod = "DELETE"\nurl = "%s/{{ id }}"\n\n' "$ITEMS"
+        done
+    } >"$CFG"
+    log "lookout: $FLOWS flows every 60s (4 steps + 1 cleanup); warm-up ${WARMUP}s, measuring 60s"
+    "$LOOKOUT" run --config "$CFG" 2>"$TMP/lookout-flows.log" &
+    LPID=$!
+    PIDS+=("$LPID")
+    METRICS=http://127.0.0.1:$PORT/metrics
+    wait_http "http://127.0.0.1:$PORT/readyz"
+    sleep "$WARMUP"
+    curl -sf --max-time 30 -o "$TMP/f0.txt" "$METRICS"
+    c0=$(cpu_ticks "$LPID"); t0=$(now); b0=$(sys_busy); n0=$(nginx_ticks); st0=$(sys_steal)
+    sleep 60
+    c1=$(cpu_ticks "$LPID"); t1=$(now); b1=$(sys_busy); n1=$(nginx_ticks); st1=$(sys_steal)
+    curl -sf --max-time 30 -o "$TMP/f1.txt" "$METRICS"
+    summary_flows "$TMP/f0.txt" >"$TMP/fs0.txt"
+    summary_flows "$TMP/f1.txt" >"$TMP/fs1.txt"
+    fruns=$(($(field "$TMP/fs1.txt" runs) - $(field "$TMP/fs0.txt" runs)))
+    fwall=$(calc "$t1 - $t0" 2)
+    fcpu_us=$(calc "($c1 - $c0) * 1000000 / $CLK_TCK" 0)
+    R[f_runs]=$fruns
+    R[f_fails]=$(($(field "$TMP/fs1.txt" fail) - $(field "$TMP/fs0.txt" fail)))
+    R[f_skipped]=$(($(field "$TMP/fs1.txt" skipped) - $(field "$TMP/fs0.txt" skipped)))
+    R[f_rate]=$(calc "$fruns * 60 / $fwall" 0)
+    R[f_cpu_pct]=$(calc "$fcpu_us / 10000 / $fwall" 1)
+    R[f_cpu_per_run]=$(calc "$fcpu_us / ($fruns > 0 ? $fruns : 1)" 0)
+    R[f_cpu_per_req]=$(calc "$fcpu_us / ($fruns > 0 ? $fruns * 5 : 1)" 1)
+    R[f_lag_p99]=$(calc "$(quantile 0.99 "$TMP/fs0.txt" "$TMP/fs1.txt") * 1000" 2)
+    R[f_other_pct]=$(calc "(($b1 - $b0) - ($c1 - $c0) - ($n1 - $n0)) * 100 / $CLK_TCK / $fwall" 1)
+    R[f_steal_pct]=$(calc "($st1 - $st0) * 100 / $CLK_TCK / $fwall" 1)
+    R[f_rss]=$(calc "$(vm_kb "$LPID" VmHWM) / 1024" 1)
+    R[f_render]=$(calc "$(curl -sf --max-time 30 -o /dev/null -w '%{time_total}' "$METRICS") * 1000" 1)
+    stop "$LPID"
+    log "lookout flows: runs=$fruns fails=${R[f_fails]} cpu/run=${R[f_cpu_per_run]}us rss=${R[f_rss]}MB"
+fi
+
 # --- blackbox_exporter doing the same probes ------------------------------------
 BB_PORT=$(free_port)
 cat >"$TMP/bb.yml" <<EOF
@@ -422,6 +493,31 @@ bb_table=$(
     echo "| reference: plain blocking socket, no HTTP library (\`bench/floor.py\`, ok ${R[raw_ok]} / ${RAW_COUNT}), client CPU µs per request: user + system | ${R[raw_user]} + ${R[raw_sys]} = ${R[raw_cpu]} |"
 )
 
+if ((FLOWS > 0)); then
+    flows_section=$(
+        cat <<EOF
+## Flows
+
+${FLOWS} flows, each \`interval = "60s"\` with four steps against the same nginx (\`POST /items\` capturing \`/id\` from the JSON answer, \`GET /items/{{ id }}\` with a JSON pointer check, \`PUT /items/{{ id }}\` with a templated JSON body, \`GET\` again) and one cleanup step (\`DELETE /items/{{ id }}\`): five fresh-connection requests per run. ${WARMUP} s of warm-up, then a 60 s window measured as above.
+
+| figure | value |
+| --- | ---: |
+| flow runs in the window (scheduled: ${FLOWS} a minute) | ${R[f_runs]} |
+| flow runs per minute achieved | ${R[f_rate]} |
+| failed flow runs / skipped ticks | ${R[f_fails]} / ${R[f_skipped]} |
+| CPU, % of one core | ${R[f_cpu_pct]} |
+| **CPU µs per flow run** (5 requests, templating, captures, judging, recording) | ${R[f_cpu_per_run]} |
+| CPU µs per request | ${R[f_cpu_per_req]} |
+| schedule lag p99, ms | ${R[f_lag_p99]} |
+| **peak RSS (VmHWM), MB** | ${R[f_rss]} |
+| /metrics render, one fetch after the window, ms | ${R[f_render]} |
+| other CPU on the machine / hypervisor steal in the window, % of one core | ${R[f_other_pct]} / ${R[f_steal_pct]} |
+EOF
+    )
+else
+    flows_section="(Flows not measured in this run: BENCH_FLOWS=0.)"
+fi
+
 missed=()
 awk "BEGIN { exit !($cpu_last > 120) }" && missed+=("CPU per probe at $LAST checks is ${cpu_last} µs, over the 120 µs aim")
 awk "BEGIN { exit !($cpu_first > 120) }" && missed+=("CPU per probe at $FIRST checks is ${cpu_first} µs, over the 120 µs aim")
@@ -481,6 +577,8 @@ Time is curl's \`time_total\` for ${RENDERS} sequential \`GET /metrics\` on loop
 The same daemon, right after the render timings: a further ${SCRAPED} s window with one \`GET /metrics\` every ${SCRAPE_EVERY} s, as a Prometheus server would scrape it. The headline lag figures above have no scrape in their window; these show what scrapes do to the schedule.
 
 ${scraped_table}
+
+${flows_section}
 EOF
 )
 

@@ -1250,7 +1250,7 @@ fn cli_check_config_lists_the_expanded_checks_of_the_example() {
     );
     assert!(
         stdout.starts_with(&format!(
-            "{}: OK, 7 checks, 0 flows, listen 127.0.0.1:9898\n",
+            "{}: OK, 7 checks, 2 flows, listen 127.0.0.1:9898\n",
             path.display()
         )),
         "{stdout}"
@@ -1269,7 +1269,16 @@ fn cli_check_config_lists_the_expanded_checks_of_the_example() {
             "endpoint[path=/readyz]",
             "endpoint[path=/]",
             "route-exists",
-            "missing-route"
+            "missing-route",
+            "status-walk",
+            "  step read-status",
+            "  step follow-up",
+            "registration-demo",
+            "  step create",
+            "  step register",
+            "  step verify",
+            "  cleanup delete-model",
+            "  cleanup release"
         ],
         "{stdout}"
     );

@@ -305,6 +305,24 @@ auth = {{ scheme = "bearer", secret = "env_key" }}
 name = "basic"
 url = "{echo}"
 auth = {{ scheme = "basic", username = "svc", secret = "file_key" }}
+# A flow captures the echoed key and sends it on: captures, step reasons
+# and the flow's logs must not show it either.
+[[flows]]
+name = "flow-echo"
+auth = {{ scheme = "api_key", secret = "env_key" }}
+[[flows.steps]]
+name = "echo"
+url = "{echo_key}"
+expect = {{ status = [401] }}
+capture = {{ echoed = "/detail" }}
+[[flows.steps]]
+name = "reuse"
+url = "{echo_key}?seen={{{{ echoed | urlencode }}}}"
+expect = {{ status = [200] }}
+[[flows.cleanup]]
+name = "undo"
+url = "{echo_key}?undo={{{{ echoed | urlencode }}}}"
+expect = {{ status = [200] }}
 "#,
             echo_key = target.url("/echo-key"),
             echo = target.url("/echo"),
@@ -354,6 +372,17 @@ auth = {{ scheme = "basic", username = "svc", secret = "file_key" }}
     .await;
     let metrics = get(format!("{base}/metrics")).await;
     let page = get(format!("{base}/")).await;
+    // The flow ran and did meet the secret: in its capture and its reasons.
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let flow = &v["flows"][0];
+    for shown in [
+        &flow["captured"][0]["value"],
+        &flow["steps"][1]["reason"],
+        &flow["cleanup"][0]["reason"],
+    ] {
+        let text = shown.as_str().unwrap_or_default();
+        assert!(text.contains("[redacted sha256:"), "{flow}");
+    }
 
     let pid = child.id().to_string();
     assert!(
