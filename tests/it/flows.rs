@@ -42,6 +42,8 @@ struct Registry {
     echo_token: bool,
     /// Every request: route and the Authorization header.
     log: Vec<(String, String)>,
+    in_flight: usize,
+    max_in_flight: usize,
 }
 
 impl Registry {
@@ -122,11 +124,14 @@ async fn gate(State(s): State<Shared>, req: Request, next: Next) -> Response {
     let (fail, stall) = {
         let mut r = s.lock().unwrap();
         r.log.push((route.clone(), auth.clone()));
+        r.in_flight += 1;
+        r.max_in_flight = r.max_in_flight.max(r.in_flight);
         (r.fail.get(&route).copied(), r.stall.get(&route).copied())
     };
     if let Some(d) = stall {
         tokio::time::sleep(d).await;
     }
+    s.lock().unwrap().in_flight -= 1;
     if auth != format!("Bearer {TEST_SECRET}") {
         return error(401, "Invalid or expired token");
     }
@@ -770,4 +775,30 @@ url = "http://127.0.0.1:1/never"
     );
     assert_eq!(value("lookout_health_score", &[]), Some(0.0));
     crate::daemon::promtool_check_metrics(&metrics);
+}
+
+/// A flow whose run outlasts its interval is not started twice: the ticks
+/// in between are skipped and counted, as for checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overlapping_flow_run_is_skipped_not_doubled() {
+    let mlflow = start_mlflow().await;
+    mlflow.set(|r| {
+        r.stall
+            .insert("experiments/create".into(), Duration::from_millis(450));
+    });
+    let toml = registration(mlflow.addr, "").replace(r#"interval = "1h""#, r#"interval = "100ms""#);
+    let daemon = Daemon::start(config(&toml)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let metrics = get(format!("http://{}/metrics", daemon.addr)).await;
+    daemon.shutdown().await;
+    assert_eq!(mlflow.get(|r| r.max_in_flight), 1, "one run at a time");
+    let skipped = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"lookout_flow_skipped_runs_total{flow="model-registration",group="ml-platform"} "#))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(
+        skipped >= 3.0,
+        "skipped ticks are counted: {skipped}\n{metrics}"
+    );
 }

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use lookout::outcome::{CheckResult, FailureKind, Outcome, Phases};
+use lookout::outcome::{
+    CheckResult, FailureKind, FlowResult, Outcome, Phases, StepResult, StepRun,
+};
 use lookout::record::Recorder;
 use lookout::serve::view;
 
@@ -29,6 +31,30 @@ auth = { scheme = "api_key", secret = "platform_key" }
 name = "mlflow-proxy"
 group = "infrastructure"
 url = "https://registry.example.test/api/mlflow/api/2.0/mlflow/experiments/search"
+[[flows]]
+name = "model-registration"
+group = "ml-platform"
+auth = { scheme = "bearer", secret = "platform_key" }
+vars = { base = "https://registry.example.test/api/2.0/mlflow" }
+[[flows.steps]]
+name = "create-experiment"
+method = "POST"
+url = "{{ base }}/experiments/create"
+capture = { experiment_id = "/experiment_id" }
+[[flows.steps]]
+name = "log-run"
+method = "POST"
+url = "{{ base }}/runs/create"
+json = { experiment_id = "{{ experiment_id }}" }
+[[flows.steps]]
+name = "register-model"
+method = "POST"
+url = "{{ base }}/registered-models/create"
+[[flows.cleanup]]
+name = "delete-experiment"
+method = "POST"
+url = "{{ base }}/experiments/delete"
+json = { experiment_id = "{{ experiment_id }}" }
 "#,
     );
     let recorder = Recorder::new(&cfg);
@@ -67,6 +93,51 @@ url = "https://registry.example.test/api/mlflow/api/2.0/mlflow/experiments/searc
             redirects: 0,
             tls_not_after: None,
             schedule_lag: Duration::from_millis(3),
+        },
+    );
+    let step = |name: &str, run: StepRun, status: Option<u16>, ms: u64| StepResult {
+        name: name.into(),
+        run,
+        status,
+        duration: Duration::from_millis(ms),
+    };
+    recorder.record_flow(
+        &cfg.flows[0],
+        FlowResult {
+            started_at: at,
+            duration: Duration::from_millis(61),
+            schedule_lag: Duration::from_millis(1),
+            steps: vec![
+                step(
+                    "create-experiment",
+                    StepRun::Ran(Outcome::Success),
+                    Some(200),
+                    20,
+                ),
+                step(
+                    "log-run",
+                    StepRun::Ran(Outcome::Failure {
+                        kind: FailureKind::Status,
+                        reason: "status 404, expected 2xx: \"experiment '7' does not exist\""
+                            .into(),
+                    }),
+                    Some(404),
+                    15,
+                ),
+                step(
+                    "register-model",
+                    StepRun::Skipped("not run: step \"log-run\" failed".into()),
+                    None,
+                    0,
+                ),
+            ],
+            cleanup: vec![step(
+                "delete-experiment",
+                StepRun::Ran(Outcome::Success),
+                Some(200),
+                26,
+            )],
+            captured: vec![("experiment_id".into(), "7".into())],
         },
     );
     (recorder, cfg)
