@@ -16,8 +16,8 @@ use url::Url;
 
 use super::raw::{RawCapture, RawDefaults, RawFlow, RawStep};
 use super::validate::{
-    Ctx, OwnSchedule, auth, expectations, header_name, method, probe_url, schedule, tls_profile,
-    vars_of,
+    Ctx, OwnSchedule, auth, expectations, header_name, method, probe_url, request_limits, schedule,
+    tls_profile, vars_of,
 };
 use super::*;
 use crate::template::{Templater, Vars};
@@ -333,7 +333,12 @@ fn step(
         });
     }
 
-    let defaults = env.defaults;
+    let (timeout, max_body_bytes, max_redirects) = request_limits(
+        s.timeout.as_ref(),
+        s.max_body_bytes,
+        s.max_redirects,
+        env.defaults,
+    );
     let url_text = s.url.get_ref().clone();
     let mut request = RequestTemplate {
         method: method(ctx, field, s.method.as_ref())?,
@@ -343,19 +348,9 @@ fn step(
         headers,
         body,
         auth,
-        timeout: s
-            .timeout
-            .as_ref()
-            .or(defaults.timeout.as_ref())
-            .map_or(DEFAULT_TIMEOUT, |t| t.get_ref().0),
-        max_body_bytes: s
-            .max_body_bytes
-            .or(defaults.max_body_bytes)
-            .unwrap_or(DEFAULT_MAX_BODY_BYTES),
-        max_redirects: s
-            .max_redirects
-            .or(defaults.max_redirects)
-            .unwrap_or(DEFAULT_MAX_REDIRECTS),
+        timeout,
+        max_body_bytes,
+        max_redirects,
         tls_profile: shared.tls,
     };
     request.origin = fixed_origin(ctx, field, s, &request, shared.vars, &uses, templater)?;

@@ -418,6 +418,12 @@ impl SharedParts {
     ) -> Result<SharedParts, ConfigError> {
         let method = method(ctx, field, raw.method.as_ref())?;
         let tls_profile = tls_profile(ctx, field, raw.tls.as_ref(), defaults, tls_profiles)?;
+        let (timeout, max_body_bytes, max_redirects) = request_limits(
+            raw.timeout.as_ref(),
+            raw.max_body_bytes,
+            raw.max_redirects,
+            defaults,
+        );
         Ok(SharedParts {
             group: raw
                 .group
@@ -437,23 +443,34 @@ impl SharedParts {
                 defaults,
             )?,
             auth: auth(ctx, field, raw.auth.as_ref(), secrets)?,
-            timeout: raw
-                .timeout
-                .as_ref()
-                .or(defaults.timeout.as_ref())
-                .map_or(DEFAULT_TIMEOUT, |t| t.get_ref().0),
-            max_body_bytes: raw
-                .max_body_bytes
-                .or(defaults.max_body_bytes)
-                .unwrap_or(DEFAULT_MAX_BODY_BYTES),
-            max_redirects: raw
-                .max_redirects
-                .or(defaults.max_redirects)
-                .unwrap_or(DEFAULT_MAX_REDIRECTS),
+            timeout,
+            max_body_bytes,
+            max_redirects,
             tls_profile,
             expect: expectations(ctx, field, raw.expect.as_ref())?,
         })
     }
+}
+
+/// A request's timeout, body cap and redirect limit: its own setting, else
+/// `[defaults]`, else lookout's default.
+pub(super) fn request_limits(
+    timeout: Option<&Spanned<super::raw::HumanDuration>>,
+    max_body_bytes: Option<u64>,
+    max_redirects: Option<u32>,
+    defaults: &RawDefaults,
+) -> (Duration, u64, u32) {
+    (
+        timeout
+            .or(defaults.timeout.as_ref())
+            .map_or(DEFAULT_TIMEOUT, |t| t.get_ref().0),
+        max_body_bytes
+            .or(defaults.max_body_bytes)
+            .unwrap_or(DEFAULT_MAX_BODY_BYTES),
+        max_redirects
+            .or(defaults.max_redirects)
+            .unwrap_or(DEFAULT_MAX_REDIRECTS),
+    )
 }
 
 pub(super) fn method(

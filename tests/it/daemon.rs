@@ -15,7 +15,7 @@ async fn get(url: String) -> String {
     reqwest::get(url).await.unwrap().text().await.unwrap()
 }
 
-fn gauge(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub fn gauge(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     scrape
         .samples
         .iter()
@@ -26,7 +26,7 @@ fn gauge(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         })
 }
 
-fn parse(text: &str) -> Scrape {
+pub fn parse(text: &str) -> Scrape {
     Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("metrics parse")
 }
 

@@ -717,20 +717,8 @@ url = "http://127.0.0.1:1/never"
         "{echoed}"
     );
 
-    let scrape =
-        prometheus_parse::Scrape::parse(metrics.lines().map(|l| Ok(l.to_owned()))).unwrap();
-    let value = |name: &str, labels: &[(&str, &str)]| {
-        scrape
-            .samples
-            .iter()
-            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-            .map(|s| match s.value {
-                prometheus_parse::Value::Gauge(v)
-                | prometheus_parse::Value::Counter(v)
-                | prometheus_parse::Value::Untyped(v) => v,
-                _ => f64::NAN,
-            })
-    };
+    let scrape = crate::daemon::parse(&metrics);
+    let value = |name: &str, labels: &[(&str, &str)]| crate::daemon::gauge(&scrape, name, labels);
     let flow_l = [("flow", "model-registration"), ("group", "ml-platform")];
     assert_eq!(value("lookout_flow_success", &flow_l), Some(0.0));
     assert_eq!(value("lookout_flow_steps_passed", &flow_l), Some(1.0));
