@@ -385,7 +385,20 @@ fn fixed_origin(
         let url_text = templater
             .render(&request.url, &trial)
             .map_err(|e| ctx.err(s.url.span(), format!("{field}.url"), e))?;
-        let url = probe_url(ctx, field, s.url.span(), &url_text)?;
+        let url = probe_url(ctx, field, s.url.span(), &url_text).map_err(|e| {
+            if uses.is_empty() && !BUILTIN_VARS.iter().any(|b| request.url.contains(b)) {
+                return e;
+            }
+            ctx.err(
+                s.url.span(),
+                format!("{field}.url"),
+                format!(
+                    "the URL must be valid whatever the run-time values are; with {sentinel:?} \
+                     standing in for them it is {url_text:?}, which is not (put a \"/\" between \
+                     a fixed part and a captured one)"
+                ),
+            )
+        })?;
         request
             .render_for(templater, &trial, &url.origin())
             .map_err(|e| ctx.err(s.name.span(), field, e))?;

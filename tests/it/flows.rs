@@ -600,6 +600,11 @@ capture = {{ id = "/id" }}
             "the scheme, host and port must not come from a captured or built-in value",
         ),
         (
+            step("[[flows.steps]]\nname = \"two\"\nurl = \"{{ base }}{{ id }}\""),
+            "test.toml:11:7: flows[0].steps[1].url:",
+            "the URL must be valid whatever the run-time values are; with \"lookout-sentinel-a\" standing in for them it is \"http://127.0.0.1:1lookout-sentinel-a\", which is not",
+        ),
+        (
             step("[[flows.steps]]\nname = \"two\"\nurl = \"{{ base }}\"\ncapture = { x = \"id\" }"),
             "test.toml:12:17: flows[0].steps[1].capture.x:",
             "\"id\" is not a JSON pointer",

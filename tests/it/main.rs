@@ -2,6 +2,7 @@
 
 mod config_errors;
 mod daemon;
+mod examples;
 mod flows;
 mod judge_table;
 mod probe_http;
