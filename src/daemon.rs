@@ -143,6 +143,7 @@ impl Daemon {
     pub async fn start(config: Config) -> Result<Daemon, StartError> {
         let prober = Prober::new(&config)?;
         let recorder = Arc::new(Recorder::new(&config));
+        recorder.restore().await;
         let ready = Arc::new(AtomicBool::new(false));
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -223,6 +224,14 @@ impl Daemon {
         let finished = self.scheduler.shutdown(self.grace).await;
         if !finished {
             tracing::warn!(grace = ?self.grace, "probes still running after the grace period were abandoned");
+        }
+        // Write what the last runs recorded, then close the database.
+        let recorder = self.recorder.clone();
+        if tokio::task::spawn_blocking(move || recorder.store.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::error!("closing the history store failed");
         }
         self.stop_server.cancel();
         if tokio::time::timeout(Duration::from_secs(5), self.server)

@@ -15,4 +15,5 @@ pub mod record;
 pub mod schedule;
 pub mod secret;
 pub mod serve;
+pub mod store;
 pub mod template;

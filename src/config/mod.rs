@@ -35,6 +35,10 @@ pub const DEFAULT_MAX_REDIRECTS: u32 = 10;
 pub const DEFAULT_MAX_CONCURRENT_PROBES: usize = 256;
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
 pub const DEFAULT_GROUP: &str = "default";
+pub const DEFAULT_STORE_PATH: &str = "lookout.db";
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+pub const DEFAULT_KEEP_RESULTS: usize = 200;
+const MAX_KEEP_RESULTS: usize = 100_000;
 
 #[derive(Debug)]
 pub struct Config {
@@ -48,6 +52,7 @@ pub struct Config {
     pub tls_profiles: Vec<TlsSettings>,
     /// Knows every secret, to scrub them from anything a target sends back.
     pub redactor: Redactor,
+    pub store: crate::store::StoreSettings,
 }
 
 #[derive(Debug)]

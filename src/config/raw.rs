@@ -24,6 +24,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub defaults: RawDefaults,
     #[serde(default)]
+    pub store: RawStore,
+    #[serde(default)]
     pub secrets: BTreeMap<String, Spanned<SecretSource>>,
     #[serde(default)]
     pub checks: Vec<Spanned<RawCheck>>,
@@ -42,6 +44,16 @@ pub struct RawServer {
 pub struct RawScheduler {
     pub max_concurrent_probes: Option<Spanned<usize>>,
     pub shutdown_grace: Option<HumanDuration>,
+}
+
+/// The history database.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    /// A file (relative to the config file) or `:memory:`.
+    pub path: Option<Spanned<String>>,
+    pub retention: Option<Spanned<HumanDuration>>,
+    pub keep_results: Option<Spanned<usize>>,
 }
 
 /// Settings a check inherits unless it sets its own.

@@ -92,6 +92,7 @@ pub(super) fn validate(
         .shutdown_grace
         .map_or(DEFAULT_SHUTDOWN_GRACE, |d| d.0);
 
+    let store = store_settings(&ctx, &raw.store)?;
     let secrets = load_secrets(&ctx, &raw.secrets, env)?;
     let templater = Templater::default();
     let mut tls_profiles: Vec<TlsSettings> = Vec::new();
@@ -171,6 +172,49 @@ pub(super) fn validate(
         flows,
         tls_profiles,
         redactor,
+        store,
+    })
+}
+
+fn store_settings(
+    ctx: &Ctx<'_>,
+    raw: &super::raw::RawStore,
+) -> Result<crate::store::StoreSettings, ConfigError> {
+    use crate::store::{StorePath, StoreSettings};
+    let path = match &raw.path {
+        None => StorePath::File(ctx.dir.join(DEFAULT_STORE_PATH)),
+        Some(p) if p.get_ref() == ":memory:" => StorePath::Memory,
+        Some(p) if p.get_ref().trim().is_empty() => {
+            return Err(ctx.err(
+                p.span(),
+                "store.path",
+                "the path is empty (use \":memory:\" to keep no history on disk)",
+            ));
+        }
+        Some(p) => StorePath::File(ctx.dir.join(p.get_ref())),
+    };
+    let retention = match &raw.retention {
+        None => DEFAULT_RETENTION,
+        Some(r) if r.get_ref().0 < Duration::from_secs(3600) => {
+            return Err(ctx.err(r.span(), "store.retention", "must be at least 1h"));
+        }
+        Some(r) => r.get_ref().0,
+    };
+    let keep_results = match &raw.keep_results {
+        None => DEFAULT_KEEP_RESULTS,
+        Some(k) if !(1..=MAX_KEEP_RESULTS).contains(k.get_ref()) => {
+            return Err(ctx.err(
+                k.span(),
+                "store.keep_results",
+                format!("must be between 1 and {MAX_KEEP_RESULTS}"),
+            ));
+        }
+        Some(k) => *k.get_ref(),
+    };
+    Ok(StoreSettings {
+        path,
+        retention,
+        keep_results,
     })
 }
 

@@ -2,7 +2,7 @@
 //! its state, and per-group counts kept up to date as results arrive, so a
 //! health score costs nothing to read.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use chrono::{DateTime, Utc};
@@ -100,6 +100,26 @@ pub struct Entry {
     /// When the check entered its current state.
     pub since: Option<DateTime<Utc>>,
     pub skipped: u64,
+    /// The last few runs, oldest first, for the page's sparkline.
+    pub recent: VecDeque<Spark>,
+}
+
+/// What the history store knew of a monitor before a restart.
+#[derive(Clone, Debug, Default)]
+pub struct Restored {
+    pub recent: Vec<Spark>,
+    pub since: Option<DateTime<Utc>>,
+}
+
+/// Runs kept per check for the sparkline.
+pub const SPARK_RUNS: usize = 30;
+
+/// One run, as a sparkline draws it.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Spark {
+    pub at_ms: i64,
+    pub ok: bool,
+    pub duration_seconds: f64,
 }
 
 /// A state change, for the log line and (later) the history.
@@ -146,6 +166,7 @@ impl Board {
                     flow: None,
                     since: None,
                     skipped: 0,
+                    recent: VecDeque::new(),
                 }
             })
             .collect();
@@ -190,6 +211,14 @@ impl Board {
         };
         let started = result.started_at;
         let entry = &mut inner.entries[id];
+        push_spark(
+            &mut entry.recent,
+            Spark {
+                at_ms: started.timestamp_millis(),
+                ok: to == State::Passing,
+                duration_seconds: result.duration.as_secs_f64(),
+            },
+        );
         let from = entry.state;
         entry.last = Some(Arc::new(result));
         entry.flow = flow;
@@ -204,6 +233,38 @@ impl Board {
         *tally.slot(from) = tally.slot(from).saturating_sub(1);
         *tally.slot(to) += 1;
         (Some(Transition { from, to }), *tally)
+    }
+
+    /// Restores what the history knows from before a restart: each
+    /// monitor's recent runs (oldest first), its state (from the newest) and
+    /// since when. Only entries still pending are touched.
+    pub fn seed(&self, history: &HashMap<String, Restored>) {
+        let mut inner = self.write();
+        let Inner { entries, groups } = &mut *inner;
+        for entry in entries.iter_mut() {
+            let Some(h) = history.get(entry.monitor.name()) else {
+                continue;
+            };
+            let Some(newest) = h.recent.last() else {
+                continue;
+            };
+            if entry.state != State::Pending {
+                continue;
+            }
+            for s in &h.recent {
+                push_spark(&mut entry.recent, *s);
+            }
+            let to = if newest.ok {
+                State::Passing
+            } else {
+                State::Failing
+            };
+            entry.state = to;
+            entry.since = h.since;
+            let tally = groups.entry(entry.monitor.group().to_owned()).or_default();
+            tally.pending = tally.pending.saturating_sub(1);
+            *tally.slot(to) += 1;
+        }
     }
 
     pub fn add_skipped(&self, slot: Slot, count: u64) {
@@ -237,4 +298,11 @@ impl Board {
     pub fn entries(&self) -> Vec<Entry> {
         self.read().entries.clone()
     }
+}
+
+fn push_spark(recent: &mut VecDeque<Spark>, s: Spark) {
+    if recent.len() == SPARK_RUNS {
+        recent.pop_front();
+    }
+    recent.push_back(s);
 }

@@ -12,7 +12,8 @@
 use std::sync::Arc;
 
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 use super::exposition::Exposition;
@@ -31,6 +32,9 @@ pub struct Metrics {
     checks_by_state: IntGaugeVec,
     schedule_lag: Histogram,
     pub in_flight: IntGauge,
+    store_up: IntGauge,
+    store_written: IntCounter,
+    store_dropped: IntCounter,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
@@ -88,6 +92,30 @@ impl Metrics {
             &r,
             IntGauge::new("lookout_probes_in_flight", "Probes running now.").expect("valid metric"),
         );
+        let store_up = register(
+            &r,
+            IntGauge::new(
+                "lookout_store_up",
+                "Whether the history store is writing (1) or degraded (0).",
+            )
+            .expect("valid metric"),
+        );
+        let store_written = register(
+            &r,
+            IntCounter::new(
+                "lookout_store_written_records_total",
+                "Results, state changes and score changes written to the history store.",
+            )
+            .expect("valid metric"),
+        );
+        let store_dropped = register(
+            &r,
+            IntCounter::new(
+                "lookout_store_dropped_records_total",
+                "Records the history store could not write (queue full or disk failing).",
+            )
+            .expect("valid metric"),
+        );
         let limit = register(
             &r,
             IntGauge::new(
@@ -120,12 +148,25 @@ impl Metrics {
             checks_by_state,
             schedule_lag,
             in_flight,
+            store_up,
+            store_written,
+            store_dropped,
         }
     }
 
     pub fn observe(&self, check: &Check, result: &CheckResult) {
         self.checks.observe(check.id, result);
         self.schedule_lag.observe(result.schedule_lag.as_secs_f64());
+    }
+
+    /// Brings the store's figures up to date; called before each render.
+    pub fn observe_store(&self, up: bool, written: u64, dropped: u64) {
+        self.store_up.set(i64::from(up));
+        // The store counts; the counters follow its totals.
+        self.store_written
+            .inc_by(written.saturating_sub(self.store_written.get()));
+        self.store_dropped
+            .inc_by(dropped.saturating_sub(self.store_dropped.get()));
     }
 
     pub fn skipped(&self, check: &Check, count: u64) {

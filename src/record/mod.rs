@@ -1,5 +1,5 @@
-//! Where results go: metrics and the status board, and one log line when a
-//! check changes state.
+//! Where results go: metrics, the status board, the history store, and one
+//! log line when a check or flow changes state.
 
 pub mod board;
 mod exposition;
@@ -14,10 +14,21 @@ use metrics::Metrics;
 
 use crate::config::{Check, Config, Flow};
 use crate::outcome::{CheckResult, FlowResult, StepRun};
+use crate::store::{ChangeRecord, RunRecord, ScoreRecord, Store};
+
+/// Where a result belongs.
+struct Post<'a> {
+    slot: Slot,
+    name: &'a str,
+    group: &'a str,
+    kind: &'static str,
+    steps: Option<(u32, u32)>,
+}
 
 pub struct Recorder {
     pub metrics: Metrics,
     pub board: Board,
+    pub store: Store,
 }
 
 impl Recorder {
@@ -33,7 +44,11 @@ impl Recorder {
                 tally.score(),
             );
         }
-        Recorder { metrics, board }
+        Recorder {
+            metrics,
+            board,
+            store: Store::start(config.store.clone()),
+        }
     }
 
     pub fn record(&self, check: &Arc<Check>, result: CheckResult) {
@@ -45,13 +60,14 @@ impl Recorder {
             duration_ms = result.duration.as_secs_f64() * 1000.0,
             "check ran"
         );
-        self.post(
-            Slot::Check(check.id),
-            &check.name,
-            &check.group,
-            result,
-            None,
-        );
+        let post = Post {
+            slot: Slot::Check(check.id),
+            name: &check.name,
+            group: &check.group,
+            kind: "check",
+            steps: None,
+        };
+        self.post(post, result, None);
     }
 
     pub fn record_flow(&self, flow: &Arc<Flow>, result: FlowResult) {
@@ -78,29 +94,61 @@ impl Recorder {
                 }
             }
         }
-        let slot = Slot::Flow(flow.id);
-        self.post(
-            slot,
-            &flow.name,
-            &flow.group,
-            summary,
-            Some(Arc::new(result)),
-        );
+        let post = Post {
+            slot: Slot::Flow(flow.id),
+            name: &flow.name,
+            group: &flow.group,
+            kind: "flow",
+            steps: Some((result.passed_steps() as u32, result.steps.len() as u32)),
+        };
+        self.post(post, summary, Some(Arc::new(result)));
     }
 
-    /// Puts a result on the board and, when the state changed, updates the
-    /// group and overall scores and logs one line.
-    fn post(
-        &self,
-        slot: Slot,
-        name: &str,
-        group: &str,
-        result: CheckResult,
-        flow: Option<Arc<FlowResult>>,
-    ) {
+    /// Puts a result on the board and in the history and, when the state
+    /// changed, updates the group and overall scores and logs one line.
+    fn post(&self, p: Post<'_>, result: CheckResult, flow: Option<Arc<FlowResult>>) {
+        let Post {
+            slot,
+            name,
+            group,
+            kind,
+            steps,
+        } = p;
         let reason = result.outcome.reason().map(str::to_owned);
+        let at_ms = result.started_at.timestamp_millis();
+        let monitor: Arc<str> = Arc::from(name);
+        self.store.run(RunRecord {
+            monitor: monitor.clone(),
+            kind,
+            at_ms,
+            ok: result.outcome.is_success(),
+            status: result.status,
+            duration_s: result.duration.as_secs_f64(),
+            outcome: result.outcome.label(),
+            reason: reason.clone(),
+            steps,
+        });
         let (transition, tally) = self.board.update(slot, result, flow);
         if let Some(t) = transition {
+            self.store.change(ChangeRecord {
+                monitor,
+                kind,
+                at_ms,
+                from: t.from.as_str(),
+                to: t.to.as_str(),
+                reason: reason.clone(),
+            });
+            let overall = self.board.overall().score();
+            for (scope, score) in [
+                (format!("group:{group}"), tally.score()),
+                ("overall".to_owned(), overall),
+            ] {
+                self.store.score(ScoreRecord {
+                    at_ms,
+                    scope,
+                    score,
+                });
+            }
             self.metrics.set_group(
                 group,
                 tally.passing,
@@ -108,7 +156,7 @@ impl Recorder {
                 tally.pending,
                 tally.score(),
             );
-            self.metrics.set_overall(self.board.overall().score());
+            self.metrics.set_overall(overall);
             // One info line per state change; the reason says why it failed.
             tracing::info!(
                 name,
@@ -119,6 +167,50 @@ impl Recorder {
                 "state changed"
             );
         }
+    }
+
+    /// Puts what the history remembers from before a restart on the board:
+    /// recent runs for the sparklines, and each monitor's state and since
+    /// when, so a restart does not reset "failing since".
+    pub async fn restore(&self) {
+        let restored = self
+            .store
+            .read(|conn| crate::store::query::restore(conn, board::SPARK_RUNS))
+            .await;
+        let history = match restored {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(error = %e, "no history restored");
+                return;
+            }
+        };
+        let to_time = |ms: i64| chrono::DateTime::from_timestamp_millis(ms);
+        let history: std::collections::HashMap<String, board::Restored> = history
+            .into_iter()
+            .map(|(name, (runs, since))| {
+                let recent = runs
+                    .into_iter()
+                    .map(|(at_ms, ok, duration_seconds)| board::Spark {
+                        at_ms,
+                        ok,
+                        duration_seconds,
+                    })
+                    .collect();
+                let since = since.and_then(to_time);
+                (name, board::Restored { recent, since })
+            })
+            .collect();
+        self.board.seed(&history);
+        for (group, tally) in self.board.groups() {
+            self.metrics.set_group(
+                &group,
+                tally.passing,
+                tally.failing,
+                tally.pending,
+                tally.score(),
+            );
+        }
+        self.metrics.set_overall(self.board.overall().score());
     }
 
     pub fn skipped(&self, check: &Check, count: u64) {

@@ -39,6 +39,10 @@ async fn metrics(State(s): State<AppState>) -> Response {
     // Rendering 10k checks takes a few hundred ms of CPU; on a runtime
     // worker it would stall the schedule for that long (see BENCHMARKS.md).
     let recorder = s.recorder.clone();
+    let store = &recorder.store;
+    recorder
+        .metrics
+        .observe_store(store.degraded().is_none(), store.written(), store.dropped());
     match tokio::task::spawn_blocking(move || recorder.metrics.render()).await {
         Ok(text) => (
             [(
@@ -61,14 +65,29 @@ async fn healthz() -> &'static str {
 
 async fn readyz(State(s): State<AppState>) -> Response {
     if s.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ready\n").into_response()
+        // A degraded store costs history, not probing or /metrics: still
+        // ready, but it says so.
+        match s.recorder.store.degraded() {
+            None => (StatusCode::OK, "ready\n").into_response(),
+            Some(why) => (
+                StatusCode::OK,
+                format!("ready\nhistory store degraded: {why}\n"),
+            )
+                .into_response(),
+        }
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
     }
 }
 
+fn status_view(s: &AppState) -> view::StatusView {
+    let mut v = view::build(&s.recorder.board, &s.redactor);
+    v.store_degraded = s.recorder.store.degraded();
+    v
+}
+
 async fn status(State(s): State<AppState>) -> Response {
-    axum::Json(view::build(&s.recorder.board, &s.redactor)).into_response()
+    axum::Json(status_view(&s)).into_response()
 }
 
 #[derive(Template)]
@@ -80,7 +99,7 @@ struct StatusPage {
 
 async fn page(State(s): State<AppState>) -> Response {
     let page = StatusPage {
-        view: view::build(&s.recorder.board, &s.redactor),
+        view: status_view(&s),
         version: env!("CARGO_PKG_VERSION"),
     };
     match page.render() {

@@ -16,6 +16,8 @@ pub struct StatusView {
     pub groups: Vec<GroupView>,
     pub checks: Vec<CheckView>,
     pub flows: Vec<FlowView>,
+    /// Why the history store cannot write, while it cannot.
+    pub store_degraded: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -344,5 +346,6 @@ pub fn build(board: &Board, redactor: &Redactor) -> StatusView {
             .collect(),
         checks,
         flows,
+        store_degraded: None,
     }
 }

@@ -8,4 +8,5 @@ mod judge_table;
 mod probe_http;
 mod probe_tls;
 mod snapshots;
+mod store;
 mod support;

@@ -216,6 +216,15 @@ pub fn config(toml: &str) -> Config {
 }
 
 pub fn try_config(toml: &str) -> Result<Config, lookout::config::ConfigError> {
+    // Tests keep history in memory unless they say otherwise: no test
+    // writes a database into the source tree.
+    let owned;
+    let toml = if toml.contains("[store]") {
+        toml
+    } else {
+        owned = format!("{toml}\n[store]\npath = \":memory:\"\n");
+        &owned
+    };
     lookout::config::from_str(toml, Path::new("test.toml"), &|name| {
         (name == "PLATFORM_API_KEY").then(|| TEST_SECRET.to_owned())
     })
