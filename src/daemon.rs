@@ -163,6 +163,7 @@ impl Daemon {
             recorder: recorder.clone(),
             redactor: config.redactor.clone(),
             ready: ready.clone(),
+            uptime_cache: Default::default(),
         });
         let stop_server = CancellationToken::new();
         let stop = stop_server.clone();

@@ -2,10 +2,14 @@
 //! the status page at `/`. Handlers only read the recorder; they never
 //! block on a probe.
 
+mod detail;
+pub mod svg;
 pub mod view;
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use askama::Template;
 use axum::Router;
@@ -16,6 +20,7 @@ use axum::routing::get;
 
 use crate::record::Recorder;
 use crate::secret::Redactor;
+use crate::store::query;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -23,7 +28,11 @@ pub struct AppState {
     pub redactor: Redactor,
     /// Set once the config is loaded and every check is scheduled.
     pub ready: Arc<AtomicBool>,
+    pub uptime_cache: UptimeCache,
 }
+
+/// Uptime of every check, and when it was read.
+pub type UptimeCache = Arc<Mutex<Option<(Instant, Arc<query::UptimeByName>)>>>;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -32,6 +41,13 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/v1/status", get(status))
+        .route("/api/v1/checks/{*name}", get(detail::api_detail))
+        .route("/api/v1/history/{*name}", get(detail::api_history))
+        .route("/api/v1/changes", get(detail::api_changes))
+        .route("/api/v1/scores", get(detail::api_scores))
+        .route("/check/{*name}", get(detail::page_detail))
+        .route("/badge/check/{*name}", get(detail::badge_check))
+        .route("/badge/group/{*name}", get(detail::badge_group))
         .with_state(state)
 }
 
@@ -80,14 +96,62 @@ async fn readyz(State(s): State<AppState>) -> Response {
     }
 }
 
-fn status_view(s: &AppState) -> view::StatusView {
+/// Uptime per check is a scan of a week of hourly rollups: at 10,000
+/// checks, worth reusing for this long.
+const UPTIME_TTL: Duration = Duration::from_secs(30);
+const CHANGES_SHOWN: usize = 20;
+
+/// The board's view plus what the history store knows. Without the store
+/// (degraded, or a query failing) the view is still whole, minus history.
+pub(crate) async fn status_view(s: &AppState) -> view::StatusView {
     let mut v = view::build(&s.recorder.board, &s.redactor);
     v.store_degraded = s.recorder.store.degraded();
+    let cached = {
+        let c = s.uptime_cache.lock().unwrap_or_else(|p| p.into_inner());
+        c.as_ref()
+            .filter(|(at, _)| at.elapsed() < UPTIME_TTL)
+            .map(|(_, u)| u.clone())
+    };
+    let now = v.now_ms();
+    let scopes: Vec<String> = std::iter::once("overall".to_owned())
+        .chain(v.groups.iter().map(|g| format!("group:{}", g.name)))
+        .collect();
+    let read = s
+        .recorder
+        .store
+        .read(move |c| {
+            let uptime = match cached {
+                Some(u) => (u, false),
+                None => (Arc::new(query::uptime_all(c, now)?), true),
+            };
+            let mut scores = HashMap::new();
+            for scope in scopes {
+                let points = query::scores(c, &scope, now - 24 * 3_600_000)?;
+                scores.insert(scope, points);
+            }
+            let changes = query::changes(c, None, CHANGES_SHOWN)?;
+            Ok((uptime, scores, changes))
+        })
+        .await;
+    match read {
+        Ok(((uptime, fresh), scores, changes)) => {
+            if fresh {
+                *s.uptime_cache.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((Instant::now(), uptime.clone()));
+            }
+            v.apply(view::History {
+                uptime,
+                scores,
+                changes,
+            });
+        }
+        Err(e) => tracing::debug!(error = %e, "status without history"),
+    }
     v
 }
 
 async fn status(State(s): State<AppState>) -> Response {
-    axum::Json(status_view(&s)).into_response()
+    axum::Json(status_view(&s).await).into_response()
 }
 
 #[derive(Template)]
@@ -99,7 +163,7 @@ struct StatusPage {
 
 async fn page(State(s): State<AppState>) -> Response {
     let page = StatusPage {
-        view: status_view(&s),
+        view: status_view(&s).await,
         version: env!("CARGO_PKG_VERSION"),
     };
     match page.render() {

@@ -6,8 +6,9 @@ use serde::Serialize;
 
 use crate::config::{Auth, Check, Flow, Step};
 use crate::outcome::{FlowResult, Phases, StepResult, StepRun};
-use crate::record::board::{Board, Entry, Monitor, State, Tally};
+use crate::record::board::{Board, Entry, Monitor, Spark, State, Tally};
 use crate::secret::Redactor;
+use crate::store::query::{ChangeRow, UptimeByName};
 
 #[derive(Debug, Serialize)]
 pub struct StatusView {
@@ -16,6 +17,8 @@ pub struct StatusView {
     pub groups: Vec<GroupView>,
     pub checks: Vec<CheckView>,
     pub flows: Vec<FlowView>,
+    /// Recent state changes, newest first: what was fixed, what regressed.
+    pub changes: Vec<ChangeView>,
     /// Why the history store cannot write, while it cannot.
     pub store_degraded: Option<String>,
 }
@@ -28,6 +31,26 @@ pub struct ScoreView {
     pub failing: u64,
     pub pending: u64,
     pub total: u64,
+    /// The score's changes over the last 24 hours, oldest first; the first
+    /// point may be older (the value the window starts with).
+    pub trend_24h: Vec<ScorePoint>,
+    /// The score's latest change: "54.5%, +9.0 points".
+    pub last_change: Option<ScoreChange>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct ScorePoint {
+    pub at_ms: i64,
+    pub score: Option<f64>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct ScoreChange {
+    pub at: DateTime<Utc>,
+    pub from: f64,
+    pub to: f64,
+    /// `(to - from) * 100`: percentage points.
+    pub delta_points: f64,
 }
 
 impl ScoreView {
@@ -38,7 +61,47 @@ impl ScoreView {
             failing: t.failing,
             pending: t.pending,
             total: t.total(),
+            trend_24h: Vec::new(),
+            last_change: None,
         }
+    }
+
+    fn set_trend(&mut self, points: &[(i64, Option<f64>)]) {
+        self.trend_24h = points
+            .iter()
+            .map(|&(at_ms, score)| ScorePoint { at_ms, score })
+            .collect();
+        let known: Vec<(i64, f64)> = points
+            .iter()
+            .filter_map(|&(at, s)| s.map(|s| (at, s)))
+            .collect();
+        self.last_change = match known.as_slice() {
+            [.., (_, from), (at, to)] => Some(ScoreChange {
+                at: DateTime::from_timestamp_millis(*at).unwrap_or_default(),
+                from: *from,
+                to: *to,
+                delta_points: (to - from) * 100.0,
+            }),
+            _ => None,
+        };
+    }
+
+    /// "+9.0 points since 14:02 UTC", or "" when it never changed.
+    pub fn change_text(&self) -> String {
+        self.last_change.map_or_else(String::new, |c| {
+            format!(
+                "{:+.1} points since {}",
+                c.delta_points,
+                c.at.format("%Y-%m-%d %H:%M UTC")
+            )
+        })
+    }
+
+    /// The 24-hour trend as an inline SVG (numbers only).
+    pub fn trend_svg(&self, now_ms: i64) -> String {
+        let points: Vec<(i64, Option<f64>)> =
+            self.trend_24h.iter().map(|p| (p.at_ms, p.score)).collect();
+        super::svg::trend(&points, now_ms - DAY_MS, now_ms)
     }
 
     /// "54.5%", or "–" before any result.
@@ -96,6 +159,14 @@ pub struct CheckView {
     pub phases: Option<Phases>,
     pub tls_not_after: Option<DateTime<Utc>>,
     pub skipped_runs: u64,
+    /// Share of passing runs over the last 24 hours and 7 days (whole
+    /// hours), from the history store; null without runs or history.
+    pub uptime_24h: Option<f64>,
+    pub uptime_7d: Option<f64>,
+    /// The last runs, oldest first, as the sparkline draws them.
+    pub recent: Vec<Spark>,
+    /// The detail page.
+    pub link: String,
 }
 
 impl CheckView {
@@ -126,6 +197,14 @@ impl CheckView {
 
     pub fn reason_text(&self) -> &str {
         self.reason.as_deref().unwrap_or("")
+    }
+
+    pub fn sparkline(&self) -> String {
+        super::svg::sparkline(&self.recent)
+    }
+
+    pub fn uptime_text(&self) -> String {
+        uptime_text(self.uptime_24h, self.uptime_7d)
     }
 
     pub fn auth_text(&self) -> String {
@@ -166,6 +245,114 @@ fn check_view(c: &Check, e: &Entry, redactor: &Redactor) -> CheckView {
         phases: last.map(|r| r.phases),
         tls_not_after: last.and_then(|r| r.tls_not_after),
         skipped_runs: e.skipped,
+        uptime_24h: None,
+        uptime_7d: None,
+        recent: e.recent.iter().copied().collect(),
+        link: detail_link(&c.name),
+    }
+}
+
+const DAY_MS: i64 = 24 * 3_600_000;
+
+/// The detail page of a check or flow; names may hold `/`, `[` or spaces.
+pub fn detail_link(name: &str) -> String {
+    // Everything but RFC 3986's unreserved characters is encoded.
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    format!(
+        "/check/{}",
+        percent_encoding::utf8_percent_encode(name, SEGMENT)
+    )
+}
+
+fn uptime_text(day: Option<f64>, week: Option<f64>) -> String {
+    let pct = |u: Option<f64>| u.map_or_else(|| "–".to_owned(), |u| format!("{:.2}%", u * 100.0));
+    format!("{} / {}", pct(day), pct(week))
+}
+
+/// A state change as the page and the API list it.
+#[derive(Debug, Serialize)]
+pub struct ChangeView {
+    pub name: String,
+    pub kind: String,
+    pub at: DateTime<Utc>,
+    pub from: String,
+    pub to: String,
+    pub reason: Option<String>,
+    pub link: String,
+}
+
+impl ChangeView {
+    pub fn from_row(row: ChangeRow) -> ChangeView {
+        ChangeView {
+            link: detail_link(&row.name),
+            at: DateTime::from_timestamp_millis(row.at_ms).unwrap_or_default(),
+            name: row.name,
+            kind: row.kind,
+            from: row.from,
+            to: row.to,
+            reason: row.reason,
+        }
+    }
+
+    /// "fixed", "regressed" or "first result".
+    pub fn verdict(&self) -> &'static str {
+        match (self.from.as_str(), self.to.as_str()) {
+            ("pending", _) => "first result",
+            (_, "passing") => "fixed",
+            _ => "regressed",
+        }
+    }
+
+    pub fn verdict_class(&self) -> &'static str {
+        match self.verdict() {
+            "first result" => "first-result",
+            other => other,
+        }
+    }
+
+    pub fn at_text(&self) -> String {
+        self.at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+    }
+
+    pub fn reason_text(&self) -> &str {
+        self.reason.as_deref().unwrap_or("")
+    }
+}
+
+/// What the history store adds to the board's view.
+pub struct History {
+    pub uptime: std::sync::Arc<UptimeByName>,
+    /// By scope (`overall`, `group:<name>`): the 24-hour trend.
+    pub scores: std::collections::HashMap<String, Vec<(i64, Option<f64>)>>,
+    pub changes: Vec<ChangeRow>,
+}
+
+impl StatusView {
+    pub fn apply(&mut self, h: History) {
+        let up = |name: &str| h.uptime.get(name).copied().unwrap_or((None, None));
+        for c in &mut self.checks {
+            (c.uptime_24h, c.uptime_7d) = up(&c.name);
+        }
+        for f in &mut self.flows {
+            (f.uptime_24h, f.uptime_7d) = up(&f.name);
+        }
+        if let Some(points) = h.scores.get("overall") {
+            self.overall.set_trend(points);
+        }
+        for g in &mut self.groups {
+            if let Some(points) = h.scores.get(&format!("group:{}", g.name)) {
+                g.score.set_trend(points);
+            }
+        }
+        self.changes = h.changes.into_iter().map(ChangeView::from_row).collect();
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.generated_at.timestamp_millis()
     }
 }
 
@@ -196,6 +383,10 @@ pub struct FlowView {
     pub captured: Vec<CapturedView>,
     pub steps: Vec<StepView>,
     pub cleanup: Vec<StepView>,
+    pub uptime_24h: Option<f64>,
+    pub uptime_7d: Option<f64>,
+    pub recent: Vec<Spark>,
+    pub link: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -242,6 +433,14 @@ impl FlowView {
         self.last_run.map_or_else(String::new, |t| {
             t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
         })
+    }
+
+    pub fn sparkline(&self) -> String {
+        super::svg::sparkline(&self.recent)
+    }
+
+    pub fn uptime_text(&self) -> String {
+        uptime_text(self.uptime_24h, self.uptime_7d)
     }
 }
 
@@ -321,6 +520,10 @@ fn flow_view(f: &Flow, e: &Entry, redactor: &Redactor) -> FlowView {
         }),
         steps: steps(&f.steps, run.map(|r| &r.steps)),
         cleanup: steps(&f.cleanup, run.map(|r| &r.cleanup)),
+        uptime_24h: None,
+        uptime_7d: None,
+        recent: e.recent.iter().copied().collect(),
+        link: detail_link(&f.name),
     }
 }
 
@@ -346,6 +549,7 @@ pub fn build(board: &Board, redactor: &Redactor) -> StatusView {
             .collect(),
         checks,
         flows,
+        changes: Vec::new(),
         store_degraded: None,
     }
 }

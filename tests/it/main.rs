@@ -4,6 +4,7 @@ mod config_errors;
 mod daemon;
 mod examples;
 mod flows;
+mod history;
 mod judge_table;
 mod probe_http;
 mod probe_tls;

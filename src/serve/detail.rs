@@ -1,0 +1,346 @@
+//! History per check or flow (API and page), state changes, score trends
+//! and badges.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+use super::svg::{self, Tone};
+use super::view::{ChangeView, CheckView, FlowView};
+use super::{AppState, status_view};
+use crate::store::query::{self, ResultRow, Uptime};
+
+const RESULTS_SHOWN: usize = 100;
+const MAX_LIMIT: usize = 1000;
+
+/// `/api/v1/checks/{name}`: one check or flow with its history.
+#[derive(Serialize)]
+pub struct Detail {
+    pub kind: &'static str,
+    pub check: Option<CheckView>,
+    pub flow: Option<FlowView>,
+    /// null while the history store is unavailable.
+    pub uptime: Option<Uptime>,
+    /// Newest first.
+    pub results: Vec<ResultRow>,
+    pub changes: Vec<ChangeView>,
+}
+
+async fn detail(s: &AppState, name: &str) -> Option<Detail> {
+    let view = status_view(s).await;
+    let check = view.checks.into_iter().find(|c| c.name == name);
+    let flow = match check {
+        Some(_) => None,
+        None => view.flows.into_iter().find(|f| f.name == name),
+    };
+    if check.is_none() && flow.is_none() {
+        return None;
+    }
+    let owned = name.to_owned();
+    let now = Utc::now().timestamp_millis();
+    let history = s
+        .recorder
+        .store
+        .read(move |c| {
+            Ok((
+                query::uptime(c, &owned, now)?,
+                query::recent(c, &owned, RESULTS_SHOWN)?,
+                query::changes(c, Some(&owned), RESULTS_SHOWN)?,
+            ))
+        })
+        .await;
+    let (uptime, results, changes) = history.unwrap_or_default();
+    Some(Detail {
+        kind: if check.is_some() { "check" } else { "flow" },
+        check,
+        flow,
+        uptime,
+        results,
+        changes: changes.into_iter().map(ChangeView::from_row).collect(),
+    })
+}
+
+fn not_found(name: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(serde_json::json!({ "error": format!("no check or flow named {name:?}") })),
+    )
+        .into_response()
+}
+
+pub async fn api_detail(State(s): State<AppState>, Path(name): Path<String>) -> Response {
+    match detail(&s, &name).await {
+        Some(d) => axum::Json(d).into_response(),
+        None => not_found(&name),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct LimitQuery {
+    limit: Option<usize>,
+    name: Option<String>,
+}
+
+/// `/api/v1/changes?limit=50&name=…`: state changes, newest first.
+pub async fn api_changes(State(s): State<AppState>, Query(q): Query<LimitQuery>) -> Response {
+    let limit = q.limit.unwrap_or(50).min(MAX_LIMIT);
+    let name = q.name;
+    match s
+        .recorder
+        .store
+        .read(move |c| query::changes(c, name.as_deref(), limit))
+        .await
+    {
+        Ok(rows) => {
+            let rows: Vec<ChangeView> = rows.into_iter().map(ChangeView::from_row).collect();
+            axum::Json(rows).into_response()
+        }
+        Err(e) => unavailable(e),
+    }
+}
+
+/// `/api/v1/history/{name}?limit=100`: results, newest first.
+pub async fn api_history(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<LimitQuery>,
+) -> Response {
+    let limit = q.limit.unwrap_or(RESULTS_SHOWN).min(MAX_LIMIT);
+    match s
+        .recorder
+        .store
+        .read(move |c| query::recent(c, &name, limit))
+        .await
+    {
+        Ok(rows) => axum::Json(rows).into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ScoreQuery {
+    /// `overall` (default) or `group:<name>`.
+    scope: Option<String>,
+    /// A duration: `24h` (default), `7d`, `30d`.
+    window: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ScoreSeries {
+    scope: String,
+    from_ms: i64,
+    to_ms: i64,
+    points: Vec<super::view::ScorePoint>,
+}
+
+/// `/api/v1/scores?scope=group:auth&window=7d`: a health score over time.
+pub async fn api_scores(State(s): State<AppState>, Query(q): Query<ScoreQuery>) -> Response {
+    let scope = q.scope.unwrap_or_else(|| "overall".to_owned());
+    let window = match humantime::parse_duration(q.window.as_deref().unwrap_or("24h")) {
+        Ok(w) => w,
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, format!("bad window: {e}\n")).into_response();
+        }
+    };
+    let to_ms = Utc::now().timestamp_millis();
+    let from_ms = to_ms - window.as_millis().min(i64::MAX as u128) as i64;
+    let sc = scope.clone();
+    match s
+        .recorder
+        .store
+        .read(move |c| query::scores(c, &sc, from_ms))
+        .await
+    {
+        Ok(points) => axum::Json(ScoreSeries {
+            scope,
+            from_ms,
+            to_ms,
+            points: points
+                .into_iter()
+                .map(|(at_ms, score)| super::view::ScorePoint { at_ms, score })
+                .collect(),
+        })
+        .into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+fn unavailable(e: crate::store::ReadError) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(serde_json::json!({ "error": e.to_string() })),
+    )
+        .into_response()
+}
+
+#[derive(Template)]
+#[template(path = "detail.html")]
+struct DetailPage {
+    d: Detail,
+    name: String,
+    version: &'static str,
+}
+
+impl DetailPage {
+    fn pct(u: &Option<f64>) -> String {
+        u.map_or_else(|| "–".to_owned(), |u| format!("{:.2}%", u * 100.0))
+    }
+
+    fn ms(s: &Option<f64>) -> String {
+        s.map_or_else(|| "–".to_owned(), |s| format!("{:.0} ms", s * 1000.0))
+    }
+
+    fn time(at_ms: &i64) -> String {
+        chrono::DateTime::from_timestamp_millis(*at_ms)
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+            .unwrap_or_default()
+    }
+
+    fn windows(&self) -> Vec<(&'static str, query::Window)> {
+        match &self.d.uptime {
+            None => Vec::new(),
+            Some(u) => vec![
+                ("1 hour", u.last_1h),
+                ("24 hours", u.last_24h),
+                ("7 days", u.last_7d),
+                ("30 days", u.last_30d),
+            ],
+        }
+    }
+}
+
+pub async fn page_detail(State(s): State<AppState>, Path(name): Path<String>) -> Response {
+    let Some(d) = detail(&s, &name).await else {
+        return (
+            StatusCode::NOT_FOUND,
+            Html("<!doctype html><title>not found</title><p>No such check or flow. <a href=\"/\">Back</a></p>"),
+        )
+            .into_response();
+    };
+    let page = DetailPage {
+        d,
+        name,
+        version: env!("CARGO_PKG_VERSION"),
+    };
+    match page.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "rendering a detail page failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct BadgeQuery {
+    /// `state` (default), `uptime_24h` or `uptime_7d`.
+    show: Option<String>,
+}
+
+fn svg_response(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "image/svg+xml; charset=utf-8"),
+            // Badges are embedded elsewhere; keep them fresh.
+            (header::CACHE_CONTROL, "no-cache, max-age=0"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn uptime_tone(u: f64) -> Tone {
+    if u >= 0.999 {
+        Tone::Good
+    } else if u >= 0.99 {
+        Tone::Warn
+    } else {
+        Tone::Bad
+    }
+}
+
+/// `/badge/check/{name}?show=state|uptime_24h|uptime_7d`.
+pub async fn badge_check(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<BadgeQuery>,
+) -> Response {
+    let view = status_view(&s).await;
+    let found = view
+        .checks
+        .iter()
+        .find(|c| c.name == name)
+        .map(|c| (c.state, c.uptime_24h, c.uptime_7d))
+        .or_else(|| {
+            view.flows
+                .iter()
+                .find(|f| f.name == name)
+                .map(|f| (f.state, f.uptime_24h, f.uptime_7d))
+        });
+    let Some((state, day, week)) = found else {
+        return svg_response(
+            StatusCode::NOT_FOUND,
+            svg::badge(&name, "not found", Tone::Unknown),
+        );
+    };
+    let body = match q.show.as_deref().unwrap_or("state") {
+        "state" => {
+            let tone = match state {
+                crate::record::board::State::Passing => Tone::Good,
+                crate::record::board::State::Failing => Tone::Bad,
+                crate::record::board::State::Pending => Tone::Unknown,
+            };
+            svg::badge(&name, state.as_str(), tone)
+        }
+        which @ ("uptime_24h" | "uptime_7d") => {
+            let (u, label) = if which == "uptime_24h" {
+                (day, "24h")
+            } else {
+                (week, "7d")
+            };
+            let label = format!("{name} {label}");
+            match u {
+                Some(u) => svg::badge(&label, &format!("{:.2}%", u * 100.0), uptime_tone(u)),
+                None => svg::badge(&label, "no data", Tone::Unknown),
+            }
+        }
+        _ => {
+            return (
+                StatusCode::BAD_REQUEST,
+                "show must be state, uptime_24h or uptime_7d\n",
+            )
+                .into_response();
+        }
+    };
+    svg_response(StatusCode::OK, body)
+}
+
+/// `/badge/group/{name}`: the group's health score (`overall` for all).
+pub async fn badge_group(State(s): State<AppState>, Path(name): Path<String>) -> Response {
+    let view = status_view(&s).await;
+    let score = if name == "overall" {
+        Some(&view.overall)
+    } else {
+        view.groups
+            .iter()
+            .find(|g| g.name == name)
+            .map(|g| &g.score)
+    };
+    let Some(score) = score else {
+        return svg_response(
+            StatusCode::NOT_FOUND,
+            svg::badge(&name, "not found", Tone::Unknown),
+        );
+    };
+    let tone = match score.tone() {
+        "good" => Tone::Good,
+        "warn" => Tone::Warn,
+        "bad" => Tone::Bad,
+        _ => Tone::Unknown,
+    };
+    svg_response(StatusCode::OK, svg::badge(&name, &score.percent(), tone))
+}
