@@ -3,25 +3,18 @@
 //! logging and signals; tests start a `Daemon` directly on 127.0.0.1:0.
 
 use std::net::SocketAddr;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures_util::FutureExt as _;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Check, Config, Flow};
-use crate::flow::FlowRunner;
-use crate::judge::judge;
-use crate::outcome::{CheckResult, FailureKind, FlowResult, Outcome, StepResult, StepRun};
-use crate::probe::{Observation, Prober, http};
 use crate::record::Recorder;
+use crate::run::Runner;
 use crate::schedule::{Scheduler, Tick};
-use crate::secret::Redactor;
 use crate::serve::{self, AppState};
-use crate::template::Templater;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -35,48 +28,17 @@ pub enum StartError {
     },
 }
 
-/// Everything one check run needs, shared by all runs.
+/// A run and where its result goes.
 struct Pipeline {
-    prober: Prober,
+    runner: Runner,
     recorder: Arc<Recorder>,
-    redactor: Redactor,
-    templater: Templater,
 }
 
 impl Pipeline {
     async fn run(&self, check: &Arc<Check>, tick: Tick) {
         self.recorder.metrics.in_flight.inc();
-        // A panic while probing or judging is a bug, but it must not take the
-        // check's schedule (or the daemon) with it: it becomes a failed run.
-        let observed = AssertUnwindSafe(async {
-            let obs = self.observe(check).await;
-            let outcome = judge(&check.expect, &obs, &self.redactor);
-            (obs, outcome)
-        })
-        .catch_unwind()
-        .await;
+        let result = self.runner.check(check, tick).await;
         self.recorder.metrics.in_flight.dec();
-        let (obs, outcome) = observed.unwrap_or_else(|_| {
-            tracing::error!(check = %check.name, "probe panicked; recorded as an internal failure");
-            let reason = "the probe panicked (a bug in lookout; see the log)".to_owned();
-            (
-                Observation::failed(FailureKind::Internal, reason.clone()),
-                Outcome::Failure {
-                    kind: FailureKind::Internal,
-                    reason,
-                },
-            )
-        });
-        let result = CheckResult {
-            started_at: tick.started,
-            duration: obs.duration,
-            status: obs.status,
-            outcome,
-            phases: obs.phases,
-            redirects: obs.redirects,
-            tls_not_after: obs.tls_not_after,
-            schedule_lag: tick.lag,
-        };
         self.recorder.record(check, result);
     }
 
@@ -84,48 +46,9 @@ impl Pipeline {
     /// steps: it sends one request at a time.
     async fn run_flow(&self, flow: &Arc<Flow>, tick: Tick) {
         self.recorder.metrics.in_flight.inc();
-        let runner = FlowRunner {
-            prober: &self.prober,
-            redactor: &self.redactor,
-            templater: &self.templater,
-        };
-        let ran = AssertUnwindSafe(runner.run(flow, tick))
-            .catch_unwind()
-            .await;
+        let result = self.runner.flow(flow, tick).await;
         self.recorder.metrics.in_flight.dec();
-        let result = ran.unwrap_or_else(|_| {
-            tracing::error!(flow = %flow.name, "flow run panicked; recorded as an internal failure");
-            let reason = "the flow run panicked (a bug in lookout; see the log)";
-            let steps = flow
-                .steps
-                .iter()
-                .map(|s| StepResult {
-                    name: s.name.clone(),
-                    run: StepRun::Ran(Outcome::Failure {
-                        kind: FailureKind::Internal,
-                        reason: reason.to_owned(),
-                    }),
-                    status: None,
-                    duration: Duration::ZERO,
-                })
-                .collect();
-            FlowResult {
-                started_at: tick.started,
-                duration: Duration::ZERO,
-                schedule_lag: tick.lag,
-                steps,
-                cleanup: Vec::new(),
-                captured: Vec::new(),
-            }
-        });
         self.recorder.record_flow(flow, result);
-    }
-
-    async fn observe(&self, check: &Check) -> Observation {
-        match self.prober.profile(check.request.tls_profile) {
-            Some(profile) => http::probe(&check.request, profile, &self.redactor).await,
-            None => Observation::failed(FailureKind::Internal, "no TLS profile for this check"),
-        }
     }
 }
 
@@ -141,7 +64,7 @@ pub struct Daemon {
 
 impl Daemon {
     pub async fn start(config: Config) -> Result<Daemon, StartError> {
-        let prober = Prober::new(&config)?;
+        let runner = Runner::new(&config)?;
         let recorder = Arc::new(Recorder::new(&config));
         recorder.restore().await;
         let ready = Arc::new(AtomicBool::new(false));
@@ -177,10 +100,8 @@ impl Daemon {
         });
 
         let pipeline = Arc::new(Pipeline {
-            prober,
+            runner,
             recorder: recorder.clone(),
-            redactor: config.redactor.clone(),
-            templater: Templater::default(),
         });
         let scheduler = Scheduler::new(config.max_concurrent_probes);
         for check in &config.checks {

@@ -1,0 +1,152 @@
+//! One run of a check or a flow, from request to result, with panics
+//! contained: the daemon's scheduler and `lookout report` both go through
+//! here, so a report judges exactly as the daemon does.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures_util::FutureExt as _;
+use tokio::sync::Semaphore;
+
+use crate::config::{Check, Config, Flow};
+use crate::flow::FlowRunner;
+use crate::judge::judge;
+use crate::outcome::{CheckResult, FailureKind, FlowResult, Outcome, StepResult, StepRun};
+use crate::probe::tls::TlsSetupError;
+use crate::probe::{Observation, Prober, http};
+use crate::schedule::Tick;
+use crate::secret::Redactor;
+use crate::template::Templater;
+
+/// Everything a run needs, built once per config.
+pub struct Runner {
+    prober: Prober,
+    redactor: Redactor,
+    templater: Templater,
+}
+
+impl Runner {
+    pub fn new(config: &Config) -> Result<Runner, TlsSetupError> {
+        Ok(Runner {
+            prober: Prober::new(config)?,
+            redactor: config.redactor.clone(),
+            templater: Templater::default(),
+        })
+    }
+
+    /// Probes and judges one check. A panic while probing or judging is a
+    /// bug, but it must not take the check's schedule (or the daemon) with
+    /// it: it becomes a failed result of kind `internal`.
+    pub async fn check(&self, check: &Check, tick: Tick) -> CheckResult {
+        let observed = AssertUnwindSafe(async {
+            let obs = self.observe(check).await;
+            let outcome = judge(&check.expect, &obs, &self.redactor);
+            (obs, outcome)
+        })
+        .catch_unwind()
+        .await;
+        let (obs, outcome) = observed.unwrap_or_else(|_| {
+            tracing::error!(check = %check.name, "probe panicked; recorded as an internal failure");
+            let reason = "the probe panicked (a bug in lookout; see the log)".to_owned();
+            (
+                Observation::failed(FailureKind::Internal, reason.clone()),
+                Outcome::Failure {
+                    kind: FailureKind::Internal,
+                    reason,
+                },
+            )
+        });
+        CheckResult {
+            started_at: tick.started,
+            duration: obs.duration,
+            status: obs.status,
+            outcome,
+            phases: obs.phases,
+            redirects: obs.redirects,
+            tls_not_after: obs.tls_not_after,
+            schedule_lag: tick.lag,
+        }
+    }
+
+    /// Runs one flow, panics contained as for checks.
+    pub async fn flow(&self, flow: &Flow, tick: Tick) -> FlowResult {
+        let runner = FlowRunner {
+            prober: &self.prober,
+            redactor: &self.redactor,
+            templater: &self.templater,
+        };
+        let ran = AssertUnwindSafe(runner.run(flow, tick))
+            .catch_unwind()
+            .await;
+        ran.unwrap_or_else(|_| {
+            tracing::error!(flow = %flow.name, "flow run panicked; recorded as an internal failure");
+            let reason = "the flow run panicked (a bug in lookout; see the log)";
+            let steps = flow
+                .steps
+                .iter()
+                .map(|s| StepResult {
+                    name: s.name.clone(),
+                    run: StepRun::Ran(Outcome::Failure {
+                        kind: FailureKind::Internal,
+                        reason: reason.to_owned(),
+                    }),
+                    status: None,
+                    duration: Duration::ZERO,
+                })
+                .collect();
+            FlowResult {
+                started_at: tick.started,
+                duration: Duration::ZERO,
+                schedule_lag: tick.lag,
+                steps,
+                cleanup: Vec::new(),
+                captured: Vec::new(),
+            }
+        })
+    }
+
+    async fn observe(&self, check: &Check) -> Observation {
+        match self.prober.profile(check.request.tls_profile) {
+            Some(profile) => http::probe(&check.request, profile, &self.redactor).await,
+            None => Observation::failed(FailureKind::Internal, "no TLS profile for this check"),
+        }
+    }
+}
+
+/// Every check and flow of a config, run once.
+pub struct Once {
+    pub checks: Vec<(Arc<Check>, CheckResult)>,
+    pub flows: Vec<(Arc<Flow>, FlowResult)>,
+}
+
+/// Runs every check and flow once, at most `max_concurrent_probes` at a
+/// time, and returns the results in config order.
+pub async fn run_once(config: &Config) -> Result<Once, TlsSetupError> {
+    let runner = Runner::new(config)?;
+    let limit = Semaphore::new(config.max_concurrent_probes.max(1));
+    let tick = || {
+        let now = Utc::now();
+        Tick {
+            scheduled: now,
+            started: now,
+            lag: Duration::ZERO,
+        }
+    };
+    let checks = config.checks.iter().map(|c| async {
+        // The semaphore is never closed, so acquiring cannot fail.
+        let _permit = limit.acquire().await.ok();
+        (c.clone(), runner.check(c, tick()).await)
+    });
+    let flows = config.flows.iter().map(|f| async {
+        let _permit = limit.acquire().await.ok();
+        (f.clone(), runner.flow(f, tick()).await)
+    });
+    let (checks, flows) = futures_util::future::join(
+        futures_util::future::join_all(checks),
+        futures_util::future::join_all(flows),
+    )
+    .await;
+    Ok(Once { checks, flows })
+}
