@@ -99,6 +99,7 @@ async fn readyz(State(s): State<AppState>) -> Response {
 /// Uptime per check is a scan of a week of hourly rollups: at 10,000
 /// checks, worth reusing for this long.
 const UPTIME_TTL: Duration = Duration::from_secs(30);
+const CACHE_FROM: usize = 1000;
 const CHANGES_SHOWN: usize = 20;
 
 /// The board's view plus what the history store knows. Without the store
@@ -106,7 +107,10 @@ const CHANGES_SHOWN: usize = 20;
 pub(crate) async fn status_view(s: &AppState) -> view::StatusView {
     let mut v = view::build(&s.recorder.board, &s.redactor);
     v.store_degraded = s.recorder.store.degraded();
-    let cached = {
+    // Below a thousand checks the scan is cheap enough to do every time.
+    let cached = if v.checks.len() + v.flows.len() < CACHE_FROM {
+        None
+    } else {
         let c = s.uptime_cache.lock().unwrap_or_else(|p| p.into_inner());
         c.as_ref()
             .filter(|(at, _)| at.elapsed() < UPTIME_TTL)

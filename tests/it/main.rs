@@ -1,5 +1,6 @@
 //! One integration-test binary (links once): each module is one area.
 
+mod browser;
 mod config_errors;
 mod daemon;
 mod examples;
