@@ -130,7 +130,7 @@ pub(crate) async fn status_view(s: &AppState) -> view::StatusView {
             };
             let mut scores = HashMap::new();
             for scope in scopes {
-                let points = query::scores(c, &scope, now - 24 * 3_600_000)?;
+                let points = query::scores(c, &scope, now - 7 * 24 * 3_600_000)?;
                 scores.insert(scope, points);
             }
             let changes = query::changes(c, None, CHANGES_SHOWN)?;

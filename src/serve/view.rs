@@ -31,9 +31,10 @@ pub struct ScoreView {
     pub failing: u64,
     pub pending: u64,
     pub total: u64,
-    /// The score's changes over the last 24 hours, oldest first; the first
-    /// point may be older (the value the window starts with).
+    /// The score's changes over the last 24 hours and 7 days, oldest first;
+    /// the first point may be older (the value the window starts with).
     pub trend_24h: Vec<ScorePoint>,
+    pub trend_7d: Vec<ScorePoint>,
     /// The score's latest change: "54.5%, +9.0 points".
     pub last_change: Option<ScoreChange>,
 }
@@ -62,15 +63,27 @@ impl ScoreView {
             pending: t.pending,
             total: t.total(),
             trend_24h: Vec::new(),
+            trend_7d: Vec::new(),
             last_change: None,
         }
     }
 
-    fn set_trend(&mut self, points: &[(i64, Option<f64>)]) {
-        self.trend_24h = points
+    /// `points` cover 7 days (and the value they start with); the 24-hour
+    /// trend is their tail.
+    fn set_trend(&mut self, points: &[(i64, Option<f64>)], now_ms: i64) {
+        let as_points = |p: &[(i64, Option<f64>)]| -> Vec<ScorePoint> {
+            p.iter()
+                .map(|&(at_ms, score)| ScorePoint { at_ms, score })
+                .collect()
+        };
+        self.trend_7d = as_points(points);
+        // The last point before the day starts, and everything after it.
+        let day_from = now_ms - DAY_MS;
+        let first = points
             .iter()
-            .map(|&(at_ms, score)| ScorePoint { at_ms, score })
-            .collect();
+            .rposition(|&(at, _)| at < day_from)
+            .unwrap_or(0);
+        self.trend_24h = as_points(&points[first..]);
         let known: Vec<(i64, f64)> = points
             .iter()
             .filter_map(|&(at, s)| s.map(|s| (at, s)))
@@ -102,6 +115,13 @@ impl ScoreView {
         let points: Vec<(i64, Option<f64>)> =
             self.trend_24h.iter().map(|p| (p.at_ms, p.score)).collect();
         super::svg::trend(&points, now_ms - DAY_MS, now_ms)
+    }
+
+    /// The 7-day trend as an inline SVG.
+    pub fn trend_7d_svg(&self, now_ms: i64) -> String {
+        let points: Vec<(i64, Option<f64>)> =
+            self.trend_7d.iter().map(|p| (p.at_ms, p.score)).collect();
+        super::svg::trend(&points, now_ms - 7 * DAY_MS, now_ms)
     }
 
     /// "54.5%", or "–" before any result.
@@ -326,7 +346,7 @@ impl ChangeView {
 /// What the history store adds to the board's view.
 pub struct History {
     pub uptime: std::sync::Arc<UptimeByName>,
-    /// By scope (`overall`, `group:<name>`): the 24-hour trend.
+    /// By scope (`overall`, `group:<name>`): the score's points over 7 days.
     pub scores: std::collections::HashMap<String, Vec<(i64, Option<f64>)>>,
     pub changes: Vec<ChangeRow>,
 }
@@ -340,12 +360,13 @@ impl StatusView {
         for f in &mut self.flows {
             (f.uptime_24h, f.uptime_7d) = up(&f.name);
         }
+        let now = self.now_ms();
         if let Some(points) = h.scores.get("overall") {
-            self.overall.set_trend(points);
+            self.overall.set_trend(points, now);
         }
         for g in &mut self.groups {
             if let Some(points) = h.scores.get(&format!("group:{}", g.name)) {
-                g.score.set_trend(points);
+                g.score.set_trend(points, now);
             }
         }
         self.changes = h.changes.into_iter().map(ChangeView::from_row).collect();
