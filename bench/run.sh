@@ -34,7 +34,7 @@ FLOWS=${BENCH_FLOWS:-1000}
 INTERVAL_S=10
 CLK_TCK=$(getconf CLK_TCK)
 
-log() { printf '[bench %s] %s\n' "$(date -u +%T)" "$*" >&2; }
+source "$ROOT/bench/lib.sh"
 
 # --- tools -----------------------------------------------------------------
 need_pkgs=()
@@ -57,56 +57,6 @@ BUILT="$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet H
 LOOKOUT=$CARGO_TARGET_DIR/release/lookout
 DRIVE=$CARGO_TARGET_DIR/release/examples/bench-drive
 
-# --- process bookkeeping -----------------------------------------------------
-TMP=$(mktemp -d /tmp/lookout-bench.XXXXXX)
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-stop() { # pid: stop one process we started and forget it
-    local pid=$1 keep=() p
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    for p in "${PIDS[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-}
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_http() { # url: up to 30 s
-    local i
-    for ((i = 0; i < 300; i++)); do
-        curl -sf -o /dev/null --max-time 1 "$1" && return 0
-        sleep 0.1
-    done
-    log "timed out waiting for $1"
-    return 1
-}
-
-cpu_ticks() { # pid -> utime+stime of all its threads, in clock ticks
-    sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
-}
-vm_kb() { # pid field -> kB
-    awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status"
-}
-sys_busy() { # all CPUs' busy time since boot, in clock ticks (user nice system irq softirq)
-    awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8; exit}' /proc/stat
-}
-sys_steal() { # time the hypervisor gave to someone else, in clock ticks
-    awk '$1 == "cpu" {print $9; exit}' /proc/stat
-}
 nginx_ticks() { # master and workers
     local t=0 p
     for p in "$NGINX_PID" $(pgrep -P "$NGINX_PID" || true); do
@@ -114,8 +64,6 @@ nginx_ticks() { # master and workers
     done
     echo "$t"
 }
-now() { date +%s.%N; }
-calc() { awk "BEGIN { printf \"%.${2:-1}f\", $1 }"; }
 
 # --- the target: nginx on loopback -----------------------------------------
 NGINX_PORT=$(free_port)
@@ -198,7 +146,6 @@ share_le() {
         END { if (t > 0) printf "%.5f\n", x / t; else print "nan" }
     ' "$2" "$3"
 }
-median() { sort -g | awk '{a[NR] = $1} END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 # --- lookout runs ------------------------------------------------------------
 declare -A R # results, keyed "figure,size"

@@ -12,6 +12,7 @@ pub mod judge;
 pub mod outcome;
 pub mod probe;
 pub mod record;
+pub mod report;
 pub mod run;
 pub mod schedule;
 pub mod secret;

@@ -33,6 +33,47 @@ enum Command {
         /// The config file.
         file: PathBuf,
     },
+    /// Run every check and flow once and print a report (Markdown or JSON).
+    #[command(after_help = REPORT_HELP)]
+    Report {
+        /// The config file.
+        #[arg(long, short, default_value = "config.toml")]
+        config: PathBuf,
+        /// A previous `--format json` report to compare with: score changes,
+        /// and what was fixed, broke, appeared or went away.
+        #[arg(long, value_name = "PREVIOUS.json")]
+        against: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Markdown)]
+        format: ReportFormat,
+        /// Exit 3 when the overall score is below this: a fraction (0.9) or a
+        /// percentage (90%).
+        #[arg(long, value_name = "SCORE", value_parser = parse_fail_under)]
+        fail_under: Option<f64>,
+    },
+}
+
+const REPORT_HELP: &str = "\
+The score is passing over total: every check counts once, and so does every
+flow, which passes only when all its steps pass. The report goes to stdout;
+errors and logs go to stderr. Secrets appear only as fingerprints.
+
+Exit codes:
+  0  the report was printed (and the score is at least --fail-under)
+  1  the checks could not be run (TLS setup, runtime) or stdout failed
+  2  invalid command line, invalid or unreadable config, or an --against
+     file that cannot be read or is not a lookout JSON report
+  3  the report was printed, but the overall score is below --fail-under
+     (a config with nothing to run has no score and is below any threshold)";
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Markdown,
+    Json,
+}
+
+fn parse_fail_under(s: &str) -> Result<f64, String> {
+    lookout::report::parse_threshold(s)
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -43,6 +84,8 @@ enum LogFormat {
 
 /// Exit code for an invalid config, like promtool.
 const EXIT_CONFIG: u8 = 2;
+/// Exit code of `report` when the score is below `--fail-under`.
+const EXIT_BELOW: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -50,6 +93,12 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
         Command::Run { config } => run(&config),
+        Command::Report {
+            config,
+            against,
+            format,
+            fail_under,
+        } => report(&config, against.as_deref(), format, fail_under),
     }
 }
 
@@ -167,6 +216,72 @@ fn run(path: &std::path::Path) -> ExitCode {
         daemon.shutdown().await;
         ExitCode::SUCCESS
     })
+}
+
+fn report(
+    path: &std::path::Path,
+    against: Option<&std::path::Path>,
+    format: ReportFormat,
+    fail_under: Option<f64>,
+) -> ExitCode {
+    use lookout::report::{Report, markdown};
+    use std::io::Write as _;
+
+    let config = match config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let previous = match against.map(Report::load).transpose() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let once = match runtime.block_on(lookout::run::run_once(&config)) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = Report::build(&config, &once, chrono::Utc::now(), previous.as_ref());
+    let text = match format {
+        ReportFormat::Markdown => markdown::render(&report),
+        ReportFormat::Json => report.to_json(),
+    };
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        eprintln!("cannot write the report: {e}");
+        return ExitCode::FAILURE;
+    }
+    match fail_under {
+        Some(t) if report.below(t) => {
+            eprintln!(
+                "overall score {} is below --fail-under {:.1}%",
+                report.overall.percent(),
+                t * 100.0
+            );
+            ExitCode::from(EXIT_BELOW)
+        }
+        _ => ExitCode::SUCCESS,
+    }
 }
 
 async fn wait_for_signal() {

@@ -9,6 +9,7 @@ mod history;
 mod judge_table;
 mod probe_http;
 mod probe_tls;
+mod report;
 mod snapshots;
 mod store;
 mod support;
