@@ -71,10 +71,11 @@ fetch() {
     echo "$(calc "$(head -1 "$TMP/fetch.txt" | cut -d' ' -f1) * 1000" 1) $(calc "$(cut -d' ' -f1 "$TMP/fetch.txt" | median) * 1000" 1) $(calc "$(head -1 "$TMP/fetch.txt" | cut -d' ' -f2) / 1024" 0)"
 }
 BASE=http://127.0.0.1:$PORT
+ONE=$(printf 'c%05d' $((N / 2 + 1)))
 read -r page_first page_med page_kb < <(fetch "$BASE/")
 read -r api_first api_med api_kb < <(fetch "$BASE/api/v1/status")
-read -r det_first det_med det_kb < <(fetch "$BASE/api/v1/checks/c04242")
-read -r dpage_first dpage_med dpage_kb < <(fetch "$BASE/check/c04242")
+read -r det_first det_med det_kb < <(fetch "$BASE/api/v1/checks/$ONE")
+read -r dpage_first dpage_med dpage_kb < <(fetch "$BASE/check/$ONE")
 read -r ch_first ch_med ch_kb < <(fetch "$BASE/api/v1/changes?limit=100")
 rss=$(calc "$(vm_kb "$LPID" VmHWM) / 1024" 1)
 stop "$LPID"
@@ -94,8 +95,8 @@ Setup: \`bench-history\` writes ${DAYS} days of history for ${N} checks through 
 | \`GET /\` size, KiB | ${page_kb} |
 | **\`GET /api/v1/status\`, first / median, ms** | ${api_first} / ${api_med} |
 | \`GET /api/v1/status\` size, KiB | ${api_kb} |
-| \`GET /api/v1/checks/c04242\` (uptime over 4 windows, 100 results, changes), first / median, ms | ${det_first} / ${det_med} |
-| \`GET /check/c04242\` (its page), first / median, ms | ${dpage_first} / ${dpage_med} |
+| \`GET /api/v1/checks/${ONE}\` (uptime over 4 windows, 100 results, changes), first / median, ms | ${det_first} / ${det_med} |
+| \`GET /check/${ONE}\` (its page), first / median, ms | ${dpage_first} / ${dpage_med} |
 | \`GET /api/v1/changes?limit=100\`, first / median, ms | ${ch_first} / ${ch_med} |
 | peak RSS of lookout, MB | ${rss} |
 MD
