@@ -116,6 +116,27 @@ impl Metrics {
             )
             .expect("valid metric"),
         );
+        // Like Prometheus' own: the last load of the config, and when it
+        // last succeeded. Start-up is the first load; live reload will set
+        // these again.
+        let reload_ok = register(
+            &r,
+            IntGauge::new(
+                "lookout_config_last_reload_successful",
+                "Whether the last attempt to load the config succeeded (1) or not (0).",
+            )
+            .expect("valid metric"),
+        );
+        reload_ok.set(1);
+        let reload_at = register(
+            &r,
+            prometheus::Gauge::new(
+                "lookout_config_last_reload_success_timestamp_seconds",
+                "Unix time of the last successful config load.",
+            )
+            .expect("valid metric"),
+        );
+        reload_at.set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
         let limit = register(
             &r,
             IntGauge::new(
