@@ -102,6 +102,15 @@ pub struct Entry {
     pub skipped: u64,
     /// The last few runs, oldest first, for the page's sparkline.
     pub recent: VecDeque<Spark>,
+    /// The latest failure episode, kept after the check recovers.
+    pub last_failure: Option<Failure>,
+}
+
+/// When a check last turned failing, and the reason of its latest failing run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Failure {
+    pub since: DateTime<Utc>,
+    pub reason: Option<String>,
 }
 
 /// What the history store knew of a monitor before a restart.
@@ -109,6 +118,7 @@ pub struct Entry {
 pub struct Restored {
     pub recent: Vec<Spark>,
     pub since: Option<DateTime<Utc>>,
+    pub last_failure: Option<Failure>,
 }
 
 /// Runs kept per check for the sparkline.
@@ -167,6 +177,7 @@ impl Board {
                     since: None,
                     skipped: 0,
                     recent: VecDeque::new(),
+                    last_failure: None,
                 }
             })
             .collect();
@@ -220,6 +231,18 @@ impl Board {
             },
         );
         let from = entry.state;
+        if to == State::Failing {
+            let reason = result.outcome.reason().map(str::to_owned);
+            match &mut entry.last_failure {
+                Some(f) if from == State::Failing => f.reason = reason,
+                _ => {
+                    entry.last_failure = Some(Failure {
+                        since: started,
+                        reason,
+                    })
+                }
+            }
+        }
         entry.last = Some(Arc::new(result));
         entry.flow = flow;
         let group = entry.monitor.group().to_owned();
@@ -261,6 +284,7 @@ impl Board {
             };
             entry.state = to;
             entry.since = h.since;
+            entry.last_failure = h.last_failure.clone();
             let tally = groups.entry(entry.monitor.group().to_owned()).or_default();
             tally.pending = tally.pending.saturating_sub(1);
             *tally.slot(to) += 1;
@@ -305,4 +329,64 @@ fn push_spark(recent: &mut VecDeque<Spark>, s: Spark) {
         recent.pop_front();
     }
     recent.push_back(s);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::outcome::{FailureKind, Outcome, Phases};
+
+    fn result(minute: u32, ok: bool) -> CheckResult {
+        CheckResult {
+            started_at: Utc.with_ymd_and_hms(2026, 11, 23, 10, minute, 0).unwrap(),
+            duration: Duration::from_millis(10),
+            status: Some(if ok { 200 } else { 502 }),
+            outcome: if ok {
+                Outcome::Success
+            } else {
+                Outcome::Failure {
+                    kind: FailureKind::Status,
+                    reason: format!("status 502 at minute {minute}"),
+                }
+            },
+            phases: Phases::default(),
+            redirects: 0,
+            tls_not_after: None,
+            schedule_lag: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn the_last_failure_outlives_the_recovery() {
+        let cfg = crate::config::from_str(
+            "[[checks]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/\"\n[store]\npath = \":memory:\"\n",
+            std::path::Path::new("t.toml"),
+            &|_| None,
+        )
+        .unwrap();
+        let board = Board::new(&cfg.checks, &cfg.flows);
+        let steps = [(0, true), (1, false), (2, false), (3, true), (4, true)];
+        for (minute, ok) in steps {
+            board.update(Slot::Check(0), result(minute, ok), None);
+        }
+        let e = &board.entries()[0];
+        assert_eq!(e.state, State::Passing);
+        let f = e.last_failure.as_ref().unwrap();
+        assert_eq!(
+            f.since.format("%M").to_string(),
+            "01",
+            "when it turned failing"
+        );
+        assert_eq!(
+            f.reason.as_deref(),
+            Some("status 502 at minute 2"),
+            "its latest reason"
+        );
+        assert_eq!(e.recent.len(), 5);
+        assert!(!e.recent[1].ok && e.recent[3].ok);
+    }
 }

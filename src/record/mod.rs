@@ -187,8 +187,9 @@ impl Recorder {
         let to_time = |ms: i64| chrono::DateTime::from_timestamp_millis(ms);
         let history: std::collections::HashMap<String, board::Restored> = history
             .into_iter()
-            .map(|(name, (runs, since))| {
-                let recent = runs
+            .map(|(name, r)| {
+                let recent = r
+                    .runs
                     .into_iter()
                     .map(|(at_ms, ok, duration_seconds)| board::Spark {
                         at_ms,
@@ -196,8 +197,18 @@ impl Recorder {
                         duration_seconds,
                     })
                     .collect();
-                let since = since.and_then(to_time);
-                (name, board::Restored { recent, since })
+                let since = r.since_ms.and_then(to_time);
+                let last_failure = r.last_failure.and_then(|(at, reason)| {
+                    to_time(at).map(|since| board::Failure { since, reason })
+                });
+                (
+                    name,
+                    board::Restored {
+                        recent,
+                        since,
+                        last_failure,
+                    },
+                )
             })
             .collect();
         self.board.seed(&history);

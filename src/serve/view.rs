@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::config::{Auth, Check, Flow, Step};
 use crate::outcome::{FlowResult, Phases, StepResult, StepRun};
-use crate::record::board::{Board, Entry, Monitor, Spark, State, Tally};
+use crate::record::board::{Board, Entry, Failure, Monitor, Spark, State, Tally};
 use crate::secret::Redactor;
 use crate::store::query::{ChangeRow, UptimeByName};
 
@@ -185,6 +185,9 @@ pub struct CheckView {
     pub uptime_7d: Option<f64>,
     /// The last runs, oldest first, as the sparkline draws them.
     pub recent: Vec<Spark>,
+    /// The latest failure episode (also after recovering): when it began
+    /// and the reason of its latest failing run.
+    pub last_failure: Option<Failure>,
     /// The detail page.
     pub link: String,
 }
@@ -225,6 +228,11 @@ impl CheckView {
 
     pub fn uptime_text(&self) -> String {
         uptime_text(self.uptime_24h, self.uptime_7d)
+    }
+
+    /// For a passing check: "last failed 2026-11-23 14:02 UTC: …".
+    pub fn last_failure_text(&self) -> String {
+        last_failure_text(self.state, self.last_failure.as_ref())
     }
 
     pub fn auth_text(&self) -> String {
@@ -268,6 +276,7 @@ fn check_view(c: &Check, e: &Entry, redactor: &Redactor) -> CheckView {
         uptime_24h: None,
         uptime_7d: None,
         recent: e.recent.iter().copied().collect(),
+        last_failure: e.last_failure.clone(),
         link: detail_link(&c.name),
     }
 }
@@ -286,6 +295,17 @@ pub fn detail_link(name: &str) -> String {
         "/check/{}",
         percent_encoding::utf8_percent_encode(name, SEGMENT)
     )
+}
+
+fn last_failure_text(state: State, f: Option<&Failure>) -> String {
+    match (state, f) {
+        (State::Passing, Some(f)) => format!(
+            "last failed {}: {}",
+            f.since.format("%Y-%m-%d %H:%M UTC"),
+            f.reason.as_deref().unwrap_or("no reason recorded")
+        ),
+        _ => String::new(),
+    }
 }
 
 fn uptime_text(day: Option<f64>, week: Option<f64>) -> String {
@@ -407,6 +427,7 @@ pub struct FlowView {
     pub uptime_24h: Option<f64>,
     pub uptime_7d: Option<f64>,
     pub recent: Vec<Spark>,
+    pub last_failure: Option<Failure>,
     pub link: String,
 }
 
@@ -462,6 +483,10 @@ impl FlowView {
 
     pub fn uptime_text(&self) -> String {
         uptime_text(self.uptime_24h, self.uptime_7d)
+    }
+
+    pub fn last_failure_text(&self) -> String {
+        last_failure_text(self.state, self.last_failure.as_ref())
     }
 }
 
@@ -544,6 +569,7 @@ fn flow_view(f: &Flow, e: &Entry, redactor: &Redactor) -> FlowView {
         uptime_24h: None,
         uptime_7d: None,
         recent: e.recent.iter().copied().collect(),
+        last_failure: e.last_failure.clone(),
         link: detail_link(&f.name),
     }
 }

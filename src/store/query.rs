@@ -194,9 +194,18 @@ pub fn scores(
     Ok(points)
 }
 
-/// What a restart restores per check or flow: its newest `per` runs as
-/// (at_ms, ok, duration), oldest first, and when its state last changed.
-pub type Restore = HashMap<String, (Vec<(i64, bool, f64)>, Option<i64>)>;
+/// What a restart restores per check or flow.
+#[derive(Clone, Debug, Default)]
+pub struct Restored {
+    /// The newest runs as (at_ms, ok, duration), oldest first.
+    pub runs: Vec<(i64, bool, f64)>,
+    /// When its state last changed.
+    pub since_ms: Option<i64>,
+    /// When it last turned failing, and why.
+    pub last_failure: Option<(i64, Option<String>)>,
+}
+
+pub type Restore = HashMap<String, Restored>;
 
 pub fn restore(conn: &Connection, per: usize) -> rusqlite::Result<Restore> {
     let mut out: Restore = HashMap::new();
@@ -211,7 +220,7 @@ pub fn restore(conn: &Connection, per: usize) -> rusqlite::Result<Restore> {
     })?;
     for row in rows {
         let (name, at, ok, d) = row?;
-        out.entry(name).or_default().0.push((at, ok, d));
+        out.entry(name).or_default().runs.push((at, ok, d));
     }
     let mut since = conn.prepare(
         "SELECT m.name, MAX(c.at_ms) FROM changes c JOIN monitors m ON m.id = c.monitor GROUP BY c.monitor",
@@ -220,7 +229,25 @@ pub fn restore(conn: &Connection, per: usize) -> rusqlite::Result<Restore> {
     for row in rows {
         let (name, at) = row?;
         if let Some(e) = out.get_mut(&name) {
-            e.1 = Some(at);
+            e.since_ms = Some(at);
+        }
+    }
+    let mut failed = conn.prepare(
+        "SELECT m.name, c.at_ms, c.reason FROM changes c JOIN monitors m ON m.id = c.monitor \
+         JOIN (SELECT monitor, MAX(id) AS id FROM changes WHERE to_state = 'failing' GROUP BY monitor) t \
+         ON t.id = c.id",
+    )?;
+    let rows = failed.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, Option<String>>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (name, at, reason) = row?;
+        if let Some(e) = out.get_mut(&name) {
+            e.last_failure = Some((at, reason));
         }
     }
     Ok(out)

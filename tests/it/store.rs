@@ -76,6 +76,19 @@ async fn a_restart_keeps_history_state_and_since() {
         "failing since the first run, not the restart"
     );
     assert!(entries[0].recent.len() >= 3, "the sparkline comes back");
+    let failure = entries[1]
+        .last_failure
+        .as_ref()
+        .expect("the failure comes back");
+    assert_eq!(
+        failure.reason.as_deref(),
+        Some("status 200, expected 500: \"echo ok\"")
+    );
+    assert_eq!(
+        Some(failure.since.timestamp_millis()),
+        since_before.map(|t| t.timestamp_millis())
+    );
+    assert!(entries[0].last_failure.is_none());
     assert!(entries[0].last.is_none(), "no run since the restart");
     let overall = second.recorder.board.overall();
     assert_eq!(
