@@ -318,6 +318,15 @@ impl Board {
             .collect()
     }
 
+    /// One entry, by check or flow name.
+    pub fn find(&self, name: &str) -> Option<Entry> {
+        self.read()
+            .entries
+            .iter()
+            .find(|e| e.monitor.name() == name)
+            .cloned()
+    }
+
     /// Every entry, in config order.
     pub fn entries(&self) -> Vec<Entry> {
         self.read().entries.clone()

@@ -9,8 +9,9 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
 use super::svg::{self, Tone};
-use super::view::{ChangeView, CheckView, FlowView};
+use super::view::{self, ChangeView, CheckView, FlowView};
 use super::{AppState, status_view};
+use crate::record::board::{Monitor, State as BoardState};
 use crate::store::query::{self, ResultRow, Uptime};
 
 const RESULTS_SHOWN: usize = 100;
@@ -30,15 +31,13 @@ pub struct Detail {
 }
 
 async fn detail(s: &AppState, name: &str) -> Option<Detail> {
-    let view = status_view(s).await;
-    let check = view.checks.into_iter().find(|c| c.name == name);
-    let flow = match check {
-        Some(_) => None,
-        None => view.flows.into_iter().find(|f| f.name == name),
+    // One entry, not the whole board: at 10,000 checks that is the
+    // difference between a few and a few dozen milliseconds.
+    let entry = s.recorder.board.find(name)?;
+    let (mut check, mut flow) = match &entry.monitor {
+        Monitor::Check(c) => (Some(view::check_view(c, &entry, &s.redactor)), None),
+        Monitor::Flow(f) => (None, Some(view::flow_view(f, &entry, &s.redactor))),
     };
-    if check.is_none() && flow.is_none() {
-        return None;
-    }
     let owned = name.to_owned();
     let now = Utc::now().timestamp_millis();
     let history = s
@@ -53,6 +52,15 @@ async fn detail(s: &AppState, name: &str) -> Option<Detail> {
         })
         .await;
     let (uptime, results, changes) = history.unwrap_or_default();
+    if let Some(u) = &uptime {
+        let (day, week) = (u.last_24h.uptime, u.last_7d.uptime);
+        if let Some(c) = check.as_mut() {
+            (c.uptime_24h, c.uptime_7d) = (day, week);
+        }
+        if let Some(f) = flow.as_mut() {
+            (f.uptime_24h, f.uptime_7d) = (day, week);
+        }
+    }
     Some(Detail {
         kind: if check.is_some() { "check" } else { "flow" },
         check,
@@ -269,19 +277,7 @@ pub async fn badge_check(
     Path(name): Path<String>,
     Query(q): Query<BadgeQuery>,
 ) -> Response {
-    let view = status_view(&s).await;
-    let found = view
-        .checks
-        .iter()
-        .find(|c| c.name == name)
-        .map(|c| (c.state, c.uptime_24h, c.uptime_7d))
-        .or_else(|| {
-            view.flows
-                .iter()
-                .find(|f| f.name == name)
-                .map(|f| (f.state, f.uptime_24h, f.uptime_7d))
-        });
-    let Some((state, day, week)) = found else {
+    let Some(entry) = s.recorder.board.find(&name) else {
         return svg_response(
             StatusCode::NOT_FOUND,
             svg::badge(&name, "not found", Tone::Unknown),
@@ -289,18 +285,27 @@ pub async fn badge_check(
     };
     let body = match q.show.as_deref().unwrap_or("state") {
         "state" => {
-            let tone = match state {
-                crate::record::board::State::Passing => Tone::Good,
-                crate::record::board::State::Failing => Tone::Bad,
-                crate::record::board::State::Pending => Tone::Unknown,
+            let tone = match entry.state {
+                BoardState::Passing => Tone::Good,
+                BoardState::Failing => Tone::Bad,
+                BoardState::Pending => Tone::Unknown,
             };
-            svg::badge(&name, state.as_str(), tone)
+            svg::badge(&name, entry.state.as_str(), tone)
         }
         which @ ("uptime_24h" | "uptime_7d") => {
+            let owned = name.clone();
+            let now = Utc::now().timestamp_millis();
+            let uptime = s
+                .recorder
+                .store
+                .read(move |c| query::uptime(c, &owned, now))
+                .await
+                .ok()
+                .flatten();
             let (u, label) = if which == "uptime_24h" {
-                (day, "24h")
+                (uptime.and_then(|u| u.last_24h.uptime), "24h")
             } else {
-                (week, "7d")
+                (uptime.and_then(|u| u.last_7d.uptime), "7d")
             };
             let label = format!("{name} {label}");
             match u {

@@ -254,7 +254,7 @@ fn auth_view(auth: &Auth) -> Option<AuthView> {
     })
 }
 
-fn check_view(c: &Check, e: &Entry, redactor: &Redactor) -> CheckView {
+pub(crate) fn check_view(c: &Check, e: &Entry, redactor: &Redactor) -> CheckView {
     let last = e.last.as_deref();
     CheckView {
         name: c.name.clone(),
@@ -527,7 +527,7 @@ fn step_view(step: &Step, result: Option<&StepResult>, redactor: &Redactor) -> S
     }
 }
 
-fn flow_view(f: &Flow, e: &Entry, redactor: &Redactor) -> FlowView {
+pub(crate) fn flow_view(f: &Flow, e: &Entry, redactor: &Redactor) -> FlowView {
     let last = e.last.as_deref();
     let run: Option<&FlowResult> = e.flow.as_deref();
     let steps = |configured: &[Step], results: Option<&Vec<StepResult>>| -> Vec<StepView> {
