@@ -307,11 +307,7 @@ pub async fn badge_check(
             } else {
                 (uptime.and_then(|u| u.last_7d.uptime), "7d")
             };
-            let label = format!("{name} {label}");
-            match u {
-                Some(u) => svg::badge(&label, &format!("{:.2}%", u * 100.0), uptime_tone(u)),
-                None => svg::badge(&label, "no data", Tone::Unknown),
-            }
+            uptime_badge(&format!("{name} {label}"), u)
         }
         _ => {
             return (
@@ -325,7 +321,14 @@ pub async fn badge_check(
 }
 
 /// `/badge/group/{name}`: the group's health score (`overall` for all).
-pub async fn badge_group(State(s): State<AppState>, Path(name): Path<String>) -> Response {
+/// `/badge/group/{name}?show=score|uptime_24h|uptime_7d`: the group's
+/// health score (`overall` for all groups), or the mean uptime of its
+/// checks and flows that have history.
+pub async fn badge_group(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<BadgeQuery>,
+) -> Response {
     let view = status_view(&s).await;
     let score = if name == "overall" {
         Some(&view.overall)
@@ -341,11 +344,49 @@ pub async fn badge_group(State(s): State<AppState>, Path(name): Path<String>) ->
             svg::badge(&name, "not found", Tone::Unknown),
         );
     };
-    let tone = match score.tone() {
-        "good" => Tone::Good,
-        "warn" => Tone::Warn,
-        "bad" => Tone::Bad,
-        _ => Tone::Unknown,
+    let in_group = |group: &str| name == "overall" || group == name;
+    let mean = |pick: fn((Option<f64>, Option<f64>)) -> Option<f64>| {
+        let values: Vec<f64> = view
+            .checks
+            .iter()
+            .filter(|c| in_group(&c.group))
+            .map(|c| (c.uptime_24h, c.uptime_7d))
+            .chain(
+                view.flows
+                    .iter()
+                    .filter(|f| in_group(&f.group))
+                    .map(|f| (f.uptime_24h, f.uptime_7d)),
+            )
+            .filter_map(pick)
+            .collect();
+        (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
     };
-    svg_response(StatusCode::OK, svg::badge(&name, &score.percent(), tone))
+    let body = match q.show.as_deref().unwrap_or("score") {
+        "score" => {
+            let tone = match score.tone() {
+                "good" => Tone::Good,
+                "warn" => Tone::Warn,
+                "bad" => Tone::Bad,
+                _ => Tone::Unknown,
+            };
+            svg::badge(&name, &score.percent(), tone)
+        }
+        "uptime_24h" => uptime_badge(&format!("{name} 24h"), mean(|u| u.0)),
+        "uptime_7d" => uptime_badge(&format!("{name} 7d"), mean(|u| u.1)),
+        _ => {
+            return (
+                StatusCode::BAD_REQUEST,
+                "show must be score, uptime_24h or uptime_7d\n",
+            )
+                .into_response();
+        }
+    };
+    svg_response(StatusCode::OK, body)
+}
+
+fn uptime_badge(label: &str, uptime: Option<f64>) -> String {
+    match uptime {
+        Some(u) => svg::badge(label, &format!("{:.2}%", u * 100.0), uptime_tone(u)),
+        None => svg::badge(label, "no data", Tone::Unknown),
+    }
 }

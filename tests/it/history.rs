@@ -151,6 +151,13 @@ url = "{bad}"
     );
     let (_, _, svg) = get(&format!("{base}/badge/group/g")).await;
     assert!(svg.contains(">66.7%</text>"), "{svg}");
+    let (_, _, svg) = get(&format!("{base}/badge/group/g?show=uptime_24h")).await;
+    assert!(
+        svg.contains(">66.67%</text>"),
+        "mean of 100, 100 and 0: {svg}"
+    );
+    let (_, _, svg) = get(&format!("{base}/badge/group/overall")).await;
+    assert!(svg.contains(">66.7%</text>"), "{svg}");
     let (code, _, _) = get(&format!("{base}/badge/check/nope")).await;
     assert_eq!(code, 404);
     let (code, _, _) = get(&format!("{base}/badge/check/up?show=bogus")).await;
