@@ -345,7 +345,8 @@ pub async fn badge_group(
         );
     };
     let in_group = |group: &str| name == "overall" || group == name;
-    let mean = |pick: fn((Option<f64>, Option<f64>)) -> Option<f64>| {
+    // The mean 24-hour (or, with `week`, 7-day) uptime in the group.
+    let mean = |week: bool| {
         let values: Vec<f64> = view
             .checks
             .iter()
@@ -357,7 +358,7 @@ pub async fn badge_group(
                     .filter(|f| in_group(&f.group))
                     .map(|f| (f.uptime_24h, f.uptime_7d)),
             )
-            .filter_map(pick)
+            .filter_map(|(day, seven)| if week { seven } else { day })
             .collect();
         (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
     };
@@ -371,8 +372,8 @@ pub async fn badge_group(
             };
             svg::badge(&name, &score.percent(), tone)
         }
-        "uptime_24h" => uptime_badge(&format!("{name} 24h"), mean(|u| u.0)),
-        "uptime_7d" => uptime_badge(&format!("{name} 7d"), mean(|u| u.1)),
+        "uptime_24h" => uptime_badge(&format!("{name} 24h"), mean(false)),
+        "uptime_7d" => uptime_badge(&format!("{name} 7d"), mean(true)),
         _ => {
             return (
                 StatusCode::BAD_REQUEST,
