@@ -11,9 +11,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Check, Config, Flow};
-use crate::record::Recorder;
+use std::collections::HashMap;
+
+use crate::record::{Recorder, Reloaded};
 use crate::run::Runner;
-use crate::schedule::{Scheduler, Tick};
+use crate::schedule::{JobHandle, Scheduler, Tick};
 use crate::serve::{self, AppState};
 
 #[derive(Debug, thiserror::Error)]
@@ -52,11 +54,172 @@ impl Pipeline {
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("TLS setup failed: {0}")]
+    Tls(#[from] crate::probe::tls::TlsSetupError),
+    #[error("reading the config failed: {0}")]
+    Join(String),
+}
+
+/// Options of `lookout run` beyond the config file.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Serve `POST /-/reload` (Prometheus' `--web.enable-lifecycle`).
+    pub enable_lifecycle: bool,
+}
+
+/// What a reload changes: the jobs on the schedule, by check or flow name.
+struct Control {
+    recorder: Arc<Recorder>,
+    scheduler: Scheduler,
+    jobs: std::sync::Mutex<HashMap<String, JobHandle>>,
+    /// The first load's settings that only a restart applies.
+    started: Config,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
+}
+
+impl Control {
+    fn schedule(&self, pipeline: &Arc<Pipeline>, checks: &[Arc<Check>], flows: &[Arc<Flow>]) {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        for check in checks {
+            let (job_pipeline, job_check) = (pipeline.clone(), check.clone());
+            let (skip_recorder, skip_check) = (self.recorder.clone(), check.clone());
+            let handle = self.scheduler.spawn(
+                check.schedule.clone(),
+                move |tick| {
+                    let (p, c) = (job_pipeline.clone(), job_check.clone());
+                    async move { p.run(&c, tick).await }
+                },
+                move |n| skip_recorder.skipped(&skip_check, n),
+            );
+            jobs.insert(check.name.clone(), handle);
+        }
+        for flow in flows {
+            let (job_pipeline, job_flow) = (pipeline.clone(), flow.clone());
+            let (skip_recorder, skip_flow) = (self.recorder.clone(), flow.clone());
+            let handle = self.scheduler.spawn(
+                flow.schedule.clone(),
+                move |tick| {
+                    let (p, f) = (job_pipeline.clone(), job_flow.clone());
+                    async move { p.run_flow(&f, tick).await }
+                },
+                move |n| skip_recorder.skipped_flow(&skip_flow, n),
+            );
+            jobs.insert(flow.name.clone(), handle);
+        }
+    }
+
+    /// Re-reads the config file. A config that does not load changes
+    /// nothing: the old one keeps running, and the metric says so.
+    async fn reload(&self) -> Result<Reloaded, ReloadError> {
+        let _one = self.reloading.lock().await;
+        let result = self.try_reload().await;
+        self.recorder.metrics.reloaded(result.is_ok());
+        match &result {
+            Ok(d) => tracing::info!(
+                added = d.added.len(),
+                changed = d.changed.len(),
+                removed = d.removed.len(),
+                unchanged = d.unchanged.len(),
+                "config reloaded"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "config reload failed; the old config keeps running")
+            }
+        }
+        result
+    }
+
+    async fn try_reload(&self) -> Result<Reloaded, ReloadError> {
+        let path = self.started.source.clone();
+        // Reading files (config, secrets, CA files) blocks.
+        let config = tokio::task::spawn_blocking(move || crate::config::load(&path))
+            .await
+            .map_err(|e| ReloadError::Join(e.to_string()))??;
+        let runner = Runner::new(&config)?;
+        let old = &self.started;
+        for (what, same) in [
+            ("server.listen", config.listen == old.listen),
+            (
+                "scheduler.max_concurrent_probes",
+                config.max_concurrent_probes == old.max_concurrent_probes,
+            ),
+            (
+                "scheduler.shutdown_grace",
+                config.shutdown_grace == old.shutdown_grace,
+            ),
+            (
+                "store",
+                format!("{:?}", config.store) == format!("{:?}", old.store),
+            ),
+        ] {
+            if !same {
+                tracing::warn!(
+                    setting = what,
+                    "changed in the config; it takes effect at the next restart"
+                );
+            }
+        }
+        let (checks, flows, diff) = self.recorder.reload(&config);
+        {
+            let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+            for name in diff.changed.iter().chain(&diff.removed) {
+                if let Some(job) = jobs.remove(name) {
+                    job.stop();
+                }
+            }
+        }
+        let fresh: std::collections::HashSet<&str> = diff
+            .added
+            .iter()
+            .chain(&diff.changed)
+            .map(String::as_str)
+            .collect();
+        let pipeline = Arc::new(Pipeline {
+            runner,
+            recorder: self.recorder.clone(),
+        });
+        let new_checks: Vec<Arc<Check>> = checks
+            .into_iter()
+            .filter(|c| fresh.contains(c.name.as_str()))
+            .collect();
+        let new_flows: Vec<Arc<Flow>> = flows
+            .into_iter()
+            .filter(|f| fresh.contains(f.name.as_str()))
+            .collect();
+        self.schedule(&pipeline, &new_checks, &new_flows);
+        Ok(diff)
+    }
+}
+
+impl serve::Reloader for Control {
+    fn reload(&self) -> futures_util::future::BoxFuture<'_, Result<String, String>> {
+        Box::pin(async move {
+            Control::reload(self)
+                .await
+                .map(|d| {
+                    format!(
+                        "reloaded: {} added, {} changed, {} removed, {} unchanged\n",
+                        d.added.len(),
+                        d.changed.len(),
+                        d.removed.len(),
+                        d.unchanged.len()
+                    )
+                })
+                .map_err(|e| format!("{e}\n"))
+        })
+    }
+}
+
 /// A running lookout. Call [`Daemon::shutdown`] to stop it.
 pub struct Daemon {
     pub addr: SocketAddr,
     pub recorder: Arc<Recorder>,
-    scheduler: Scheduler,
+    control: Arc<Control>,
     server: JoinHandle<()>,
     stop_server: CancellationToken,
     grace: Duration,
@@ -64,6 +227,10 @@ pub struct Daemon {
 
 impl Daemon {
     pub async fn start(config: Config) -> Result<Daemon, StartError> {
+        Daemon::start_with(config, Options::default()).await
+    }
+
+    pub async fn start_with(config: Config, options: Options) -> Result<Daemon, StartError> {
         let runner = Runner::new(&config)?;
         let recorder = Arc::new(Recorder::new(&config));
         recorder.restore().await;
@@ -82,11 +249,23 @@ impl Daemon {
             tracing::warn!(%addr, "listening beyond loopback: the status page and API are open to anyone who can reach this address");
         }
 
+        let grace = config.shutdown_grace;
+        let control = Arc::new(Control {
+            recorder: recorder.clone(),
+            scheduler: Scheduler::new(config.max_concurrent_probes),
+            jobs: Default::default(),
+            started: config,
+            reloading: Default::default(),
+        });
+        let config = &control.started;
+        let reloader: Option<Arc<dyn serve::Reloader>> = options
+            .enable_lifecycle
+            .then(|| control.clone() as Arc<dyn serve::Reloader>);
         let app = serve::router(AppState {
             recorder: recorder.clone(),
-            redactor: config.redactor.clone(),
             ready: ready.clone(),
             uptime_cache: Default::default(),
+            reloader,
         });
         let stop_server = CancellationToken::new();
         let stop = stop_server.clone();
@@ -103,47 +282,28 @@ impl Daemon {
             runner,
             recorder: recorder.clone(),
         });
-        let scheduler = Scheduler::new(config.max_concurrent_probes);
-        for check in &config.checks {
-            let (job_pipeline, job_check) = (pipeline.clone(), check.clone());
-            let (skip_recorder, skip_check) = (recorder.clone(), check.clone());
-            scheduler.spawn(
-                check.schedule.clone(),
-                move |tick| {
-                    let (p, c) = (job_pipeline.clone(), job_check.clone());
-                    async move { p.run(&c, tick).await }
-                },
-                move |n| skip_recorder.skipped(&skip_check, n),
-            );
-        }
-        for flow in &config.flows {
-            let (job_pipeline, job_flow) = (pipeline.clone(), flow.clone());
-            let (skip_recorder, skip_flow) = (recorder.clone(), flow.clone());
-            scheduler.spawn(
-                flow.schedule.clone(),
-                move |tick| {
-                    let (p, f) = (job_pipeline.clone(), job_flow.clone());
-                    async move { p.run_flow(&f, tick).await }
-                },
-                move |n| skip_recorder.skipped_flow(&skip_flow, n),
-            );
-        }
+        control.schedule(&pipeline, &config.checks, &config.flows);
         ready.store(true, Ordering::Release);
         tracing::info!(%addr, checks = config.checks.len(), flows = config.flows.len(), config = %config.source.display(), "lookout is running");
         Ok(Daemon {
             addr,
             recorder,
-            scheduler,
+            control,
             server,
             stop_server,
-            grace: config.shutdown_grace,
+            grace,
         })
+    }
+
+    /// Re-reads the config file (what SIGHUP and `POST /-/reload` do).
+    pub async fn reload(&self) -> Result<Reloaded, ReloadError> {
+        self.control.reload().await
     }
 
     /// Stops scheduling, lets probes in flight finish within the grace
     /// period, then stops the server.
     pub async fn shutdown(self) {
-        let finished = self.scheduler.shutdown(self.grace).await;
+        let finished = self.control.scheduler.shutdown(self.grace).await;
         if !finished {
             tracing::warn!(grace = ?self.grace, "probes still running after the grace period were abandoned");
         }

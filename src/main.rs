@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use lookout::config;
-use lookout::daemon::Daemon;
+use lookout::daemon::{Daemon, Options};
 
 /// Continuous synthetic monitoring: HTTP and auth-path checks on cron
 /// schedules, exported as Prometheus metrics and a status page.
@@ -27,6 +27,10 @@ enum Command {
         /// The config file.
         #[arg(long, short, default_value = "config.toml")]
         config: PathBuf,
+        /// Serve `POST /-/reload` to re-read the config (like Prometheus'
+        /// flag of the same name). SIGHUP reloads either way.
+        #[arg(long = "web.enable-lifecycle")]
+        enable_lifecycle: bool,
     },
     /// Validate a config file without running it, and list the expanded checks.
     CheckConfig {
@@ -92,7 +96,10 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
-        Command::Run { config } => run(&config),
+        Command::Run {
+            config,
+            enable_lifecycle,
+        } => run(&config, Options { enable_lifecycle }),
         Command::Report {
             config,
             against,
@@ -185,7 +192,7 @@ fn auth_text(auth: &config::Auth) -> String {
     }
 }
 
-fn run(path: &std::path::Path) -> ExitCode {
+fn run(path: &std::path::Path, options: Options) -> ExitCode {
     let config = match config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -204,14 +211,14 @@ fn run(path: &std::path::Path) -> ExitCode {
         }
     };
     runtime.block_on(async {
-        let daemon = match Daemon::start(config).await {
+        let daemon = match Daemon::start_with(config, options).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!("{e}");
                 return ExitCode::FAILURE;
             }
         };
-        wait_for_signal().await;
+        wait_for_signal(&daemon).await;
         tracing::info!("shutting down");
         daemon.shutdown().await;
         ExitCode::SUCCESS
@@ -284,25 +291,38 @@ fn report(
     }
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGTERM or SIGINT; SIGHUP reloads the config meanwhile.
+async fn wait_for_signal(daemon: &Daemon) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops lookout");
+        let (term, hup) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        );
+        let (mut term, mut hup) = match (term, hup) {
+            (Ok(t), Ok(h)) => (t, h),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM and SIGHUP; only Ctrl-C stops lookout");
                 let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => return,
+                _ = tokio::signal::ctrl_c() => return,
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading the config");
+                    // The outcome is logged and in the reload metrics.
+                    let _ = daemon.reload().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
+        let _ = daemon;
         let _ = tokio::signal::ctrl_c().await;
     }
 }

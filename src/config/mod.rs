@@ -226,6 +226,105 @@ impl PartialEq for CaFile {
 
 impl Eq for CaFile {}
 
+/// Identity across reloads: every field but a check's position, with TLS
+/// settings compared by value (their index differs between loads).
+fn request_identity(r: &HttpRequest, tls: &TlsSettings) -> String {
+    format!(
+        "{:?} {:?} {:?} {:?} {:?} {:?} {} {} {:?}",
+        r.method,
+        r.url,
+        r.headers,
+        r.body,
+        r.auth,
+        r.timeout,
+        r.max_body_bytes,
+        r.max_redirects,
+        tls
+    )
+}
+
+impl Config {
+    /// The TLS settings a check's requests use.
+    pub fn tls_of_check(&self, c: &Check) -> TlsSettings {
+        self.tls_profiles
+            .get(c.request.tls_profile)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The TLS settings a flow's steps use (one `tls` per flow).
+    pub fn tls_of_flow(&self, f: &Flow) -> TlsSettings {
+        f.steps
+            .first()
+            .and_then(|s| self.tls_profiles.get(s.request.tls_profile))
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+impl Check {
+    /// Whether `other`, from another load of the config, is the same check.
+    /// A changed secret value changes the auth's fingerprint, so the check
+    /// counts as changed.
+    /// `tls` are each side's resolved TLS settings.
+    pub fn same_as(&self, tls: &TlsSettings, other: &Check, other_tls: &TlsSettings) -> bool {
+        self.identity(tls) == other.identity(other_tls)
+    }
+
+    fn identity(&self, tls: &TlsSettings) -> String {
+        format!(
+            "{:?} {:?} {:?} {} {:?} {:?}",
+            self.name,
+            self.group,
+            self.schedule,
+            request_identity(&self.request, tls),
+            self.expect,
+            self.matrix
+        )
+    }
+}
+
+impl Flow {
+    /// Like [`Check::same_as`], step by step (a flow's steps share its TLS
+    /// settings).
+    pub fn same_as(&self, tls: &TlsSettings, other: &Flow, other_tls: &TlsSettings) -> bool {
+        self.identity(tls) == other.identity(other_tls)
+    }
+
+    fn identity(&self, tls: &TlsSettings) -> String {
+        let step = |s: &Step| {
+            let r = &s.request;
+            format!(
+                "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {} {} {:?} {:?} {:?} {:?}",
+                s.name,
+                r.method,
+                r.url,
+                r.headers,
+                r.body,
+                r.auth,
+                r.timeout,
+                r.max_body_bytes,
+                r.max_redirects,
+                tls,
+                s.expect,
+                s.captures,
+                s.uses
+            )
+        };
+        let steps: Vec<String> = self.steps.iter().chain(&self.cleanup).map(step).collect();
+        format!(
+            "{:?} {:?} {:?} {:?} {:?} {} {:?}",
+            self.name,
+            self.group,
+            self.schedule,
+            self.timeout,
+            self.vars,
+            self.steps.len(),
+            steps
+        )
+    }
+}
+
 /// Reads and validates a config file. Secrets come from the process
 /// environment and from files named in `[secrets]`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {

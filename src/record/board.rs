@@ -291,6 +291,30 @@ impl Board {
         }
     }
 
+    /// After a reload: the entries `keep` names take over their state,
+    /// results and history from `old`, and the tallies follow.
+    pub fn carry_from(&self, old: &Board, keep: &dyn Fn(&str) -> bool) {
+        let old = old.read();
+        let by_name: HashMap<&str, &Entry> =
+            old.entries.iter().map(|e| (e.monitor.name(), e)).collect();
+        let mut inner = self.write();
+        let Inner { entries, groups } = &mut *inner;
+        for entry in entries.iter_mut() {
+            let name = entry.monitor.name();
+            let Some(prev) = by_name.get(name).filter(|_| keep(name)) else {
+                continue;
+            };
+            let tally = groups.entry(entry.monitor.group().to_owned()).or_default();
+            *tally.slot(entry.state) = tally.slot(entry.state).saturating_sub(1);
+            *tally.slot(prev.state) += 1;
+            let monitor = entry.monitor.clone();
+            *entry = Entry {
+                monitor,
+                ..(*prev).clone()
+            };
+        }
+    }
+
     pub fn add_skipped(&self, slot: Slot, count: u64) {
         let id = self.index(slot);
         if let Some(entry) = self.write().entries.get_mut(id) {

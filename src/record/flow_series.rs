@@ -73,8 +73,8 @@ pub struct FlowSeries {
 impl FlowSeries {
     pub fn new(flows: &[Arc<Flow>]) -> FlowSeries {
         let slots = Slots::new(flows.len());
-        for f in flows {
-            slots.with(f.id, |s: &mut FlowSlot| {
+        for (i, f) in flows.iter().enumerate() {
+            slots.with(i, |s: &mut FlowSlot| {
                 s.steps = vec![StepSlot::default(); f.steps.len() + f.cleanup.len()];
             });
         }
@@ -130,6 +130,15 @@ impl FlowSeries {
 
     pub fn skipped(&self, id: usize, count: u64) {
         self.slots.with(id, |slot| slot.skipped += count);
+    }
+
+    /// Like `CheckSeries::carry_from`, for flows.
+    pub fn carry_from(&self, old: &FlowSeries, pairs: &[(usize, usize)]) {
+        for &(new, from) in pairs {
+            if let Some(slot) = old.slots.get(from) {
+                self.slots.with(new, |s| *s = slot);
+            }
+        }
     }
 
     pub fn render(&self, e: &mut Exposition) {

@@ -9,8 +9,6 @@
 //! `probe_http_redirects`), so its dashboards and alerts carry over. Labels
 //! hold only config names and closed enums: never a URL, body or secret.
 
-use std::sync::Arc;
-
 use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -19,13 +17,9 @@ use prometheus::{
 use super::exposition::Exposition;
 use super::flow_series::FlowSeries;
 use super::series::CheckSeries;
-use crate::config::{Check, Flow};
-use crate::outcome::{CheckResult, FlowResult};
 
 pub struct Metrics {
     registry: Registry,
-    checks: CheckSeries,
-    flows: FlowSeries,
     group_score: GaugeVec,
     /// No labels; a vec so the series can be absent before any result.
     overall_score: GaugeVec,
@@ -35,6 +29,9 @@ pub struct Metrics {
     store_up: IntGauge,
     store_written: IntCounter,
     store_dropped: IntCounter,
+    reload_ok: IntGauge,
+    reload_at: prometheus::Gauge,
+    discarded_runs: IntCounter,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
@@ -46,7 +43,7 @@ fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registr
 }
 
 impl Metrics {
-    pub fn new(checks: &[Arc<Check>], flows: &[Arc<Flow>], max_concurrent: usize) -> Metrics {
+    pub fn new(max_concurrent: usize) -> Metrics {
         let r = Registry::new();
         let gauge = |name: &str, help: &str, labels: &[&str]| {
             register(
@@ -119,6 +116,14 @@ impl Metrics {
         // Like Prometheus' own: the last load of the config, and when it
         // last succeeded. Start-up is the first load; live reload will set
         // these again.
+        let discarded_runs = register(
+            &r,
+            IntCounter::new(
+                "lookout_reload_discarded_runs_total",
+                "Runs that finished after a reload changed or removed their check or flow; not recorded.",
+            )
+            .expect("valid metric"),
+        );
         let reload_ok = register(
             &r,
             IntGauge::new(
@@ -162,8 +167,6 @@ impl Metrics {
             .set(1);
         Metrics {
             registry: r,
-            checks: CheckSeries::new(checks),
-            flows: FlowSeries::new(flows),
             group_score,
             overall_score,
             checks_by_state,
@@ -172,12 +175,14 @@ impl Metrics {
             store_up,
             store_written,
             store_dropped,
+            reload_ok,
+            reload_at,
+            discarded_runs,
         }
     }
 
-    pub fn observe(&self, check: &Check, result: &CheckResult) {
-        self.checks.observe(check.id, result);
-        self.schedule_lag.observe(result.schedule_lag.as_secs_f64());
+    pub fn observe_lag(&self, lag: std::time::Duration) {
+        self.schedule_lag.observe(lag.as_secs_f64());
     }
 
     /// Brings the store's figures up to date; called before each render.
@@ -190,17 +195,26 @@ impl Metrics {
             .inc_by(dropped.saturating_sub(self.store_dropped.get()));
     }
 
-    pub fn skipped(&self, check: &Check, count: u64) {
-        self.checks.skipped(check.id, count);
+    /// A reload left a run without a place: its check or flow was changed or
+    /// removed while it ran.
+    pub fn discarded(&self) {
+        self.discarded_runs.inc();
     }
 
-    pub fn observe_flow(&self, flow: &Flow, result: &FlowResult) {
-        self.flows.observe(flow.id, result);
-        self.schedule_lag.observe(result.schedule_lag.as_secs_f64());
+    pub fn reloaded(&self, ok: bool) {
+        self.reload_ok.set(i64::from(ok));
+        if ok {
+            self.reload_at
+                .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
+        }
     }
 
-    pub fn skipped_flow(&self, flow: &Flow, count: u64) {
-        self.flows.skipped(flow.id, count);
+    /// Drops the per-group series of a group that no longer exists.
+    pub fn remove_group(&self, group: &str) {
+        for state in ["passing", "failing", "pending"] {
+            let _ = self.checks_by_state.remove_label_values(&[group, state]);
+        }
+        let _ = self.group_score.remove_label_values(&[group]);
     }
 
     /// Sets a group's counts and score; `score` is `None` while no check in
@@ -240,14 +254,13 @@ impl Metrics {
         }
     }
 
-    /// The text exposition format: the per-check and per-flow families, then the
-    /// registry's (a few dozen series, so gathering them is cheap).
-    pub fn render(&self) -> String {
-        let mut e = Exposition::with_capacity(
-            self.checks.len() * 2048 + self.flows.len() * 4096 + 16 * 1024,
-        );
-        self.checks.render(&mut e);
-        self.flows.render(&mut e);
+    /// The text exposition format: the per-check and per-flow families of
+    /// the current config, then the registry's (a few dozen series, so
+    /// gathering them is cheap).
+    pub fn render(&self, checks: &CheckSeries, flows: &FlowSeries) -> String {
+        let mut e = Exposition::with_capacity(checks.len() * 2048 + flows.len() * 4096 + 16 * 1024);
+        checks.render(&mut e);
+        flows.render(&mut e);
         let mut registry = Vec::with_capacity(16 * 1024);
         // Encoding into a Vec cannot fail; an error would be a bug in the encoder.
         if TextEncoder::new()

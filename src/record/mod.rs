@@ -7,12 +7,13 @@ mod flow_series;
 pub mod metrics;
 mod series;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use board::{Board, Slot};
 use metrics::Metrics;
 
-use crate::config::{Check, Config, Flow};
+use crate::config::{Check, Config, Flow, TlsSettings};
 use crate::outcome::{CheckResult, FlowResult, StepRun};
 use crate::store::{ChangeRecord, RunRecord, ScoreRecord, Store};
 
@@ -25,17 +26,118 @@ struct Post<'a> {
     steps: Option<(u32, u32)>,
 }
 
+/// The parts of the recorder that belong to one load of the config: the
+/// board and the per-check series, and which check or flow sits where.
+/// A reload builds a new one and swaps it in.
+pub struct Layout {
+    pub board: Board,
+    pub checks: Vec<Arc<Check>>,
+    pub flows: Vec<Arc<Flow>>,
+    /// Each check's and flow's TLS settings, resolved: what a later reload
+    /// compares against (an unchanged check keeps its old profile index).
+    check_tls: Vec<TlsSettings>,
+    flow_tls: Vec<TlsSettings>,
+    pub redactor: crate::secret::Redactor,
+    check_series: series::CheckSeries,
+    flow_series: flow_series::FlowSeries,
+    /// By the address of the `Check` or `Flow`: a run carries its own
+    /// `Arc`, so a run that a reload orphaned finds no place.
+    slots: HashMap<usize, Slot>,
+}
+
+fn key<T>(item: &T) -> usize {
+    std::ptr::from_ref(item) as usize
+}
+
+impl Layout {
+    fn new(
+        checks: Vec<Arc<Check>>,
+        flows: Vec<Arc<Flow>>,
+        (check_tls, flow_tls): (Vec<TlsSettings>, Vec<TlsSettings>),
+        redactor: crate::secret::Redactor,
+    ) -> Layout {
+        let slots = checks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (key(c.as_ref()), Slot::Check(i)))
+            .chain(
+                flows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| (key(f.as_ref()), Slot::Flow(i))),
+            )
+            .collect();
+        Layout {
+            board: Board::new(&checks, &flows),
+            check_series: series::CheckSeries::new(&checks),
+            flow_series: flow_series::FlowSeries::new(&flows),
+            checks,
+            flows,
+            check_tls,
+            flow_tls,
+            redactor,
+            slots,
+        }
+    }
+
+    fn slot_of_check(&self, check: &Check) -> Option<usize> {
+        match self.slots.get(&key(check)) {
+            Some(Slot::Check(i)) => Some(*i),
+            _ => None,
+        }
+    }
+
+    fn slot_of_flow(&self, flow: &Flow) -> Option<usize> {
+        match self.slots.get(&key(flow)) {
+            Some(Slot::Flow(i)) => Some(*i),
+            _ => None,
+        }
+    }
+}
+
+/// What a reload changed, by name.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+    pub unchanged: Vec<String>,
+}
+
+/// The board of the current config (see [`Recorder::board`]).
+pub struct BoardRef(Arc<Layout>);
+
+impl std::ops::Deref for BoardRef {
+    type Target = Board;
+    fn deref(&self) -> &Board {
+        &self.0.board
+    }
+}
+
 pub struct Recorder {
     pub metrics: Metrics,
-    pub board: Board,
+    layout: RwLock<Arc<Layout>>,
     pub store: Store,
 }
 
 impl Recorder {
     pub fn new(config: &Config) -> Recorder {
-        let board = Board::new(&config.checks, &config.flows);
-        let metrics = Metrics::new(&config.checks, &config.flows, config.max_concurrent_probes);
-        for (group, tally) in board.groups() {
+        let tls = (
+            config
+                .checks
+                .iter()
+                .map(|c| config.tls_of_check(c))
+                .collect(),
+            config.flows.iter().map(|f| config.tls_of_flow(f)).collect(),
+        );
+        let layout = Layout::new(
+            config.checks.clone(),
+            config.flows.clone(),
+            tls,
+            config.redactor.clone(),
+        );
+        let metrics = Metrics::new(config.max_concurrent_probes);
+        for (group, tally) in layout.board.groups() {
             metrics.set_group(
                 &group,
                 tally.passing,
@@ -46,13 +148,159 @@ impl Recorder {
         }
         Recorder {
             metrics,
-            board,
+            layout: RwLock::new(Arc::new(layout)),
             store: Store::start(config.store.clone()),
         }
     }
 
+    /// The current config's layout.
+    pub fn layout(&self) -> Arc<Layout> {
+        self.layout
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The current config's redactor (a reload re-reads the secrets).
+    pub fn redactor(&self) -> crate::secret::Redactor {
+        self.layout().redactor.clone()
+    }
+
+    /// The current config's board.
+    pub fn board(&self) -> BoardRef {
+        BoardRef(self.layout())
+    }
+
+    /// The text exposition of every metric.
+    pub fn render_metrics(&self) -> String {
+        let layout = self.layout();
+        self.metrics
+            .render(&layout.check_series, &layout.flow_series)
+    }
+
+    /// Swaps in a new config's checks and flows. Unchanged ones (same
+    /// definition, see `Check::same_as`) keep their `Arc` (so their
+    /// schedule and in-flight runs carry on), their state, history and
+    /// metric series; changed ones start afresh; removed ones disappear.
+    /// Returns the checks and flows to schedule and what changed.
+    pub fn reload(&self, config: &Config) -> (Vec<Arc<Check>>, Vec<Arc<Flow>>, Reloaded) {
+        let old = self.layout();
+        let mut diff = Reloaded::default();
+        let old_checks: HashMap<&str, (usize, &Arc<Check>)> = old
+            .checks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.as_str(), (i, c)))
+            .collect();
+        let old_flows: HashMap<&str, (usize, &Arc<Flow>)> = old
+            .flows
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.name.as_str(), (i, f)))
+            .collect();
+        let (mut check_pairs, mut flow_pairs) = (Vec::new(), Vec::new());
+        let (mut check_tls, mut flow_tls) = (Vec::new(), Vec::new());
+        let mut checks: Vec<Arc<Check>> = Vec::with_capacity(config.checks.len());
+        for (i, c) in config.checks.iter().enumerate() {
+            let tls = config.tls_of_check(c);
+            match old_checks.get(c.name.as_str()) {
+                Some((j, prev)) if prev.same_as(&old.check_tls[*j], c, &tls) => {
+                    diff.unchanged.push(c.name.clone());
+                    check_pairs.push((i, *j));
+                    checks.push(Arc::clone(prev));
+                }
+                seen => {
+                    let list = if seen.is_some() {
+                        &mut diff.changed
+                    } else {
+                        &mut diff.added
+                    };
+                    list.push(c.name.clone());
+                    checks.push(c.clone());
+                }
+            }
+            check_tls.push(tls);
+        }
+        let mut flows: Vec<Arc<Flow>> = Vec::with_capacity(config.flows.len());
+        for (i, f) in config.flows.iter().enumerate() {
+            let tls = config.tls_of_flow(f);
+            match old_flows.get(f.name.as_str()) {
+                Some((j, prev)) if prev.same_as(&old.flow_tls[*j], f, &tls) => {
+                    diff.unchanged.push(f.name.clone());
+                    flow_pairs.push((i, *j));
+                    flows.push(Arc::clone(prev));
+                }
+                seen => {
+                    let list = if seen.is_some() {
+                        &mut diff.changed
+                    } else {
+                        &mut diff.added
+                    };
+                    list.push(f.name.clone());
+                    flows.push(f.clone());
+                }
+            }
+            flow_tls.push(tls);
+        }
+        let kept: std::collections::HashSet<&str> = checks
+            .iter()
+            .map(|c| c.name.as_str())
+            .chain(flows.iter().map(|f| f.name.as_str()))
+            .collect();
+        diff.removed = old
+            .checks
+            .iter()
+            .map(|c| c.name.as_str())
+            .chain(old.flows.iter().map(|f| f.name.as_str()))
+            .filter(|n| !kept.contains(n))
+            .map(str::to_owned)
+            .collect();
+
+        let layout = Layout::new(
+            checks.clone(),
+            flows.clone(),
+            (check_tls, flow_tls),
+            config.redactor.clone(),
+        );
+        let unchanged: std::collections::HashSet<&str> =
+            diff.unchanged.iter().map(String::as_str).collect();
+        layout
+            .board
+            .carry_from(&old.board, &|name| unchanged.contains(name));
+        layout
+            .check_series
+            .carry_from(&old.check_series, &check_pairs);
+        layout.flow_series.carry_from(&old.flow_series, &flow_pairs);
+
+        let new_groups: std::collections::HashSet<String> =
+            layout.board.groups().into_iter().map(|(g, _)| g).collect();
+        for (group, _) in old.board.groups() {
+            if !new_groups.contains(&group) {
+                self.metrics.remove_group(&group);
+            }
+        }
+        for (group, tally) in layout.board.groups() {
+            self.metrics.set_group(
+                &group,
+                tally.passing,
+                tally.failing,
+                tally.pending,
+                tally.score(),
+            );
+        }
+        self.metrics.set_overall(layout.board.overall().score());
+        *self.layout.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(layout);
+        (checks, flows, diff)
+    }
+
     pub fn record(&self, check: &Arc<Check>, result: CheckResult) {
-        self.metrics.observe(check, &result);
+        let layout = self.layout();
+        let Some(i) = layout.slot_of_check(check) else {
+            self.discard(&check.name);
+            return;
+        };
+        layout.check_series.observe(i, &result);
+        self.metrics.observe_lag(result.schedule_lag);
         tracing::debug!(
             check = %check.name,
             outcome = result.outcome.label(),
@@ -61,17 +309,32 @@ impl Recorder {
             "check ran"
         );
         let post = Post {
-            slot: Slot::Check(check.id),
+            slot: Slot::Check(i),
             name: &check.name,
             group: &check.group,
             kind: "check",
             steps: None,
         };
-        self.post(post, result, None);
+        self.post(&layout, post, result, None);
+    }
+
+    /// A run whose check or flow a reload changed or removed meanwhile.
+    fn discard(&self, name: &str) {
+        self.metrics.discarded();
+        tracing::debug!(
+            name,
+            "a run finished after a reload changed or removed it; not recorded"
+        );
     }
 
     pub fn record_flow(&self, flow: &Arc<Flow>, result: FlowResult) {
-        self.metrics.observe_flow(flow, &result);
+        let layout = self.layout();
+        let Some(i) = layout.slot_of_flow(flow) else {
+            self.discard(&flow.name);
+            return;
+        };
+        layout.flow_series.observe(i, &result);
+        self.metrics.observe_lag(result.schedule_lag);
         let summary = result.summary();
         tracing::debug!(
             flow = %flow.name,
@@ -95,18 +358,24 @@ impl Recorder {
             }
         }
         let post = Post {
-            slot: Slot::Flow(flow.id),
+            slot: Slot::Flow(i),
             name: &flow.name,
             group: &flow.group,
             kind: "flow",
             steps: Some((result.passed_steps() as u32, result.steps.len() as u32)),
         };
-        self.post(post, summary, Some(Arc::new(result)));
+        self.post(&layout, post, summary, Some(Arc::new(result)));
     }
 
     /// Puts a result on the board and in the history and, when the state
     /// changed, updates the group and overall scores and logs one line.
-    fn post(&self, p: Post<'_>, result: CheckResult, flow: Option<Arc<FlowResult>>) {
+    fn post(
+        &self,
+        layout: &Layout,
+        p: Post<'_>,
+        result: CheckResult,
+        flow: Option<Arc<FlowResult>>,
+    ) {
         let Post {
             slot,
             name,
@@ -128,7 +397,7 @@ impl Recorder {
             reason: reason.clone(),
             steps,
         });
-        let (transition, tally) = self.board.update(slot, result, flow);
+        let (transition, tally) = layout.board.update(slot, result, flow);
         if let Some(t) = transition {
             self.store.change(ChangeRecord {
                 monitor,
@@ -138,7 +407,7 @@ impl Recorder {
                 to: t.to.as_str(),
                 reason: reason.clone(),
             });
-            let overall = self.board.overall().score();
+            let overall = layout.board.overall().score();
             for (scope, score) in [
                 (format!("group:{group}"), tally.score()),
                 ("overall".to_owned(), overall),
@@ -211,8 +480,9 @@ impl Recorder {
                 )
             })
             .collect();
-        self.board.seed(&history);
-        for (group, tally) in self.board.groups() {
+        let board = self.board();
+        board.seed(&history);
+        for (group, tally) in board.groups() {
             self.metrics.set_group(
                 &group,
                 tally.passing,
@@ -221,18 +491,24 @@ impl Recorder {
                 tally.score(),
             );
         }
-        self.metrics.set_overall(self.board.overall().score());
+        self.metrics.set_overall(board.overall().score());
     }
 
     pub fn skipped(&self, check: &Check, count: u64) {
-        self.metrics.skipped(check, count);
-        self.board.add_skipped(Slot::Check(check.id), count);
+        let layout = self.layout();
+        if let Some(i) = layout.slot_of_check(check) {
+            layout.check_series.skipped(i, count);
+            layout.board.add_skipped(Slot::Check(i), count);
+        }
         tracing::debug!(check = %check.name, count, "skipped runs: the previous run was still going");
     }
 
     pub fn skipped_flow(&self, flow: &Flow, count: u64) {
-        self.metrics.skipped_flow(flow, count);
-        self.board.add_skipped(Slot::Flow(flow.id), count);
+        let layout = self.layout();
+        if let Some(i) = layout.slot_of_flow(flow) {
+            layout.flow_series.skipped(i, count);
+            layout.board.add_skipped(Slot::Flow(i), count);
+        }
         tracing::debug!(flow = %flow.name, count, "skipped runs: the previous run was still going");
     }
 }

@@ -92,6 +92,10 @@ impl<T: Clone + Default> Slots<T> {
         }
     }
 
+    pub(super) fn get(&self, id: usize) -> Option<T> {
+        self.slots.get(id).map(|m| lock(m).clone())
+    }
+
     /// Copies the slots out under their locks, so the text is written
     /// without holding any lock a probe might be waiting for.
     pub(super) fn snapshot(&self) -> Vec<T> {
@@ -131,6 +135,16 @@ impl CheckSeries {
 
     pub fn skipped(&self, id: usize, count: u64) {
         self.slots.with(id, |slot| slot.skipped += count);
+    }
+
+    /// Takes over the series of checks a reload left unchanged: `(new, old)`
+    /// positions.
+    pub fn carry_from(&self, old: &CheckSeries, pairs: &[(usize, usize)]) {
+        for &(new, from) in pairs {
+            if let Some(slot) = old.slots.get(from) {
+                self.slots.with(new, |s| *s = slot);
+            }
+        }
     }
 
     pub fn render(&self, e: &mut Exposition) {

@@ -99,6 +99,19 @@ pub struct Tick {
 /// counting a cron schedule's ticks.
 const MAX_COUNTED_SKIPS: u64 = 100_000;
 
+/// Stops one job's schedule (a run in flight finishes). Dropping it does
+/// not stop the job.
+#[derive(Debug)]
+pub struct JobHandle {
+    cancel: CancellationToken,
+}
+
+impl JobHandle {
+    pub fn stop(&self) {
+        self.cancel.cancel();
+    }
+}
+
 /// Owns the schedule loops. Dropping it does not stop them; call
 /// [`Scheduler::shutdown`].
 pub struct Scheduler {
@@ -119,12 +132,21 @@ impl Scheduler {
 
     /// Runs `job` on `schedule` until shutdown. `on_skip` is told how many
     /// ticks passed while a run was still going.
-    pub fn spawn<J, F>(&self, schedule: Schedule, job: J, on_skip: impl Fn(u64) + Send + 'static)
+    pub fn spawn<J, F>(
+        &self,
+        schedule: Schedule,
+        job: J,
+        on_skip: impl Fn(u64) + Send + 'static,
+    ) -> JobHandle
     where
         J: Fn(Tick) -> F + Send + 'static,
         F: Future<Output = ()> + Send,
     {
-        let cancel = self.cancel.clone();
+        // A child token: shutdown stops every job, a handle stops one.
+        let cancel = self.cancel.child_token();
+        let handle = JobHandle {
+            cancel: cancel.clone(),
+        };
         let limit = self.limit.clone();
         self.tracker.spawn(async move {
             let mut after = Utc::now();
@@ -162,6 +184,7 @@ impl Scheduler {
                 after = now.max(next);
             }
         });
+        handle
     }
 
     /// Stops scheduling, lets runs in flight finish for at most `grace`, and

@@ -33,10 +33,16 @@ pub struct Detail {
 async fn detail(s: &AppState, name: &str) -> Option<Detail> {
     // One entry, not the whole board: at 10,000 checks that is the
     // difference between a few and a few dozen milliseconds.
-    let entry = s.recorder.board.find(name)?;
+    let entry = s.recorder.board().find(name)?;
     let (mut check, mut flow) = match &entry.monitor {
-        Monitor::Check(c) => (Some(view::check_view(c, &entry, &s.redactor)), None),
-        Monitor::Flow(f) => (None, Some(view::flow_view(f, &entry, &s.redactor))),
+        Monitor::Check(c) => (
+            Some(view::check_view(c, &entry, &s.recorder.redactor())),
+            None,
+        ),
+        Monitor::Flow(f) => (
+            None,
+            Some(view::flow_view(f, &entry, &s.recorder.redactor())),
+        ),
     };
     let owned = name.to_owned();
     let now = Utc::now().timestamp_millis();
@@ -277,7 +283,7 @@ pub async fn badge_check(
     Path(name): Path<String>,
     Query(q): Query<BadgeQuery>,
 ) -> Response {
-    let Some(entry) = s.recorder.board.find(&name) else {
+    let Some(entry) = s.recorder.board().find(&name) else {
         return svg_response(
             StatusCode::NOT_FOUND,
             svg::badge(&name, "not found", Tone::Unknown),

@@ -19,16 +19,22 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
 use crate::record::Recorder;
-use crate::secret::Redactor;
 use crate::store::query;
 
 #[derive(Clone)]
 pub struct AppState {
     pub recorder: Arc<Recorder>,
-    pub redactor: Redactor,
     /// Set once the config is loaded and every check is scheduled.
     pub ready: Arc<AtomicBool>,
     pub uptime_cache: UptimeCache,
+    /// Set when `POST /-/reload` is enabled.
+    pub reloader: Option<Arc<dyn Reloader>>,
+}
+
+/// Re-reads the config: the daemon's, behind `POST /-/reload`.
+pub trait Reloader: Send + Sync {
+    /// A one-line answer, or the config error.
+    fn reload(&self) -> futures_util::future::BoxFuture<'_, Result<String, String>>;
 }
 
 /// Uptime of every check, and when it was read.
@@ -40,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/-/reload", axum::routing::post(reload).put(reload))
         .route("/api/v1/status", get(status))
         .route("/api/v1/checks/{*name}", get(detail::api_detail))
         .route("/api/v1/history/{*name}", get(detail::api_history))
@@ -59,7 +66,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
     recorder
         .metrics
         .observe_store(store.degraded().is_none(), store.written(), store.dropped());
-    match tokio::task::spawn_blocking(move || recorder.metrics.render()).await {
+    match tokio::task::spawn_blocking(move || recorder.render_metrics()).await {
         Ok(text) => (
             [(
                 header::CONTENT_TYPE,
@@ -72,6 +79,22 @@ async fn metrics(State(s): State<AppState>) -> Response {
             tracing::error!(error = %e, "rendering /metrics failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response()
         }
+    }
+}
+
+/// Like Prometheus: only with `--web.enable-lifecycle`; a config that does
+/// not load answers 500 with the error and changes nothing.
+async fn reload(State(s): State<AppState>) -> Response {
+    match &s.reloader {
+        None => (
+            StatusCode::FORBIDDEN,
+            "lifecycle APIs are not enabled (start with --web.enable-lifecycle)\n",
+        )
+            .into_response(),
+        Some(r) => match r.reload().await {
+            Ok(text) => (StatusCode::OK, text).into_response(),
+            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
+        },
     }
 }
 
@@ -105,7 +128,7 @@ const CHANGES_SHOWN: usize = 20;
 /// The board's view plus what the history store knows. Without the store
 /// (degraded, or a query failing) the view is still whole, minus history.
 pub(crate) async fn status_view(s: &AppState) -> view::StatusView {
-    let mut v = view::build(&s.recorder.board, &s.redactor);
+    let mut v = view::build(&s.recorder.board(), &s.recorder.redactor());
     v.store_degraded = s.recorder.store.degraded();
     // Below a thousand checks the scan is cheap enough to do every time.
     let cached = if v.checks.len() + v.flows.len() < CACHE_FROM {

@@ -100,7 +100,7 @@ async fn scores_metrics_api_and_page_agree() {
     let daemon = Daemon::start(config(&toml)).await.unwrap();
     let recorder = daemon.recorder.clone();
     eventually(Duration::from_secs(10), async || {
-        (recorder.board.overall().pending == 0).then_some(())
+        (recorder.board().overall().pending == 0).then_some(())
     })
     .await;
     let base = format!("http://{}", daemon.addr);
@@ -460,7 +460,7 @@ async fn shutdown_lets_probes_in_flight_finish() {
     })
     .await;
     daemon.shutdown().await;
-    let entry = &recorder.board.entries()[0];
+    let entry = &recorder.board().entries()[0];
     let last = entry.last.as_ref().expect("the run in flight was recorded");
     assert!(last.outcome.is_success(), "{:?}", last.outcome);
 }

@@ -148,8 +148,7 @@ fn metrics_text() {
     let (recorder, _) = fixed_recorder();
     // The load time is the one value that is not fixed.
     let text: String = recorder
-        .metrics
-        .render()
+        .render_metrics()
         .lines()
         .map(
             |l| match l.strip_prefix("lookout_config_last_reload_success_timestamp_seconds ") {
@@ -166,7 +165,7 @@ fn metrics_text() {
 #[test]
 fn status_json() {
     let (recorder, cfg) = fixed_recorder();
-    let mut v = serde_json::to_value(view::build(&recorder.board, &cfg.redactor)).unwrap();
+    let mut v = serde_json::to_value(view::build(&recorder.board(), &cfg.redactor)).unwrap();
     v["generated_at"] = "(now)".into();
     insta::assert_snapshot!(serde_json::to_string_pretty(&v).unwrap());
 }

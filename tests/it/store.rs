@@ -59,7 +59,7 @@ async fn a_restart_keeps_history_state_and_since() {
         (n >= 3).then_some(())
     })
     .await;
-    let since_before = first.recorder.board.entries()[1].since;
+    let since_before = first.recorder.board().entries()[1].since;
     first.shutdown().await;
     drop(recorder);
 
@@ -67,7 +67,7 @@ async fn a_restart_keeps_history_state_and_since() {
     let second = Daemon::start(config(&with_store(&checks(&url, "1h"), &db)))
         .await
         .unwrap();
-    let entries = second.recorder.board.entries();
+    let entries = second.recorder.board().entries();
     assert_eq!(entries[0].state, State::Passing, "restored from history");
     assert_eq!(entries[1].state, State::Failing);
     assert_eq!(
@@ -90,7 +90,7 @@ async fn a_restart_keeps_history_state_and_since() {
     );
     assert!(entries[0].last_failure.is_none());
     assert!(entries[0].last.is_none(), "no run since the restart");
-    let overall = second.recorder.board.overall();
+    let overall = second.recorder.board().overall();
     assert_eq!(
         (overall.passing, overall.failing, overall.pending),
         (1, 1, 0)
@@ -305,7 +305,7 @@ async fn kill_9_during_writes_leaves_a_readable_database() {
     assert!(
         daemon
             .recorder
-            .board
+            .board()
             .entries()
             .iter()
             .all(|e| e.state == State::Passing),

@@ -1,0 +1,311 @@
+//! Live reload: a valid config swaps in with unchanged checks untouched, an
+//! invalid one changes nothing, and no run is lost or counted twice.
+
+use std::path::Path;
+use std::time::Duration;
+
+use lookout::daemon::{Daemon, Options};
+use lookout::record::board::State;
+
+use crate::daemon::{gauge, parse};
+use crate::support::{eventually, start_target};
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}
+
+fn load(path: &Path) -> lookout::config::Config {
+    lookout::config::load(path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn checks(entries: &[(&str, &str)], interval: &str) -> String {
+    let mut toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[defaults]\ninterval = \"{interval}\"\ngroup = \"g\"\n[store]\npath = \":memory:\"\n"
+    );
+    for (name, url) in entries {
+        toml.push_str(&format!("[[checks]]\nname = \"{name}\"\nurl = \"{url}\"\n"));
+    }
+    toml
+}
+
+async fn post(url: &str) -> (u16, String) {
+    let r = reqwest::Client::new().post(url).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+fn runs(metrics: &str, check: &str) -> f64 {
+    parse(metrics)
+        .samples
+        .iter()
+        .filter(|s| s.metric == "lookout_check_runs_total" && s.labels.get("check") == Some(check))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valid_reload_keeps_unchanged_checks_and_swaps_the_rest() {
+    let target = start_target().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lookout.toml");
+    let ok = target.url("/echo");
+    let bad = target.url("/status/503");
+    write(
+        &path,
+        &checks(&[("keep", &ok), ("change", &ok), ("drop", &ok)], "100ms"),
+    );
+    let daemon = Daemon::start_with(
+        load(&path),
+        Options {
+            enable_lifecycle: true,
+        },
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", daemon.addr);
+    let recorder = daemon.recorder.clone();
+    eventually(Duration::from_secs(10), async || {
+        (recorder.board().overall().pending == 0).then_some(())
+    })
+    .await;
+    let before = recorder.board().find("keep").unwrap();
+    let runs_before = runs(&recorder.render_metrics(), "keep");
+    assert!(runs_before >= 1.0);
+
+    write(
+        &path,
+        &checks(&[("keep", &ok), ("change", &bad), ("new", &ok)], "100ms"),
+    );
+    let (status, body) = post(&format!("{base}/-/reload")).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            200,
+            "reloaded: 1 added, 1 changed, 1 removed, 1 unchanged\n"
+        )
+    );
+
+    // The unchanged check carried on: same state, same since, counters go on.
+    let after = recorder.board().find("keep").unwrap();
+    assert_eq!(after.state, State::Passing);
+    assert_eq!(after.since, before.since);
+    assert!(runs(&recorder.render_metrics(), "keep") >= runs_before);
+    let metrics = eventually(Duration::from_secs(10), async || {
+        let m = recorder.render_metrics();
+        let changed = recorder.board().find("change")?;
+        (changed.state == State::Failing && runs(&m, "new") >= 1.0).then_some(m)
+    })
+    .await;
+    assert!(
+        !metrics.contains(r#"check="drop""#),
+        "a removed check's series are gone"
+    );
+    let scrape = parse(&metrics);
+    assert_eq!(
+        gauge(&scrape, "lookout_config_last_reload_successful", &[]),
+        Some(1.0)
+    );
+    assert_eq!(
+        gauge(
+            &scrape,
+            "lookout_checks",
+            &[("group", "g"), ("state", "passing")]
+        ),
+        Some(2.0)
+    );
+    assert!(recorder.board().find("drop").is_none());
+    daemon.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_reload_changes_nothing_and_says_where() {
+    let target = start_target().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lookout.toml");
+    let ok = target.url("/echo");
+    write(&path, &checks(&[("a", &ok)], "100ms"));
+    let daemon = Daemon::start_with(
+        load(&path),
+        Options {
+            enable_lifecycle: true,
+        },
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", daemon.addr);
+    let recorder = daemon.recorder.clone();
+    eventually(Duration::from_secs(10), async || {
+        (runs(&recorder.render_metrics(), "a") >= 1.0).then_some(())
+    })
+    .await;
+
+    // The last line: a field checks do not have.
+    let broken = checks(&[("a", &ok), ("b", &ok)], "100ms") + "colour = \"red\"\n";
+    write(&path, &broken);
+    let (status, body) = post(&format!("{base}/-/reload")).await;
+    assert_eq!(status, 500);
+    let line = broken.lines().count();
+    let where_ = format!("{}:{line}:1: checks[1].colour:", path.display());
+    assert!(body.starts_with(&where_), "{body}");
+    assert!(body.contains("unknown field `colour`"), "{body}");
+    let err = daemon.reload().await.unwrap_err();
+    assert!(err.to_string().starts_with(&where_), "{err}");
+
+    let metrics = recorder.render_metrics();
+    let scrape = parse(&metrics);
+    assert_eq!(
+        gauge(&scrape, "lookout_config_last_reload_successful", &[]),
+        Some(0.0)
+    );
+    assert!(
+        recorder.board().find("b").is_none(),
+        "nothing of the bad config"
+    );
+    let n = runs(&metrics, "a");
+    eventually(Duration::from_secs(10), async || {
+        (runs(&recorder.render_metrics(), "a") > n).then_some(())
+    })
+    .await;
+
+    // Fixed: the next reload succeeds and the metric says so.
+    write(&path, &checks(&[("a", &ok), ("b", &ok)], "100ms"));
+    let d = daemon.reload().await.unwrap();
+    assert_eq!((d.added.len(), d.unchanged.len()), (1, 1));
+    let scrape = parse(&recorder.render_metrics());
+    assert_eq!(
+        gauge(&scrape, "lookout_config_last_reload_successful", &[]),
+        Some(1.0)
+    );
+    daemon.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_is_off_unless_enabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lookout.toml");
+    write(&path, &checks(&[("a", "http://127.0.0.1:9/")], "1h"));
+    let daemon = Daemon::start(load(&path)).await.unwrap();
+    let (status, body) = post(&format!("http://{}/-/reload", daemon.addr)).await;
+    assert_eq!(status, 403, "{body}");
+    daemon.shutdown().await;
+}
+
+/// Reloads while 60 checks run every 30 ms against a target that takes
+/// 40 ms: every request the target saw for a check that stayed unchanged is
+/// counted exactly once, and the daemon never stops probing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_under_load_lose_and_double_count_nothing() {
+    let target = start_target().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lookout.toml");
+    let stable: Vec<(String, String)> = (0..50)
+        .map(|i| (format!("s{i}"), target.url(&format!("/slow/40?c=s{i}"))))
+        .collect();
+    let config_with = |extra: usize| {
+        let mut entries: Vec<(&str, &str)> = stable
+            .iter()
+            .map(|(n, u)| (n.as_str(), u.as_str()))
+            .collect();
+        let churn: Vec<(String, String)> = (0..10)
+            .map(|i| {
+                (
+                    format!("churn{i}"),
+                    target.url(&format!("/slow/40?c=churn{i}&v={extra}")),
+                )
+            })
+            .collect();
+        entries.extend(churn.iter().map(|(n, u)| (n.as_str(), u.as_str())));
+        checks(&entries, "30ms")
+    };
+    write(&path, &config_with(0));
+    let daemon = Daemon::start(load(&path)).await.unwrap();
+    let recorder = daemon.recorder.clone();
+    for round in 1..=6 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        write(&path, &config_with(round));
+        let d = daemon.reload().await.unwrap();
+        assert_eq!(
+            (d.changed.len(), d.unchanged.len()),
+            (10, 50),
+            "round {round}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    daemon.shutdown().await;
+
+    let metrics = recorder.render_metrics();
+    let mut failures = Vec::new();
+    for (name, _) in &stable {
+        let seen = target
+            .seen_on("/slow/40")
+            .iter()
+            .filter(|s| s.query == format!("c={name}"))
+            .count() as f64;
+        let counted = runs(&metrics, name);
+        if seen != counted || counted < 5.0 {
+            failures.push(format!(
+                "{name}: target saw {seen}, lookout counted {counted}"
+            ));
+        }
+    }
+    crate::support::assert_table_passed(&failures, stable.len());
+}
+
+/// The real binary reloads on SIGHUP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_binary() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let target = start_target().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lookout.toml");
+    let ok = target.url("/echo");
+    write(&path, &checks(&[("a", &ok)], "100ms"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(["run", "--log-format", "json", "--config"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if let Some(addr) = v["fields"]["addr"].as_str() {
+                let _ = tx.send(addr.to_owned());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(15))
+        .expect("lookout started");
+    write(&path, &checks(&[("a", &ok), ("b", &ok)], "100ms"));
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let metrics_url = format!("http://{addr}/metrics");
+    eventually(Duration::from_secs(10), async || {
+        let m = reqwest::get(&metrics_url).await.ok()?.text().await.ok()?;
+        (runs(&m, "b") >= 1.0).then_some(())
+    })
+    .await;
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(child.wait().unwrap().success());
+    reader.join().unwrap();
+}
