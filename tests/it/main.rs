@@ -10,6 +10,7 @@ mod judge_table;
 mod never_panics;
 mod probe_http;
 mod probe_tls;
+mod prometheus_e2e;
 mod reload;
 mod report;
 mod snapshots;

@@ -1,0 +1,1084 @@
+//! The Grafana dashboards (`dashboards/`) and the Prometheus config and
+//! rules (`deploy/prometheus/`), proven against a real Prometheus that
+//! scrapes a real lookout: every PromQL expression in them parses and
+//! returns series, the alerts that should fire do (and the others don't),
+//! and promtool accepts the rules, their unit tests and the config.
+//!
+//! Grafana itself is not available here, so the dashboards are checked as
+//! JSON (structure, variables, panel ids) and through their queries.
+//! Needs `prometheus` and `promtool` (Debian's `prometheus` package, which
+//! `.ci/setup` installs); without them those tests say SKIPPED and pass.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Datelike;
+use lookout::daemon::Daemon;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::{config, start_target};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The files in `dir` whose names end with `suffix`, sorted.
+fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file() && p.to_string_lossy().ends_with(suffix))
+        .collect();
+    out.sort();
+    assert!(!out.is_empty(), "no {suffix} files in {}", dir.display());
+    out
+}
+
+fn dashboards() -> Vec<(String, Value)> {
+    files(&repo().join("dashboards"), ".json")
+        .into_iter()
+        .map(|path| {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let json = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("dashboards/{name} is not JSON: {e}"));
+            (name, json)
+        })
+        .collect()
+}
+
+fn rule_files() -> Vec<PathBuf> {
+    files(&repo().join("deploy/prometheus/rules"), ".yml")
+}
+
+fn rule_tests() -> Vec<PathBuf> {
+    files(&repo().join("deploy/prometheus/tests"), ".yml")
+}
+
+/// `(kind, name)` of every rule in the rule files, `kind` being `alert` or
+/// `record`, read from the `- alert: X` / `- record: X` lines.
+fn rule_names() -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for path in rule_files() {
+        for line in std::fs::read_to_string(&path).unwrap().lines() {
+            for kind in ["alert", "record"] {
+                if let Some(name) = line.trim().strip_prefix(&format!("- {kind}:")) {
+                    out.insert((kind.to_owned(), name.trim().to_owned()));
+                }
+            }
+        }
+    }
+    assert!(out.len() >= 10, "rules found: {out:?}");
+    out
+}
+
+/// True, with a loud message, when `tool` is not installed.
+fn missing(tool: &str, what: &str) -> bool {
+    match Command::new(tool).arg("--version").output() {
+        Ok(_) => false,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("SKIPPED {what}: {tool} is not installed (run .ci/setup)");
+            true
+        }
+        Err(e) => panic!("{tool}: {e}"),
+    }
+}
+
+/// Runs a command to completion within `limit`, its output going to a file
+/// (no pipe to fill up); returns whether it exited 0, and the output.
+fn run_bounded(cmd: &mut Command, limit: Duration) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("out.log");
+    let out = File::create(&log).unwrap();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let deadline = Instant::now() + limit;
+    let mut status = None;
+    for _ in 0..=limit.as_millis() / 20 {
+        status = child.try_wait().unwrap();
+        if status.is_some() || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    match status {
+        Some(status) => (status.success(), text),
+        None => (false, format!("timed out after {limit:?}\n{text}")),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Dashboards as JSON
+
+/// Every panel, rows' nested panels included.
+fn all_panels(dashboard: &Value) -> Vec<&Value> {
+    fn walk<'a>(panels: &'a Value, out: &mut Vec<&'a Value>) {
+        for panel in panels.as_array().into_iter().flatten() {
+            out.push(panel);
+            walk(&panel["panels"], out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&dashboard["panels"], &mut out);
+    out
+}
+
+fn variables(dashboard: &Value) -> &Vec<Value> {
+    dashboard["templating"]["list"]
+        .as_array()
+        .expect("templating.list")
+}
+
+/// The query of a templating variable, in either form Grafana saves.
+fn variable_query(var: &Value) -> &str {
+    var["query"]
+        .as_str()
+        .or_else(|| var["query"]["query"].as_str())
+        .unwrap_or("")
+}
+
+fn is_prometheus_datasource_var(ds: &Value) -> bool {
+    ds["type"] == "prometheus" && ds["uid"] == "${datasource}"
+}
+
+#[test]
+fn dashboards_are_importable_grafana_json() {
+    let dashboards = dashboards();
+    let names: Vec<&str> = dashboards.iter().map(|(n, _)| n.as_str()).collect();
+    for expected in ["lookout-check.json", "lookout-overview.json"] {
+        assert!(
+            names.contains(&expected),
+            "dashboards/{expected}: {names:?}"
+        );
+    }
+    let mut uids = BTreeSet::new();
+    let mut failures = Vec::new();
+    for (name, d) in &dashboards {
+        let mut fail = |what: String| failures.push(format!("{name}: {what}"));
+        let uid = d["uid"].as_str().unwrap_or("");
+        if uid.is_empty() || !uids.insert(uid.to_owned()) {
+            fail(format!("uid {uid:?} is empty or not unique"));
+        }
+        if d["title"].as_str().unwrap_or("").is_empty() {
+            fail("no title".into());
+        }
+        if d["schemaVersion"].as_u64().is_none_or(|v| v < 36) {
+            fail(format!("schemaVersion {}", d["schemaVersion"]));
+        }
+        // Importable anywhere: the datasource is a variable, never a fixed uid.
+        let vars = variables(d);
+        let var = |n: &str| vars.iter().find(|v| v["name"] == n);
+        match var("datasource") {
+            Some(v) if v["type"] == "datasource" && v["query"] == "prometheus" => {}
+            other => fail(format!("datasource variable: {other:?}")),
+        }
+        for n in ["group", "check"] {
+            match var(n) {
+                Some(v)
+                    if v["type"] == "query"
+                        && v["multi"] == true
+                        && v["includeAll"] == true
+                        && is_prometheus_datasource_var(&v["datasource"])
+                        && variable_query(v).starts_with("label_values(") => {}
+                other => fail(format!("variable {n}: {other:?}")),
+            }
+        }
+        let var_names: BTreeSet<&str> = vars.iter().filter_map(|v| v["name"].as_str()).collect();
+        let mut ids = BTreeSet::new();
+        let mut exprs = 0;
+        for panel in all_panels(d) {
+            let id = panel["id"].as_u64();
+            let title = panel["title"].as_str().unwrap_or("");
+            if !id.is_some_and(|id| ids.insert(id)) {
+                fail(format!("panel {title:?}: id {:?} missing or repeated", id));
+            }
+            let pos = &panel["gridPos"];
+            if !(pos["w"].as_u64().is_some_and(|w| (1..=24).contains(&w))
+                && pos["h"].as_u64().is_some()
+                && pos["x"].as_u64().is_some()
+                && pos["y"].as_u64().is_some())
+            {
+                fail(format!("panel {title:?}: gridPos {pos}"));
+            }
+            if panel["type"] == "row" {
+                continue;
+            }
+            if !is_prometheus_datasource_var(&panel["datasource"]) {
+                fail(format!(
+                    "panel {title:?}: datasource {}",
+                    panel["datasource"]
+                ));
+            }
+            let targets = panel["targets"].as_array().cloned().unwrap_or_default();
+            if targets.is_empty() {
+                fail(format!("panel {title:?}: no targets"));
+            }
+            let mut refs = BTreeSet::new();
+            for t in &targets {
+                exprs += 1;
+                let expr = t["expr"].as_str().unwrap_or("");
+                if expr.trim().is_empty() || !refs.insert(t["refId"].to_string()) {
+                    fail(format!("panel {title:?}: target {t}"));
+                }
+                if !t["datasource"].is_null() && !is_prometheus_datasource_var(&t["datasource"]) {
+                    fail(format!(
+                        "panel {title:?}: target datasource {}",
+                        t["datasource"]
+                    ));
+                }
+                // Every `$name` is one of the dashboard's variables or a
+                // Grafana built-in the e2e test knows how to substitute.
+                for used in dollar_names(expr) {
+                    if !var_names.contains(used.as_str())
+                        && !BUILTINS.iter().any(|(b, _)| *b == used)
+                    {
+                        fail(format!(
+                            "panel {title:?}: unknown variable ${used} in {expr}"
+                        ));
+                    }
+                }
+            }
+        }
+        if exprs < 10 {
+            fail(format!("only {exprs} queries"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    let provisioning = repo().join("dashboards/provisioning");
+    let providers = std::fs::read_to_string(provisioning.join("dashboards.yaml")).unwrap();
+    for needle in ["apiVersion: 1", "providers:", "type: file", "path: "] {
+        assert!(providers.contains(needle), "dashboards.yaml: {needle}");
+    }
+    let datasource = std::fs::read_to_string(provisioning.join("datasource.yaml")).unwrap();
+    for needle in [
+        "datasources:",
+        "type: prometheus",
+        "url: http://prometheus:9090",
+    ] {
+        assert!(datasource.contains(needle), "datasource.yaml: {needle}");
+    }
+}
+
+/// Grafana's built-in variables that the queries use, and what they stand
+/// for here (Prometheus scrapes every 1 s in the e2e test).
+const BUILTINS: [(&str, &str); 3] = [
+    ("__rate_interval", "1m"),
+    ("__range", "5m"),
+    ("__interval", "15s"),
+];
+
+/// The names after `$` (or inside `${…}`) in a query.
+fn dollar_names(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = expr;
+    while let Some(i) = rest.find('$') {
+        rest = &rest[i + 1..];
+        let braced = rest.starts_with('{');
+        let body = if braced { &rest[1..] } else { rest };
+        let name: String = body
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        out.push(name);
+    }
+    out
+}
+
+/// A dashboard query as Prometheus would get it with "All" selected: each
+/// variable becomes its `allValue` (the regex Grafana sends), each
+/// built-in its value above.
+fn substitute(expr: &str, vars: &[Value]) -> String {
+    let mut pairs: Vec<(String, String)> = BUILTINS
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    for v in vars {
+        if v["type"] == "query" {
+            let value = v["allValue"].as_str().unwrap_or(".*");
+            pairs.push((v["name"].as_str().unwrap().to_owned(), value.to_owned()));
+        }
+    }
+    // Longest names first, so `$__range` never eats the start of a longer name.
+    pairs.sort_by_key(|(n, _)| std::cmp::Reverse(n.len()));
+    let mut out = expr.to_owned();
+    for (name, value) in pairs {
+        out = out
+            .replace(&format!("${{{name}}}"), &value)
+            .replace(&format!("${name}"), &value);
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// promtool
+
+#[test]
+fn promtool_checks_the_rules_their_unit_tests_and_the_config() {
+    if missing("promtool", "promtool check rules/test rules/check config") {
+        return;
+    }
+    let limit = Duration::from_secs(60);
+    let mut check_rules = Command::new("promtool");
+    check_rules.args(["check", "rules"]).args(rule_files());
+    let mut test_rules = Command::new("promtool");
+    test_rules.args(["test", "rules"]).args(rule_tests());
+    // Relative rule_files in the config resolve against its own directory,
+    // wherever promtool is run from.
+    let mut check_config = Command::new("promtool");
+    check_config
+        .args(["check", "config"])
+        .arg(repo().join("deploy/prometheus/prometheus.yml"))
+        .current_dir(std::env::temp_dir());
+    for (what, cmd) in [
+        ("promtool check rules", &mut check_rules),
+        ("promtool test rules", &mut test_rules),
+        ("promtool check config", &mut check_config),
+    ] {
+        let (ok, out) = run_bounded(cmd, limit);
+        assert!(ok, "{what} failed:\n{out}");
+        assert!(out.contains("SUCCESS"), "{what}:\n{out}");
+    }
+
+    // Every alert has a unit test in which it fires and one in which it
+    // stays quiet; every recording rule has a test of its value.
+    let tests: String = rule_tests()
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut fires = BTreeSet::new();
+    let mut quiet = BTreeSet::new();
+    for chunk in tests.split("alertname: ").skip(1) {
+        let name = chunk.split_whitespace().next().unwrap_or("").to_owned();
+        if chunk.contains("exp_alerts: []") {
+            quiet.insert(name.clone());
+        }
+        if chunk.contains("exp_labels:") {
+            fires.insert(name);
+        }
+    }
+    let mut untested = Vec::new();
+    for (kind, name) in rule_names() {
+        let covered = match kind.as_str() {
+            "alert" => fires.contains(&name) && quiet.contains(&name),
+            _ => tests.contains(&format!("expr: {name}\n")),
+        };
+        if !covered {
+            untested.push(format!("{kind} {name}"));
+        }
+    }
+    assert!(
+        untested.is_empty(),
+        "rules without unit tests: {untested:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// A real Prometheus scraping a real lookout
+
+/// Prometheus as a child process, killed when this is dropped (a panic
+/// included).
+struct Prometheus {
+    child: Child,
+    log: PathBuf,
+    base: String,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Prometheus {
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    async fn get(&self, client: &reqwest::Client, path: &str, params: &[(&str, &str)]) -> Value {
+        let url = url::Url::parse_with_params(&format!("{}{path}", self.base), params).unwrap();
+        let body = client
+            .get(url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}\n{}", self.log_tail()))
+            .text()
+            .await
+            .unwrap();
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+    }
+
+    /// The number of series (or 1 for a scalar) an instant query returns,
+    /// or Prometheus' error.
+    async fn query(&self, client: &reqwest::Client, q: &str) -> Result<usize, String> {
+        let answer = self.get(client, "/api/v1/query", &[("query", q)]).await;
+        if answer["status"] != "success" {
+            return Err(format!("{}: {}", answer["errorType"], answer["error"]));
+        }
+        let data = &answer["data"];
+        Ok(match data["resultType"].as_str() {
+            Some("vector" | "matrix") => data["result"].as_array().map_or(0, Vec::len),
+            _ => 1,
+        })
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An HTTPS target on 127.0.0.1 whose self-signed certificate expires at
+/// the start of the day after tomorrow (UTC): between 1 and 2 days away,
+/// so both certificate alerts (14 days and 3 days) have something to see.
+async fn start_expiring_tls_target() -> u16 {
+    let expiry = chrono::Utc::now() + chrono::Duration::days(2);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after =
+        rcgen::date_time_ymd(expiry.year(), expiry.month() as u8, expiry.day() as u8);
+    let cert = params.self_signed(&key).unwrap();
+    let der: CertificateDer<'static> = cert.der().clone();
+    let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let server_config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![der], key_der)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        // Bounded: a check every 500 ms makes about 120 connections a minute.
+        for _ in 0..2000 {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                for _ in 0..64 {
+                    if got.windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = tls
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\nconnection: close\r\n\r\ntls ok\n")
+                    .await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+/// The metric names a PromQL expression selects (not functions, keywords,
+/// label names, durations or strings). Enough for the rules and
+/// dashboards here, not a PromQL parser.
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    const AGGREGATIONS: [&str; 12] = [
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "group",
+        "stddev",
+        "stdvar",
+        "count",
+        "count_values",
+        "bottomk",
+        "topk",
+        "quantile",
+    ];
+    const KEYWORDS: [&str; 6] = ["bool", "offset", "and", "or", "unless", "atan2"];
+    const GROUPING: [&str; 6] = [
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+    ];
+    let chars: Vec<char> = expr.chars().collect();
+    let mut out = BTreeSet::new();
+    let mut i = 0;
+    let skip_to = |i: usize, close: char| {
+        let mut j = i + 1;
+        let mut quote = None;
+        while j < chars.len() {
+            let c = chars[j];
+            match quote {
+                Some(_) if c == '\\' => j += 1,
+                Some(q) if c == q => quote = None,
+                Some(_) => {}
+                None if c == close => return j + 1,
+                None if c == '"' || c == '\'' || c == '`' => quote = Some(c),
+                None => {}
+            }
+            j += 1;
+        }
+        j
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '{' {
+            i = skip_to(i, '}');
+        } else if c == '[' {
+            i = skip_to(i, ']');
+        } else if c == '"' || c == '\'' || c == '`' {
+            // A string: skip to its closing quote.
+            i = skip_to(i, c);
+        } else if c.is_ascii_digit() || c == '.' {
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
+                i += 1;
+            }
+        } else if c.is_ascii_alphabetic() || c == '_' || c == ':' {
+            let start = i;
+            while i < chars.len()
+                && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':')
+            {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let next = chars[i..].iter().find(|c| !c.is_whitespace());
+            if GROUPING.contains(&word.as_str()) {
+                // Skip the label list that follows.
+                if let Some(open) = chars[i..].iter().position(|c| *c == '(') {
+                    i = skip_to(i + open, ')');
+                }
+            } else if next != Some(&'(')
+                && !AGGREGATIONS.contains(&word.as_str())
+                && !KEYWORDS.contains(&word.as_str())
+                && !["inf", "nan"].contains(&word.to_ascii_lowercase().as_str())
+            {
+                out.insert(word);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn metric_names_finds_the_selectors_only() {
+    let names = metric_names(
+        r#"histogram_quantile(0.95, sum by (le, group) (rate(lookout_check_duration_seconds_bucket{group=~"a|b", x="}"}[5m]))) > 1"#,
+    );
+    assert_eq!(
+        names,
+        BTreeSet::from(["lookout_check_duration_seconds_bucket".to_owned()])
+    );
+    let names = metric_names(
+        "(lookout_group_health_score offset 1h - lookout_group_health_score) * 100 > 10 and on (group) up == 0",
+    );
+    assert_eq!(
+        names,
+        BTreeSet::from(["lookout_group_health_score".to_owned(), "up".to_owned()])
+    );
+    assert_eq!(
+        substitute(
+            r#"rate(x{g=~"$group", c=~"${check}"}[$__rate_interval]) + y[$__range]"#,
+            &[
+                serde_json::json!({"type": "query", "name": "group", "allValue": ".+"}),
+                serde_json::json!({"type": "query", "name": "check"})
+            ]
+        ),
+        r#"rate(x{g=~".+", c=~".*"}[1m]) + y[5m]"#
+    );
+}
+
+/// Rules whose expression may return nothing in this scenario, and why.
+/// For these the test checks that the expression parses and that every
+/// metric it selects has series; their unit tests make them fire.
+const MAY_BE_EMPTY: [(&str, &str); 2] = [
+    (
+        "LookoutGroupHealthDropped",
+        "compares with `offset 1h`: this Prometheus holds seconds of data",
+    ),
+    (
+        "LookoutScheduleLagging",
+        "fires only if runs start over 1 s late, which depends on the machine's load",
+    ),
+];
+
+/// Rules that must return nothing here: lookout is healthy (store up in
+/// memory, nothing dropped, config loaded). Their metrics must have series.
+const QUIET: [&str; 3] = [
+    "LookoutStoreDegraded",
+    "LookoutStoreDroppingRecords",
+    "LookoutConfigReloadFailed",
+];
+
+/// One PromQL expression from a dashboard or a rule.
+struct Query {
+    source: String,
+    expr: String,
+    /// For rules: the rule name, to look up in MAY_BE_EMPTY and QUIET.
+    rule: Option<String>,
+}
+
+/// Checks every query once; returns what is wrong.
+async fn check_queries(
+    prom: &Prometheus,
+    client: &reqwest::Client,
+    queries: &[Query],
+) -> Vec<String> {
+    let mut wrong = Vec::new();
+    for q in queries {
+        let rule = q.rule.as_deref().unwrap_or("");
+        let may_be_empty = MAY_BE_EMPTY.iter().any(|(r, _)| *r == rule);
+        let quiet = QUIET.contains(&rule);
+        match prom.query(client, &q.expr).await {
+            Err(e) => wrong.push(format!("{}: {e}\n    {}", q.source, q.expr)),
+            Ok(n) if quiet && n > 0 => wrong.push(format!(
+                "{}: {n} series, but lookout is healthy here\n    {}",
+                q.source, q.expr
+            )),
+            Ok(0) if !quiet && !may_be_empty => {
+                wrong.push(format!("{}: no series\n    {}", q.source, q.expr))
+            }
+            Ok(_) => {}
+        }
+        if quiet || may_be_empty {
+            for name in metric_names(&q.expr) {
+                if !matches!(prom.query(client, &name).await, Ok(n) if n > 0) {
+                    wrong.push(format!("{}: selects {name}, which has no series", q.source));
+                }
+            }
+        }
+    }
+    wrong
+}
+
+/// The dashboards' variable queries (`label_values(selector, label)`) find
+/// values, through the series API as Grafana does.
+async fn check_variables(prom: &Prometheus, client: &reqwest::Client) -> Vec<String> {
+    let mut wrong = Vec::new();
+    let start = (chrono::Utc::now().timestamp() - 300).to_string();
+    for (name, d) in dashboards() {
+        let vars = variables(&d);
+        for v in vars.iter().filter(|v| v["type"] == "query") {
+            let q = substitute(variable_query(v), vars);
+            let inner = q
+                .strip_prefix("label_values(")
+                .and_then(|s| s.strip_suffix(')'))
+                .unwrap_or_else(|| panic!("{name}: variable query {q}"));
+            let (selector, label) = inner.rsplit_once(',').unwrap();
+            let (selector, label) = (selector.trim(), label.trim());
+            let answer = prom
+                .get(
+                    client,
+                    "/api/v1/series",
+                    &[("match[]", selector), ("start", start.as_str())],
+                )
+                .await;
+            let found = answer["data"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|s| s[label].as_str().is_some_and(|l| !l.is_empty()));
+            if !found {
+                wrong.push(format!(
+                    "{name}: variable {}: no values for {q}: {answer}",
+                    v["name"]
+                ));
+            }
+        }
+    }
+    wrong
+}
+
+/// Active alerts (pending or firing), as (alertname, labels, annotations).
+async fn active_alerts(
+    prom: &Prometheus,
+    client: &reqwest::Client,
+) -> Vec<(String, BTreeMap<String, String>, BTreeMap<String, String>)> {
+    let answer = prom.get(client, "/api/v1/alerts", &[]).await;
+    let to_map = |v: &Value| -> BTreeMap<String, String> {
+        v.as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned()))
+            .collect()
+    };
+    answer["data"]["alerts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            let labels = to_map(&a["labels"]);
+            (
+                labels["alertname"].clone(),
+                labels,
+                to_map(&a["annotations"]),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboards_and_rules_work_against_a_real_prometheus() {
+    if missing("prometheus", "prometheus_e2e") || missing("promtool", "prometheus_e2e") {
+        return;
+    }
+    let started = Instant::now();
+    let target = start_target().await;
+    let tls_port = start_expiring_tls_target().await;
+    let t = |path: &str| target.url(path);
+    // Passing and failing checks in "web", a slow one (histogram above the
+    // 1 s budget) in "api", a certificate about to expire in "edge", and a
+    // flow whose second of three steps fails in "accounts". The slow check
+    // and the flow outlast their interval, so runs are skipped: the skipped
+    // counters only appear once something was skipped.
+    let toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[scheduler]
+shutdown_grace = "2s"
+[defaults]
+interval = "200ms"
+timeout = "5s"
+
+[[checks]]
+name = "ok-echo"
+group = "web"
+url = "{echo}"
+
+[[checks]]
+name = "fails-503"
+group = "web"
+url = "{s503}"
+
+[[checks]]
+name = "slow-1200"
+group = "api"
+url = "{slow}"
+
+[[checks]]
+name = "tls-expiring"
+group = "edge"
+url = "https://127.0.0.1:{tls_port}/"
+interval = "500ms"
+tls = {{ insecure_skip_verify = true }}
+
+[[flows]]
+name = "signup"
+group = "accounts"
+
+[[flows.steps]]
+name = "open-form"
+url = "{slow600}"
+
+[[flows.steps]]
+name = "submit"
+method = "POST"
+url = "{s500}"
+
+[[flows.steps]]
+name = "confirm"
+url = "{echo}"
+"#,
+        echo = t("/echo"),
+        s503 = t("/status/503"),
+        s500 = t("/status/500"),
+        slow = t("/slow/1200"),
+        slow600 = t("/slow/600"),
+    );
+    let daemon = Daemon::start(config(&toml)).await.unwrap();
+    let lookout = daemon.addr.to_string();
+    // A second "lookout" that is not running: LookoutDown must fire for it.
+    let dead = format!("127.0.0.1:{}", free_port());
+
+    let dir = tempfile::tempdir().unwrap();
+    let rules: Vec<String> = rule_files()
+        .iter()
+        .map(|p| format!("  - {:?}", p.display().to_string()))
+        .collect();
+    let prom_config = format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+         rule_files:\n{}\n\
+         scrape_configs:\n  - job_name: lookout\n    static_configs:\n      - targets: [{lookout:?}, {dead:?}]\n",
+        rules.join("\n")
+    );
+    let config_path = dir.path().join("prometheus.yml");
+    std::fs::write(&config_path, &prom_config).unwrap();
+    let port = free_port();
+    let log = dir.path().join("prometheus.log");
+    let out = File::create(&log).unwrap();
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", config_path.display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("prometheus starts");
+    let mut prom = Prometheus {
+        child,
+        log,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+
+    // Ready, then at least three scrapes of lookout.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for _ in 0..200 {
+        if let Some(status) = prom.child.try_wait().unwrap() {
+            panic!("prometheus exited with {status}:\n{}", prom.log_tail());
+        }
+        let ready = client.get(format!("{}/-/ready", prom.base)).send().await;
+        if ready.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "prometheus not ready:\n{}",
+            prom.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let scraped = format!(r#"count_over_time(up{{job="lookout", instance="{lookout}"}}[1m]) >= 3"#);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for _ in 0..100 {
+        if prom.query(&client, &scraped).await == Ok(1) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no three scrapes:\n{}",
+            prom.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // Every expression: the dashboards' targets (nested panels included),
+    // with variables at "All", and the rules as Prometheus loaded them.
+    let mut queries = Vec::new();
+    for (name, d) in dashboards() {
+        for panel in all_panels(&d) {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                let expr = substitute(target["expr"].as_str().unwrap(), variables(&d));
+                assert!(
+                    !expr.contains('$'),
+                    "{name}: unsubstituted variable in {expr}"
+                );
+                queries.push(Query {
+                    source: format!(
+                        "{name} panel {} {:?} {}",
+                        panel["id"], panel["title"], target["refId"]
+                    ),
+                    expr,
+                    rule: None,
+                });
+            }
+        }
+    }
+    let rules_answer = prom.get(&client, "/api/v1/rules", &[]).await;
+    let loaded: Vec<Value> = rules_answer["data"]["groups"]
+        .as_array()
+        .expect("rule groups")
+        .iter()
+        .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+        .collect();
+    let loaded_names: BTreeSet<(String, String)> = loaded
+        .iter()
+        .map(|r| {
+            let kind = if r["type"] == "alerting" {
+                "alert"
+            } else {
+                "record"
+            };
+            (kind.to_owned(), r["name"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    assert_eq!(
+        loaded_names,
+        rule_names(),
+        "Prometheus loaded other rules than the files hold"
+    );
+    let mut wrong = Vec::new();
+    for r in &loaded {
+        let name = r["name"].as_str().unwrap().to_owned();
+        let expr = r["query"].as_str().unwrap().to_owned();
+        if r["type"] == "alerting" {
+            let severity = r["labels"]["severity"].as_str().unwrap_or("");
+            if !["critical", "warning", "info"].contains(&severity) {
+                wrong.push(format!("alert {name}: severity {severity:?}"));
+            }
+            for a in ["summary", "description"] {
+                if r["annotations"][a].as_str().unwrap_or("").is_empty() {
+                    wrong.push(format!("alert {name}: no {a} annotation"));
+                }
+            }
+        } else {
+            // The recorded series itself, once the rule has run.
+            queries.push(Query {
+                source: format!("recorded series {name}"),
+                expr: name.clone(),
+                rule: None,
+            });
+        }
+        queries.push(Query {
+            source: format!("rule {name}"),
+            expr,
+            rule: Some(name),
+        });
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+
+    // The alerts this scenario must raise (pending or firing: most have a
+    // `for` longer than the test), by alert name and the label that picks
+    // the series, and some it must not.
+    let expected: Vec<(&str, &str, String)> = vec![
+        ("LookoutCheckFailing", "check", "fails-503".into()),
+        ("LookoutFlowFailing", "flow", "signup".into()),
+        ("LookoutGroupHealthLow", "group", "web".into()),
+        ("LookoutGroupHealthLow", "group", "accounts".into()),
+        ("LookoutCheckSlow", "check", "slow-1200".into()),
+        (
+            "LookoutCertificateExpiringSoon",
+            "check",
+            "tls-expiring".into(),
+        ),
+        (
+            "LookoutCertificateExpiringVerySoon",
+            "check",
+            "tls-expiring".into(),
+        ),
+        ("LookoutDown", "instance", dead.clone()),
+    ];
+    let unexpected: Vec<(&str, &str, String)> = vec![
+        ("LookoutCheckFailing", "check", "ok-echo".into()),
+        ("LookoutCheckFailing", "check", "slow-1200".into()),
+        ("LookoutCheckSlow", "check", "ok-echo".into()),
+        ("LookoutGroupHealthLow", "group", "api".into()),
+        ("LookoutGroupHealthLow", "group", "edge".into()),
+        ("LookoutDown", "instance", lookout.clone()),
+        ("LookoutStoreDegraded", "instance", lookout.clone()),
+        ("LookoutConfigReloadFailed", "instance", lookout.clone()),
+    ];
+
+    // Rates need a few scrapes and recorded series an evaluation, so check
+    // everything until it all holds, for at most 30 s.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        let mut wrong = check_queries(&prom, &client, &queries).await;
+        wrong.extend(check_variables(&prom, &client).await);
+        let alerts = active_alerts(&prom, &client).await;
+        let active = |(alert, label, value): &(&str, &str, String)| {
+            alerts
+                .iter()
+                .filter(|(n, l, _)| n.as_str() == *alert && l.get(*label) == Some(value))
+                .collect::<Vec<_>>()
+        };
+        for e in &expected {
+            let found = active(e);
+            if found.is_empty() {
+                wrong.push(format!("alert {} for {}={} is not active", e.0, e.1, e.2));
+            }
+            // The templates render with real labels: summary and
+            // description both name the check, flow, group or instance (a
+            // misspelt `$labels.x` renders as nothing), and no query or
+            // value is missing ("<no value>").
+            for (_, _, annotations) in found {
+                let rendered = |a: &str| annotations.get(a).map_or("", String::as_str);
+                let ok = ["summary", "description"]
+                    .iter()
+                    .all(|a| rendered(a).contains(&e.2) && !rendered(a).contains("<no value>"));
+                if !ok {
+                    wrong.push(format!("alert {} annotations: {annotations:?}", e.0));
+                }
+            }
+        }
+        for u in &unexpected {
+            if !active(u).is_empty() {
+                wrong.push(format!("alert {} for {}={} is active", u.0, u.1, u.2));
+            }
+        }
+        wrong.extend(rules_health(&prom, &client).await);
+        if wrong.is_empty() {
+            break;
+        }
+        if Instant::now() >= deadline || rounds >= 30 {
+            panic!(
+                "after {rounds} rounds, {} problems:\n{}\n\nPrometheus log:\n{}",
+                wrong.len(),
+                wrong.join("\n"),
+                prom.log_tail()
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    eprintln!(
+        "prometheus_e2e: {} queries and {} alerts checked in {rounds} rounds, {:?} in all",
+        queries.len(),
+        expected.len() + unexpected.len(),
+        started.elapsed()
+    );
+    drop(prom);
+    daemon.shutdown().await;
+}
+
+/// Rules Prometheus could not evaluate.
+async fn rules_health(prom: &Prometheus, client: &reqwest::Client) -> Vec<String> {
+    let answer = prom.get(client, "/api/v1/rules", &[]).await;
+    answer["data"]["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+        .filter(|r| r["health"] != "ok")
+        .map(|r| {
+            format!(
+                "rule {}: health {} {}",
+                r["name"], r["health"], r["lastError"]
+            )
+        })
+        .collect()
+}
