@@ -245,8 +245,8 @@ impl Daemon {
             addr: config.listen,
             source,
         })?;
-        if !addr.ip().is_loopback() {
-            tracing::warn!(%addr, "listening beyond loopback: the status page and API are open to anyone who can reach this address");
+        if !addr.ip().is_loopback() && config.server.basic_auth_users.is_empty() {
+            tracing::warn!(%addr, "listening beyond loopback without basic_auth_users: the status page and API are open to anyone who can reach this address");
         }
 
         let grace = config.shutdown_grace;
@@ -266,17 +266,16 @@ impl Daemon {
             ready: ready.clone(),
             uptime_cache: Default::default(),
             reloader,
+            auth: serve::auth::BasicAuth::new(&config.server.basic_auth_users),
         });
         let stop_server = CancellationToken::new();
         let stop = stop_server.clone();
-        let server = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "the HTTP server stopped");
-            }
-        });
+        let listen = serve::listen::Listen {
+            tls: config.server.tls.clone(),
+            read_header_timeout: config.server.read_header_timeout,
+            max_connections: config.server.max_connections,
+        };
+        let server = tokio::spawn(serve::listen::serve(listener, app, listen, stop));
 
         let pipeline = Arc::new(Pipeline {
             runner,

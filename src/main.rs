@@ -37,6 +37,13 @@ enum Command {
         /// The config file.
         file: PathBuf,
     },
+    /// Read a password from standard input (one line) and print its bcrypt
+    /// hash, for `[server] basic_auth_users`.
+    HashPassword {
+        /// bcrypt cost: each login costs about 2^cost rounds of work.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(4..=31))]
+        cost: u32,
+    },
     /// Run every check and flow once and print a report (Markdown or JSON).
     #[command(after_help = REPORT_HELP)]
     Report {
@@ -96,6 +103,7 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
+        Command::HashPassword { cost } => hash_password(cost),
         Command::Run {
             config,
             enable_lifecycle,
@@ -189,6 +197,29 @@ fn auth_text(auth: &config::Auth) -> String {
             s.fingerprint()
         ),
         None => String::new(),
+    }
+}
+
+fn hash_password(cost: u32) -> ExitCode {
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        eprintln!("cannot read the password from standard input: {e}");
+        return ExitCode::FAILURE;
+    }
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        eprintln!("the password is empty (give it on standard input)");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    match bcrypt::hash(password, cost) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("hashing failed: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -44,6 +44,8 @@ const MAX_KEEP_RESULTS: usize = 100_000;
 pub struct Config {
     pub source: PathBuf,
     pub listen: SocketAddr,
+    /// TLS, basic auth and connection limits of lookout's own listener.
+    pub server: ServerSettings,
     pub max_concurrent_probes: usize,
     pub shutdown_grace: Duration,
     pub checks: Vec<Arc<Check>>,
@@ -68,6 +70,37 @@ pub struct Check {
     pub expect: Expectations,
     /// The matrix values this check was expanded with, in key order.
     pub matrix: Vec<(String, String)>,
+}
+
+pub const DEFAULT_READ_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+
+#[derive(Clone)]
+pub struct ServerSettings {
+    /// Built and checked when the config loads (certificate and key match).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// User name → bcrypt hash; empty: no authentication.
+    pub basic_auth_users: std::collections::BTreeMap<String, String>,
+    /// A client must send its request headers (and finish the TLS
+    /// handshake) within this.
+    pub read_header_timeout: Duration,
+    /// Connections beyond this are closed as they arrive.
+    pub max_connections: usize,
+}
+
+impl std::fmt::Debug for ServerSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Hashes are not secrets, but they do not belong in logs either.
+        f.debug_struct("ServerSettings")
+            .field("tls", &self.tls.is_some())
+            .field(
+                "basic_auth_users",
+                &self.basic_auth_users.keys().collect::<Vec<_>>(),
+            )
+            .field("read_header_timeout", &self.read_header_timeout)
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
 }
 
 /// A multi-step flow. Its steps' requests are templates, rendered at run

@@ -37,6 +37,22 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
     pub listen: Option<Spanned<String>>,
+    /// As in Prometheus' exporter-toolkit web config.
+    pub tls_server_config: Option<Spanned<RawTlsServer>>,
+    /// User name → bcrypt hash, as in exporter-toolkit.
+    #[serde(default)]
+    pub basic_auth_users: BTreeMap<String, Spanned<String>>,
+    pub read_header_timeout: Option<Spanned<HumanDuration>>,
+    pub max_connections: Option<Spanned<usize>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTlsServer {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub client_ca_file: Option<PathBuf>,
+    pub client_auth_type: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -93,6 +93,7 @@ pub(super) fn validate(
         .map_or(DEFAULT_SHUTDOWN_GRACE, |d| d.0);
 
     let store = store_settings(&ctx, &raw.store)?;
+    let server = server_settings(&ctx, &raw.server)?;
     let secrets = load_secrets(&ctx, &raw.secrets, env)?;
     let templater = Templater::default();
     let mut tls_profiles: Vec<TlsSettings> = Vec::new();
@@ -166,6 +167,7 @@ pub(super) fn validate(
     Ok(Config {
         source: path.to_path_buf(),
         listen,
+        server,
         max_concurrent_probes,
         shutdown_grace,
         checks,
@@ -174,6 +176,158 @@ pub(super) fn validate(
         redactor,
         store,
     })
+}
+
+fn server_settings(
+    ctx: &Ctx<'_>,
+    raw: &super::raw::RawServer,
+) -> Result<ServerSettings, ConfigError> {
+    let mut users = BTreeMap::new();
+    for (user, hash) in &raw.basic_auth_users {
+        if hash.get_ref().parse::<bcrypt::HashParts>().is_err() {
+            return Err(ctx.err(
+                hash.span(),
+                format!("server.basic_auth_users.{user}"),
+                "not a bcrypt hash (make one with `lookout hash-password`)",
+            ));
+        }
+        users.insert(user.clone(), hash.get_ref().clone());
+    }
+    let tls = match &raw.tls_server_config {
+        None => None,
+        Some(t) => Some(Arc::new(server_tls(ctx, t)?)),
+    };
+    let read_header_timeout = raw
+        .read_header_timeout
+        .as_ref()
+        .map_or(DEFAULT_READ_HEADER_TIMEOUT, |t| t.get_ref().0);
+    let max_connections = match &raw.max_connections {
+        None => DEFAULT_MAX_CONNECTIONS,
+        Some(n) if *n.get_ref() == 0 => {
+            return Err(ctx.err(n.span(), "server.max_connections", "must be at least 1"));
+        }
+        Some(n) => *n.get_ref(),
+    };
+    Ok(ServerSettings {
+        tls,
+        basic_auth_users: users,
+        read_header_timeout,
+        max_connections,
+    })
+}
+
+/// exporter-toolkit's `tls_server_config`: a certificate and key, and for
+/// mTLS a client CA with `client_auth_type`.
+fn server_tls(
+    ctx: &Ctx<'_>,
+    spanned: &Spanned<super::raw::RawTlsServer>,
+) -> Result<rustls::ServerConfig, ConfigError> {
+    use rustls::pki_types::PrivateKeyDer;
+    let t = spanned.get_ref();
+    let err = |what: &str, msg: String| {
+        ctx.err(
+            spanned.span(),
+            format!("server.tls_server_config.{what}"),
+            msg,
+        )
+    };
+    let certs: Vec<CertificateDer<'static>> = {
+        let path = ctx.dir.join(&t.cert_file);
+        CertificateDer::pem_file_iter(&path)
+            .map_err(|e| err("cert_file", format!("cannot read {}: {e}", path.display())))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| {
+                err(
+                    "cert_file",
+                    format!("{} is not valid PEM: {e}", path.display()),
+                )
+            })?
+    };
+    if certs.is_empty() {
+        return Err(err("cert_file", "holds no certificate".into()));
+    }
+    let key = {
+        let path = ctx.dir.join(&t.key_file);
+        PrivateKeyDer::from_pem_file(&path).map_err(|e| {
+            err(
+                "key_file",
+                format!("cannot read a private key from {}: {e}", path.display()),
+            )
+        })?
+    };
+    let auth_type = t
+        .client_auth_type
+        .as_deref()
+        .unwrap_or(match t.client_ca_file {
+            Some(_) => "RequireAndVerifyClientCert",
+            None => "NoClientCert",
+        });
+    // The provider named, not the process default: nothing installs one.
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err("cert_file", format!("TLS setup failed: {e}")))?;
+    let builder = match (auth_type, &t.client_ca_file) {
+        ("NoClientCert", _) => builder.with_no_client_auth(),
+        (kind @ ("RequireAndVerifyClientCert" | "VerifyClientCertIfGiven"), Some(ca)) => {
+            let path = ctx.dir.join(ca);
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(&path).map_err(|e| {
+                err(
+                    "client_ca_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })? {
+                let cert = cert.map_err(|e| {
+                    err(
+                        "client_ca_file",
+                        format!("{} is not valid PEM: {e}", path.display()),
+                    )
+                })?;
+                roots
+                    .add(cert)
+                    .map_err(|e| err("client_ca_file", format!("bad CA certificate: {e}")))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            );
+            let verifier = if kind == "VerifyClientCertIfGiven" {
+                verifier.allow_unauthenticated()
+            } else {
+                verifier
+            };
+            builder.with_client_cert_verifier(verifier.build().map_err(|e| {
+                err(
+                    "client_ca_file",
+                    format!("cannot verify clients with it: {e}"),
+                )
+            })?)
+        }
+        ("RequireAndVerifyClientCert" | "VerifyClientCertIfGiven", None) => {
+            return Err(err(
+                "client_auth_type",
+                format!("{auth_type:?} needs client_ca_file"),
+            ));
+        }
+        (other, _) => {
+            return Err(err(
+                "client_auth_type",
+                format!(
+                    "{other:?} is not supported (use NoClientCert, VerifyClientCertIfGiven or RequireAndVerifyClientCert)"
+                ),
+            ));
+        }
+    };
+    let mut config = builder.with_single_cert(certs, key).map_err(|e| {
+        err(
+            "key_file",
+            format!("the key does not fit the certificate: {e}"),
+        )
+    })?;
+    // The listener speaks HTTP/1.1 only.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 fn store_settings(

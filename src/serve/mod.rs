@@ -2,7 +2,9 @@
 //! the status page at `/`. Handlers only read the recorder; they never
 //! block on a probe.
 
+pub mod auth;
 mod detail;
+pub mod listen;
 pub mod svg;
 pub mod view;
 
@@ -29,6 +31,8 @@ pub struct AppState {
     pub uptime_cache: UptimeCache,
     /// Set when `POST /-/reload` is enabled.
     pub reloader: Option<Arc<dyn Reloader>>,
+    /// Set when `[server] basic_auth_users` has users.
+    pub auth: Option<Arc<auth::BasicAuth>>,
 }
 
 /// Re-reads the config: the daemon's, behind `POST /-/reload`.
@@ -55,6 +59,12 @@ pub fn router(state: AppState) -> Router {
         .route("/check/{*name}", get(detail::page_detail))
         .route("/badge/check/{*name}", get(detail::badge_check))
         .route("/badge/group/{*name}", get(detail::badge_group))
+        // Only /-/reload takes a body, and it reads none.
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require,
+        ))
         .with_state(state)
 }
 

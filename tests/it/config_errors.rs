@@ -80,7 +80,37 @@ port = 9898
         line: 3,
         column: 1,
         field: "server.port",
-        message: "unknown field `port`, expected `listen`",
+        message: "unknown field `port`, expected one of `listen`",
+    },
+    Case {
+        name: "basic auth user with a plain password",
+        toml: r#"[server]
+basic_auth_users = { admin = "hunter2" }
+"#,
+        line: 2,
+        column: 30,
+        field: "server.basic_auth_users.admin",
+        message: "not a bcrypt hash (make one with `lookout hash-password`)",
+    },
+    Case {
+        name: "TLS certificate file missing",
+        toml: r#"[server]
+tls_server_config = { cert_file = "no-such.crt", key_file = "no-such.key" }
+"#,
+        line: 2,
+        column: 21,
+        field: "server.tls_server_config.cert_file",
+        message: "cannot read",
+    },
+    Case {
+        name: "read_header_timeout that is not a duration",
+        toml: r#"[server]
+read_header_timeout = "soon"
+"#,
+        line: 2,
+        column: 23,
+        field: "server.read_header_timeout",
+        message: "invalid duration \"soon\"",
     },
     Case {
         // Points at the table of the check that lacks it.

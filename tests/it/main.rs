@@ -7,6 +7,7 @@ mod examples;
 mod flows;
 mod history;
 mod judge_table;
+mod listener;
 mod never_panics;
 mod probe_http;
 mod probe_tls;

@@ -1,0 +1,104 @@
+//! The listener: plain TCP or TLS (optionally mTLS), a bounded number of
+//! connections, a deadline for the request headers (and the handshake), and
+//! a cap on their size, so a slow or hostile client costs a connection
+//! slot for a bounded time and nothing else.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Request headers larger than this are refused (431).
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// How long open connections may finish after shutdown begins.
+const DRAIN: Duration = Duration::from_secs(5);
+
+pub struct Listen {
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub read_header_timeout: Duration,
+    pub max_connections: usize,
+}
+
+/// Serves `app` until `shutdown`, then lets open connections finish for a
+/// few seconds. Every connection task belongs to this function.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    listen: Listen,
+    shutdown: CancellationToken,
+) {
+    let tracker = TaskTracker::new();
+    let slots = Arc::new(Semaphore::new(listen.max_connections.max(1)));
+    let acceptor = listen.tls.map(tokio_rustls::TlsAcceptor::from);
+    let header_timeout = listen.read_header_timeout;
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like: wait, don't spin.
+                tracing::warn!(error = %e, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!("connection limit reached; closing a new connection");
+            drop(stream);
+            continue;
+        };
+        let (app, acceptor, shutdown) = (app.clone(), acceptor.clone(), shutdown.clone());
+        tracker.spawn(async move {
+            let _slot = slot;
+            match acceptor {
+                None => connection(stream, app, header_timeout, shutdown).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => connection(tls, app, header_timeout, shutdown).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+    tracker.close();
+    if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {
+        tracing::warn!("open connections did not finish within {DRAIN:?}");
+    }
+}
+
+async fn connection<S>(io: S, app: Router, header_timeout: Duration, shutdown: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_buf_size(MAX_HEADER_BYTES);
+    let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(app));
+    tokio::pin!(conn);
+    tokio::select! {
+        served = conn.as_mut() => {
+            if let Err(e) = served {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+        _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(DRAIN, conn).await;
+        }
+    }
+}
