@@ -3,6 +3,7 @@
 mod browser;
 mod config_errors;
 mod daemon;
+mod deploy;
 mod examples;
 mod flows;
 mod history;
