@@ -76,6 +76,8 @@ struct Control {
     recorder: Arc<Recorder>,
     scheduler: Scheduler,
     jobs: std::sync::Mutex<HashMap<String, JobHandle>>,
+    /// One limit per origin, shared by every check and flow against it.
+    targets: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
     /// The first load's settings that only a restart applies.
     started: Config,
     /// One reload at a time.
@@ -83,13 +85,32 @@ struct Control {
 }
 
 impl Control {
+    fn target_limit(&self, origin: String) -> Arc<tokio::sync::Semaphore> {
+        let per_target = self.started.max_concurrent_per_target;
+        self.targets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(origin)
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(per_target)))
+            .clone()
+    }
+
     fn schedule(&self, pipeline: &Arc<Pipeline>, checks: &[Arc<Check>], flows: &[Arc<Flow>]) {
+        let limits: Vec<_> = checks
+            .iter()
+            .map(|c| self.target_limit(c.target()))
+            .collect();
+        let flow_limits: Vec<_> = flows
+            .iter()
+            .map(|f| self.target_limit(f.target()))
+            .collect();
         let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-        for check in checks {
+        for (check, limit) in checks.iter().zip(limits) {
             let (job_pipeline, job_check) = (pipeline.clone(), check.clone());
             let (skip_recorder, skip_check) = (self.recorder.clone(), check.clone());
             let handle = self.scheduler.spawn(
                 check.schedule.clone(),
+                Some(limit),
                 move |tick| {
                     let (p, c) = (job_pipeline.clone(), job_check.clone());
                     async move { p.run(&c, tick).await }
@@ -98,11 +119,12 @@ impl Control {
             );
             jobs.insert(check.name.clone(), handle);
         }
-        for flow in flows {
+        for (flow, limit) in flows.iter().zip(flow_limits) {
             let (job_pipeline, job_flow) = (pipeline.clone(), flow.clone());
             let (skip_recorder, skip_flow) = (self.recorder.clone(), flow.clone());
             let handle = self.scheduler.spawn(
                 flow.schedule.clone(),
+                Some(limit),
                 move |tick| {
                     let (p, f) = (job_pipeline.clone(), job_flow.clone());
                     async move { p.run_flow(&f, tick).await }
@@ -254,6 +276,7 @@ impl Daemon {
             recorder: recorder.clone(),
             scheduler: Scheduler::new(config.max_concurrent_probes),
             jobs: Default::default(),
+            targets: Default::default(),
             started: config,
             reloading: Default::default(),
         });

@@ -33,6 +33,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
 pub const DEFAULT_MAX_REDIRECTS: u32 = 10;
 pub const DEFAULT_MAX_CONCURRENT_PROBES: usize = 256;
+pub const DEFAULT_MAX_CONCURRENT_PER_TARGET: usize = 32;
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
 pub const DEFAULT_GROUP: &str = "default";
 pub const DEFAULT_STORE_PATH: &str = "lookout.db";
@@ -47,6 +48,9 @@ pub struct Config {
     /// TLS, basic auth and connection limits of lookout's own listener.
     pub server: ServerSettings,
     pub max_concurrent_probes: usize,
+    /// Runs against one origin (scheme, host, port) at once: a target that
+    /// hangs can hold this many slots, never the whole limit.
+    pub max_concurrent_per_target: usize,
     pub shutdown_grace: Duration,
     pub checks: Vec<Arc<Check>>,
     pub flows: Vec<Arc<Flow>>,
@@ -296,6 +300,11 @@ impl Config {
 }
 
 impl Check {
+    /// Where the check sends its request, for the per-target limit.
+    pub fn target(&self) -> String {
+        self.request.url.origin().ascii_serialization()
+    }
+
     /// Whether `other`, from another load of the config, is the same check.
     /// A changed secret value changes the auth's fingerprint, so the check
     /// counts as changed.
@@ -318,6 +327,14 @@ impl Check {
 }
 
 impl Flow {
+    /// The origin of the flow's first step, for the per-target limit.
+    pub fn target(&self) -> String {
+        self.steps
+            .first()
+            .map(|s| s.request.origin.ascii_serialization())
+            .unwrap_or_default()
+    }
+
     /// Like [`Check::same_as`], step by step (a flow's steps share its TLS
     /// settings).
     pub fn same_as(&self, tls: &TlsSettings, other: &Flow, other_tls: &TlsSettings) -> bool {

@@ -59,6 +59,7 @@ pub struct RawTlsServer {
 #[serde(deny_unknown_fields)]
 pub struct RawScheduler {
     pub max_concurrent_probes: Option<Spanned<usize>>,
+    pub max_concurrent_per_target: Option<Spanned<usize>>,
     pub shutdown_grace: Option<HumanDuration>,
 }
 

@@ -87,6 +87,17 @@ pub(super) fn validate(
         }
         Some(n) => *n.get_ref(),
     };
+    let max_concurrent_per_target = match &raw.scheduler.max_concurrent_per_target {
+        None => DEFAULT_MAX_CONCURRENT_PER_TARGET,
+        Some(n) if *n.get_ref() == 0 => {
+            return Err(ctx.err(
+                n.span(),
+                "scheduler.max_concurrent_per_target",
+                "must be at least 1",
+            ));
+        }
+        Some(n) => *n.get_ref(),
+    };
     let shutdown_grace = raw
         .scheduler
         .shutdown_grace
@@ -169,6 +180,7 @@ pub(super) fn validate(
         listen,
         server,
         max_concurrent_probes,
+        max_concurrent_per_target,
         shutdown_grace,
         checks,
         flows,

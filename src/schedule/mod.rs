@@ -132,9 +132,13 @@ impl Scheduler {
 
     /// Runs `job` on `schedule` until shutdown. `on_skip` is told how many
     /// ticks passed while a run was still going.
+    /// `target` is the job's share of a per-target limit, taken before the
+    /// global one: runs waiting on a hung target queue there, and do not
+    /// hold global slots that other targets' checks need.
     pub fn spawn<J, F>(
         &self,
         schedule: Schedule,
+        target: Option<Arc<Semaphore>>,
         job: J,
         on_skip: impl Fn(u64) + Send + 'static,
     ) -> JobHandle
@@ -156,6 +160,16 @@ impl Scheduler {
                     _ = cancel.cancelled() => return,
                     _ = tokio::time::sleep(wait) => {}
                 }
+                let target_permit = match &target {
+                    None => None,
+                    Some(t) => tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        permit = t.clone().acquire_owned() => match permit {
+                            Ok(p) => Some(p),
+                            Err(_) => return, // never closed
+                        },
+                    },
+                };
                 let permit = tokio::select! {
                     _ = cancel.cancelled() => return,
                     permit = limit.clone().acquire_owned() => match permit {
@@ -174,6 +188,7 @@ impl Scheduler {
                 }))
                 .await;
                 drop(permit);
+                drop(target_permit);
                 let now = Utc::now();
                 let missed = schedule.ticks_between(next, now, MAX_COUNTED_SKIPS);
                 if missed > 0 {

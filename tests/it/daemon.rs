@@ -516,3 +516,44 @@ async fn the_concurrency_limit_holds_and_waiting_counts_as_lag() {
         buckets.last().unwrap().count - buckets.iter().find(|b| b.less_than >= 0.25).unwrap().count;
     assert!(waited >= 1.0, "{buckets:?}");
 }
+
+/// Checks against a target that never answers hold at most the per-target
+/// share of the global limit, so a healthy check elsewhere keeps its
+/// schedule. (With only the global limit of 8, the ten hung checks would
+/// hold every slot for their whole 2 s timeout.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_target_does_not_starve_other_checks() {
+    let target = start_target().await;
+    let other = start_target().await;
+    let mut toml = String::from(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[scheduler]\nmax_concurrent_probes = 8\nmax_concurrent_per_target = 2\n[defaults]\ninterval = \"100ms\"\ntimeout = \"2s\"\n",
+    );
+    for i in 0..10 {
+        toml.push_str(&format!(
+            "[[checks]]\nname = \"hung{i}\"\nurl = \"{}\"\n",
+            target.url("/hang")
+        ));
+    }
+    toml.push_str(&format!(
+        "[[checks]]\nname = \"healthy\"\nurl = \"{}\"\n",
+        other.url("/echo")
+    ));
+    let daemon = Daemon::start(config(&toml)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let metrics = get(format!("http://{}/metrics", daemon.addr)).await;
+    let healthy = gauge(
+        &parse(&metrics),
+        "lookout_check_runs_total",
+        &[("check", "healthy"), ("outcome", "success")],
+    )
+    .unwrap_or(0.0);
+    assert!(
+        healthy >= 10.0,
+        "the healthy check ran {healthy} times in 1.5 s"
+    );
+    assert!(
+        target.seen_on("/hang").len() <= 2,
+        "at most 2 at once against the hung target"
+    );
+    daemon.shutdown().await;
+}
