@@ -10,9 +10,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use chrono::{DateTime, Utc};
 use reqwest::header::{HeaderValue, LOCATION};
 use reqwest::{Method, StatusCode};
+use rustls::CertificateError;
 use rustls::client::{Resumption, Tls12Resumption};
+use rustls::pki_types::UnixTime;
 use url::Url;
 
 use super::Observation;
@@ -43,6 +46,9 @@ pub async fn probe(req: &HttpRequest, profile: &TlsProfile, redactor: &Redactor)
         obs
     });
     obs.duration = duration;
+    // From the trace, so it is right however the probe ended (a timeout or a
+    // failure on a later hop included).
+    obs.redirects = trace.redirects();
     obs.phases = trace.phases();
     obs.tls_not_after = trace.cert_not_after();
     obs
@@ -124,7 +130,6 @@ async fn exchange(
                         ),
                     );
                     obs.status = Some(status.as_u16());
-                    obs.redirects = redirects;
                     return obs;
                 }
                 let next = location
@@ -165,7 +170,6 @@ async fn exchange(
             status: Some(status.as_u16()),
             headers,
             body,
-            redirects,
             error: error.map(|(kind, reason)| (kind, clean(&reason, redactor))),
             ..Observation::default()
         };
@@ -328,13 +332,81 @@ fn transport_failure(err: &reqwest::Error, trace: &Trace, url: &Url) -> (Failure
         ),
         Stage::TlsHandshake => (
             FailureKind::Tls,
-            format!("TLS handshake with {host}:{port} failed: {cause}"),
+            format!(
+                "TLS handshake with {host}:{port} failed: {}",
+                certificate_problem(err).unwrap_or(cause)
+            ),
         ),
         Stage::WaitingForHeaders | Stage::ReadingBody => (
             FailureKind::Protocol,
             format!("{host}:{port} did not send a valid response: {cause}"),
         ),
     }
+}
+
+/// A certificate problem said briefly. rustls' own text gives times as
+/// UNIX seconds and the certificate's names in Debug form, so a reason cut
+/// to length loses the part that matters ("not valid after …").
+fn certificate_problem(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(rustls::Error::InvalidCertificate(problem)) = as_rustls(e) {
+            return describe_certificate_error(problem);
+        }
+        current = e.source();
+    }
+    None
+}
+
+/// `e` as a rustls error, looking inside `io::Error`s, which hide the error
+/// they wrap from `source()` (the connector wraps it in two).
+fn as_rustls<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(found) = e.downcast_ref::<rustls::Error>() {
+        return Some(found);
+    }
+    let inner = e.downcast_ref::<std::io::Error>()?.get_ref()?;
+    as_rustls(inner)
+}
+
+fn describe_certificate_error(problem: &CertificateError) -> Option<String> {
+    let at = |t: &UnixTime| {
+        let secs = i64::try_from(t.as_secs()).ok()?;
+        DateTime::<Utc>::from_timestamp(secs, 0).map(|d| d.format("%Y-%m-%d %H:%M:%S UTC"))
+    };
+    let text = match problem {
+        CertificateError::ExpiredContext { not_after, .. } => {
+            format!("certificate expired at {}", at(not_after)?)
+        }
+        CertificateError::NotValidYetContext { not_before, .. } => {
+            format!("certificate not valid before {}", at(not_before)?)
+        }
+        CertificateError::NotValidForNameContext {
+            expected,
+            presented,
+        } => {
+            // webpki shows each name as `DnsName("host")`.
+            let name = |n: &String| {
+                n.strip_prefix("DnsName(\"")
+                    .and_then(|n| n.strip_suffix("\")"))
+                    .map_or_else(|| n.clone(), str::to_owned)
+            };
+            let mut names: Vec<String> = presented.iter().take(3).map(name).collect();
+            if presented.len() > 3 {
+                names.push(format!("{} more", presented.len() - 3));
+            }
+            let names = if names.is_empty() {
+                "no name".to_owned()
+            } else {
+                names.join(", ")
+            };
+            format!(
+                "certificate not valid for \"{}\" (it is for {names})",
+                expected.to_str()
+            )
+        }
+        _ => return None,
+    };
+    Some(text)
 }
 
 /// The innermost error message: the one that says what actually happened

@@ -60,7 +60,11 @@ struct State {
     connected_at: Option<Instant>,
     phases: Phases,
     cert_not_after: Option<DateTime<Utc>>,
+    /// The status of the current hop's response, once its headers arrived.
     status: Option<u16>,
+    /// Requests sent so far (hops), so the redirects followed are known
+    /// even when the probe is cut short.
+    hops: u32,
 }
 
 #[derive(Debug)]
@@ -82,6 +86,7 @@ impl Default for Trace {
                 phases: Phases::default(),
                 cert_not_after: None,
                 status: None,
+                hops: 0,
             }),
         }
     }
@@ -118,8 +123,15 @@ impl Trace {
         self.lock().status = Some(status);
     }
 
+    /// The status of the response the probe was on: `None` before the
+    /// current hop's headers arrived (a redirect followed is not an answer).
     pub fn status(&self) -> Option<u16> {
         self.lock().status
+    }
+
+    /// Redirects followed so far: every hop but the first.
+    pub fn redirects(&self) -> u32 {
+        self.lock().hops.saturating_sub(1)
     }
 
     pub fn dns_error(&self) -> Option<String> {
@@ -143,6 +155,8 @@ impl Trace {
         s.connect_start = None;
         s.tls_start = None;
         s.connected_at = None;
+        s.status = None;
+        s.hops += 1;
         s.stage = Stage::WaitingForHeaders;
     }
 

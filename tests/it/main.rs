@@ -7,6 +7,7 @@ mod deploy;
 mod examples;
 mod flows;
 mod history;
+mod hostile;
 mod judge_table;
 mod listener;
 mod never_panics;
