@@ -66,37 +66,7 @@ nginx_ticks() { # master and workers
 }
 
 # --- the target: nginx on loopback -----------------------------------------
-NGINX_PORT=$(free_port)
-mkdir -p "$TMP/nginx"
-cat >"$TMP/nginx/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log warn;
-events { worker_connections 8192; }
-http {
-    access_log off;
-    client_body_temp_path $TMP/nginx/body;
-    proxy_temp_path $TMP/nginx/proxy;
-    fastcgi_temp_path $TMP/nginx/fastcgi;
-    uwsgi_temp_path $TMP/nginx/uwsgi;
-    scgi_temp_path $TMP/nginx/scgi;
-    default_type text/plain;
-    server {
-        listen 127.0.0.1:$NGINX_PORT backlog=4096;
-        location = / { return 200 "ok\n"; }
-        # For the flow benchmark: create answers an id, the item routes answer JSON.
-        location = /items { default_type application/json; return 201 '{"id":"item-42"}'; }
-        location ^~ /items/ { default_type application/json; return 200 '{"id":"item-42","ok":true}'; }
-    }
-}
-EOF
-nginx -e "$TMP/nginx/error.log" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" &
-NGINX_PID=$!
-PIDS+=("$NGINX_PID")
-TARGET=http://127.0.0.1:$NGINX_PORT/
-wait_http "$TARGET"
-log "nginx on $TARGET"
+start_nginx
 
 # --- metrics helpers -----------------------------------------------------------
 # summary FILE: the figures we need from one /metrics scrape.
@@ -117,27 +87,6 @@ summary() {
     ' "$1"
 }
 field() { awk -v k="$2" '$1 == k {print $2}' "$1"; }
-# quantile Q BEFORE AFTER: histogram_quantile over the buckets' difference.
-quantile() {
-    awk -v q="$1" '
-        FNR == NR { if ($1 == "bucket") before[$2] = $3; next }
-        $1 == "bucket" { n++; le[n] = $2; cum[n] = $3 - before[$2] }
-        END {
-            total = cum[n]
-            if (total <= 0) { print "nan"; exit }
-            rank = q * total; lower = 0; below = 0
-            for (i = 1; i <= n; i++) {
-                if (cum[i] >= rank) {
-                    if (le[i] == "+Inf") { print lower; exit }
-                    inb = cum[i] - below
-                    printf "%.6f\n", lower + (le[i] - lower) * (inb > 0 ? (rank - below) / inb : 1)
-                    exit
-                }
-                lower = le[i]; below = cum[i]
-            }
-        }
-    ' "$2" "$3"
-}
 # share_le BOUND BEFORE AFTER: fraction of runs in the window with lag <= BOUND.
 share_le() {
     awk -v b="$1" '
