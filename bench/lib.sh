@@ -136,3 +136,15 @@ quantile() {
         }
     ' "$2" "$3"
 }
+
+# lag_buckets FILE [GROUP]: "bucket LE COUNT" lines of lookout_schedule_lag_seconds
+# from one /metrics scrape, summed over groups (or of one group), in LE order.
+lag_buckets() {
+    awk -v g="${2:-}" '
+        /^lookout_schedule_lag_seconds_bucket\{/ && (g == "" || index($0, "group=\"" g "\"")) {
+            match($0, /le="[^"]*"/); le = substr($0, RSTART + 4, RLENGTH - 5)
+            if (!(le in sum)) order[++n] = le
+            sum[le] += $NF
+        }
+        END { for (i = 1; i <= n; i++) print "bucket", order[i], sum[order[i]] }' "$1"
+}

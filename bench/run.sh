@@ -77,14 +77,9 @@ summary() {
             if ($0 !~ /outcome="success"/) fail += $NF
         }
         /^lookout_check_skipped_runs_total\{/ { skipped += $NF }
-        /^lookout_schedule_lag_seconds_bucket\{/ {
-            match($0, /le="[^"]*"/); le = substr($0, RSTART + 4, RLENGTH - 5)
-            print "bucket", le, $NF
-        }
-        /^lookout_schedule_lag_seconds_count / { print "count", $NF }
-        /^lookout_schedule_lag_seconds_sum / { print "sum", $NF }
         END { print "runs", runs + 0; print "fail", fail + 0; print "skipped", skipped + 0 }
     ' "$1"
+    lag_buckets "$1"
 }
 field() { awk -v k="$2" '$1 == k {print $2}' "$1"; }
 # share_le BOUND BEFORE AFTER: fraction of runs in the window with lag <= BOUND.
@@ -192,12 +187,9 @@ summary_flows() {
             if ($0 !~ /outcome="success"/) fail += $NF
         }
         /^lookout_flow_skipped_runs_total\{/ { skipped += $NF }
-        /^lookout_schedule_lag_seconds_bucket\{/ {
-            match($0, /le="[^"]*"/); le = substr($0, RSTART + 4, RLENGTH - 5)
-            print "bucket", le, $NF
-        }
         END { print "runs", runs + 0; print "fail", fail + 0; print "skipped", skipped + 0 }
     ' "$1"
+    lag_buckets "$1"
 }
 if ((FLOWS > 0)); then
     PORT=$(free_port)

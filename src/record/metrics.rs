@@ -10,7 +10,7 @@
 //! hold only config names and closed enums: never a URL, body or secret.
 
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntGauge, IntGaugeVec, Opts, Registry,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 
@@ -24,7 +24,9 @@ pub struct Metrics {
     /// No labels; a vec so the series can be absent before any result.
     overall_score: GaugeVec,
     checks_by_state: IntGaugeVec,
-    schedule_lag: Histogram,
+    /// Per group: a target that hangs shows in its own group's lag, and
+    /// the others' stays readable.
+    schedule_lag: HistogramVec,
     pub in_flight: IntGauge,
     store_up: IntGauge,
     store_written: IntCounter,
@@ -74,14 +76,15 @@ impl Metrics {
         );
         let schedule_lag = register(
             &r,
-            Histogram::with_opts(
+            HistogramVec::new(
                 HistogramOpts::new(
                     "lookout_schedule_lag_seconds",
-                    "How late runs started after their scheduled time.",
+                    "How late runs started after their scheduled time, per group.",
                 )
                 .buckets(vec![
                     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                 ]),
+                &["group"],
             )
             .expect("valid metric"),
         );
@@ -181,8 +184,10 @@ impl Metrics {
         }
     }
 
-    pub fn observe_lag(&self, lag: std::time::Duration) {
-        self.schedule_lag.observe(lag.as_secs_f64());
+    pub fn observe_lag(&self, group: &str, lag: std::time::Duration) {
+        self.schedule_lag
+            .with_label_values(&[group])
+            .observe(lag.as_secs_f64());
     }
 
     /// Brings the store's figures up to date; called before each render.
@@ -215,6 +220,7 @@ impl Metrics {
             let _ = self.checks_by_state.remove_label_values(&[group, state]);
         }
         let _ = self.group_score.remove_label_values(&[group]);
+        let _ = self.schedule_lag.remove_label_values(&[group]);
     }
 
     /// Sets a group's counts and score; `score` is `None` while no check in

@@ -300,7 +300,7 @@ impl Recorder {
             return;
         };
         layout.check_series.observe(i, &result);
-        self.metrics.observe_lag(result.schedule_lag);
+        self.metrics.observe_lag(&check.group, result.schedule_lag);
         tracing::debug!(
             check = %check.name,
             outcome = result.outcome.label(),
@@ -334,7 +334,7 @@ impl Recorder {
             return;
         };
         layout.flow_series.observe(i, &result);
-        self.metrics.observe_lag(result.schedule_lag);
+        self.metrics.observe_lag(&flow.group, result.schedule_lag);
         let summary = result.summary();
         tracing::debug!(
             flow = %flow.name,
