@@ -95,6 +95,70 @@ impl Layout {
     }
 }
 
+/// What a reload compares: checks and flows alike.
+trait Definition {
+    fn name(&self) -> &str;
+    fn same_as(&self, tls: &TlsSettings, other: &Self, other_tls: &TlsSettings) -> bool;
+}
+
+impl Definition for Check {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn same_as(&self, tls: &TlsSettings, other: &Self, other_tls: &TlsSettings) -> bool {
+        Check::same_as(self, tls, other, other_tls)
+    }
+}
+
+impl Definition for Flow {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn same_as(&self, tls: &TlsSettings, other: &Self, other_tls: &TlsSettings) -> bool {
+        Flow::same_as(self, tls, other, other_tls)
+    }
+}
+
+/// The new config's items, with the old `Arc` for each unchanged one; their
+/// resolved TLS settings; and `(new, old)` positions of the unchanged ones.
+type Matched<T> = (Vec<Arc<T>>, Vec<TlsSettings>, Vec<(usize, usize)>);
+
+fn match_up<T: Definition>(
+    new: &[Arc<T>],
+    old: &[Arc<T>],
+    old_tls: &[TlsSettings],
+    tls_of: impl Fn(&T) -> TlsSettings,
+    diff: &mut Reloaded,
+) -> Matched<T> {
+    let by_name: HashMap<&str, (usize, &Arc<T>)> = old
+        .iter()
+        .enumerate()
+        .map(|(i, item)| (item.name(), (i, item)))
+        .collect();
+    let (mut items, mut tls_list, mut pairs) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, item) in new.iter().enumerate() {
+        let tls = tls_of(item);
+        match by_name.get(item.name()) {
+            Some((j, prev)) if prev.same_as(&old_tls[*j], item, &tls) => {
+                diff.unchanged.push(item.name().to_owned());
+                pairs.push((i, *j));
+                items.push(Arc::clone(prev));
+            }
+            seen => {
+                let list = if seen.is_some() {
+                    &mut diff.changed
+                } else {
+                    &mut diff.added
+                };
+                list.push(item.name().to_owned());
+                items.push(item.clone());
+            }
+        }
+        tls_list.push(tls);
+    }
+    (items, tls_list, pairs)
+}
+
 /// What a reload changed, by name.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Reloaded {
@@ -184,64 +248,25 @@ impl Recorder {
     /// metric series; changed ones start afresh; removed ones disappear.
     /// Returns the checks and flows to schedule and what changed.
     pub fn reload(&self, config: &Config) -> (Vec<Arc<Check>>, Vec<Arc<Flow>>, Reloaded) {
-        let old = self.layout();
+        // Held from the copy to the swap: a result recorded meanwhile would
+        // land in the old layout after its counts were copied, and be lost.
+        let mut current = self.layout.write().unwrap_or_else(|p| p.into_inner());
+        let old = current.clone();
         let mut diff = Reloaded::default();
-        let old_checks: HashMap<&str, (usize, &Arc<Check>)> = old
-            .checks
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.name.as_str(), (i, c)))
-            .collect();
-        let old_flows: HashMap<&str, (usize, &Arc<Flow>)> = old
-            .flows
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (f.name.as_str(), (i, f)))
-            .collect();
-        let (mut check_pairs, mut flow_pairs) = (Vec::new(), Vec::new());
-        let (mut check_tls, mut flow_tls) = (Vec::new(), Vec::new());
-        let mut checks: Vec<Arc<Check>> = Vec::with_capacity(config.checks.len());
-        for (i, c) in config.checks.iter().enumerate() {
-            let tls = config.tls_of_check(c);
-            match old_checks.get(c.name.as_str()) {
-                Some((j, prev)) if prev.same_as(&old.check_tls[*j], c, &tls) => {
-                    diff.unchanged.push(c.name.clone());
-                    check_pairs.push((i, *j));
-                    checks.push(Arc::clone(prev));
-                }
-                seen => {
-                    let list = if seen.is_some() {
-                        &mut diff.changed
-                    } else {
-                        &mut diff.added
-                    };
-                    list.push(c.name.clone());
-                    checks.push(c.clone());
-                }
-            }
-            check_tls.push(tls);
-        }
-        let mut flows: Vec<Arc<Flow>> = Vec::with_capacity(config.flows.len());
-        for (i, f) in config.flows.iter().enumerate() {
-            let tls = config.tls_of_flow(f);
-            match old_flows.get(f.name.as_str()) {
-                Some((j, prev)) if prev.same_as(&old.flow_tls[*j], f, &tls) => {
-                    diff.unchanged.push(f.name.clone());
-                    flow_pairs.push((i, *j));
-                    flows.push(Arc::clone(prev));
-                }
-                seen => {
-                    let list = if seen.is_some() {
-                        &mut diff.changed
-                    } else {
-                        &mut diff.added
-                    };
-                    list.push(f.name.clone());
-                    flows.push(f.clone());
-                }
-            }
-            flow_tls.push(tls);
-        }
+        let (checks, check_tls, check_pairs) = match_up(
+            &config.checks,
+            &old.checks,
+            &old.check_tls,
+            |c| config.tls_of_check(c),
+            &mut diff,
+        );
+        let (flows, flow_tls, flow_pairs) = match_up(
+            &config.flows,
+            &old.flows,
+            &old.flow_tls,
+            |f| config.tls_of_flow(f),
+            &mut diff,
+        );
         let kept: std::collections::HashSet<&str> = checks
             .iter()
             .map(|c| c.name.as_str())
@@ -289,12 +314,13 @@ impl Recorder {
             );
         }
         self.metrics.set_overall(layout.board.overall().score());
-        *self.layout.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(layout);
+        *current = Arc::new(layout);
         (checks, flows, diff)
     }
 
     pub fn record(&self, check: &Arc<Check>, result: CheckResult) {
-        let layout = self.layout();
+        // Held while recording, so a reload never copies a half-recorded slot.
+        let layout = self.layout.read().unwrap_or_else(|p| p.into_inner());
         let Some(i) = layout.slot_of_check(check) else {
             self.discard(&check.name);
             return;
@@ -328,7 +354,7 @@ impl Recorder {
     }
 
     pub fn record_flow(&self, flow: &Arc<Flow>, result: FlowResult) {
-        let layout = self.layout();
+        let layout = self.layout.read().unwrap_or_else(|p| p.into_inner());
         let Some(i) = layout.slot_of_flow(flow) else {
             self.discard(&flow.name);
             return;
@@ -495,7 +521,7 @@ impl Recorder {
     }
 
     pub fn skipped(&self, check: &Check, count: u64) {
-        let layout = self.layout();
+        let layout = self.layout.read().unwrap_or_else(|p| p.into_inner());
         if let Some(i) = layout.slot_of_check(check) {
             layout.check_series.skipped(i, count);
             layout.board.add_skipped(Slot::Check(i), count);
@@ -504,7 +530,7 @@ impl Recorder {
     }
 
     pub fn skipped_flow(&self, flow: &Flow, count: u64) {
-        let layout = self.layout();
+        let layout = self.layout.read().unwrap_or_else(|p| p.into_inner());
         if let Some(i) = layout.slot_of_flow(flow) {
             layout.flow_series.skipped(i, count);
             layout.board.add_skipped(Slot::Flow(i), count);
