@@ -40,14 +40,12 @@ impl Runner {
     /// bug, but it must not take the check's schedule (or the daemon) with
     /// it: it becomes a failed result of kind `internal`.
     pub async fn check(&self, check: &Check, tick: Tick) -> CheckResult {
-        let observed = AssertUnwindSafe(async {
+        let probe_and_judge = async {
             let obs = self.observe(check).await;
             let outcome = judge(&check.expect, &obs, &self.redactor);
             (obs, outcome)
-        })
-        .catch_unwind()
-        .await;
-        let (obs, outcome) = observed.unwrap_or_else(|_| {
+        };
+        let (obs, outcome) = contained(probe_and_judge, || {
             tracing::error!(check = %check.name, "probe panicked; recorded as an internal failure");
             let reason = "the probe panicked (a bug in lookout; see the log)".to_owned();
             (
@@ -57,7 +55,8 @@ impl Runner {
                     reason,
                 },
             )
-        });
+        })
+        .await;
         CheckResult {
             started_at: tick.started,
             duration: obs.duration,
@@ -77,10 +76,7 @@ impl Runner {
             redactor: &self.redactor,
             templater: &self.templater,
         };
-        let ran = AssertUnwindSafe(runner.run(flow, tick))
-            .catch_unwind()
-            .await;
-        ran.unwrap_or_else(|_| {
+        contained(runner.run(flow, tick), || {
             tracing::error!(flow = %flow.name, "flow run panicked; recorded as an internal failure");
             let reason = "the flow run panicked (a bug in lookout; see the log)";
             let steps = flow
@@ -105,6 +101,7 @@ impl Runner {
                 captured: Vec::new(),
             }
         })
+        .await
     }
 
     async fn observe(&self, check: &Check) -> Observation {
@@ -113,6 +110,15 @@ impl Runner {
             None => Observation::failed(FailureKind::Internal, "no TLS profile for this check"),
         }
     }
+}
+
+/// Runs `fut`; a panic inside it becomes `on_panic()`'s value instead of
+/// unwinding into the schedule task.
+async fn contained<T>(fut: impl Future<Output = T>, on_panic: impl FnOnce() -> T) -> T {
+    AssertUnwindSafe(fut)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| on_panic())
 }
 
 /// Every check and flow of a config, run once.
@@ -149,4 +155,16 @@ pub async fn run_once(config: &Config) -> Result<Once, TlsSetupError> {
     )
     .await;
     Ok(Once { checks, flows })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_becomes_the_fallback_value() {
+        let fallback = contained(async { panic!("a bug in a probe") }, || 7).await;
+        assert_eq!(fallback, 7);
+        assert_eq!(contained(async { 1 }, || 7).await, 1);
+    }
 }
