@@ -3,6 +3,7 @@
 //! a cap on their size, so a slow or hostile client costs a connection
 //! slot for a bounded time and nothing else.
 
+use std::future::Future as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,6 +61,9 @@ pub async fn serve(
         let (app, acceptor, shutdown) = (app.clone(), acceptor.clone(), shutdown.clone());
         tracker.spawn(async move {
             let _slot = slot;
+            // hyper's header deadline starts with the first byte; a client
+            // that sends nothing, or stops, is closed by this one.
+            let stream = Idle::new(stream, header_timeout);
             match acceptor {
                 None => connection(stream, app, header_timeout, shutdown).await,
                 Some(acceptor) => {
@@ -100,5 +104,99 @@ where
             conn.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(DRAIN, conn).await;
         }
+    }
+}
+
+/// How long an established connection may go without traffic (between
+/// keep-alive requests, or while a slow handler works).
+const IDLE: Duration = Duration::from_secs(60);
+
+/// A stream that fails a read or write that has waited too long since the
+/// connection's last progress in either direction: the header deadline
+/// until the first byte arrives (hyper's own deadline only starts then),
+/// [`IDLE`] after.
+struct Idle<S> {
+    inner: S,
+    after_first_byte: Duration,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<S> Idle<S> {
+    fn new(inner: S, first_byte: Duration) -> Idle<S> {
+        Idle {
+            inner,
+            after_first_byte: IDLE.max(first_byte),
+            deadline: Box::pin(tokio::time::sleep(first_byte)),
+        }
+    }
+
+    fn progress(&mut self) {
+        let next = tokio::time::Instant::now() + self.after_first_byte;
+        self.deadline.as_mut().reset(next);
+    }
+
+    /// While the operation is pending: an error once the deadline passed.
+    fn expired<T>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<T>> {
+        match self.deadline.as_mut().poll(cx) {
+            std::task::Poll::Ready(()) => std::task::Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "idle connection",
+            ))),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Idle<S> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match std::pin::Pin::new(&mut this.inner).poll_read(cx, buf) {
+            std::task::Poll::Ready(r) => {
+                if buf.filled().len() > before {
+                    this.progress();
+                }
+                std::task::Poll::Ready(r)
+            }
+            std::task::Poll::Pending => this.expired(cx),
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Idle<S> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        match std::pin::Pin::new(&mut this.inner).poll_write(cx, data) {
+            std::task::Poll::Ready(r) => {
+                this.progress();
+                std::task::Poll::Ready(r)
+            }
+            std::task::Poll::Pending => this.expired(cx),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }

@@ -201,6 +201,21 @@ async fn slow_greedy_and_oversized_clients_are_cut_off() {
         started.elapsed()
     );
 
+    // A connection that sends nothing at all is dropped the same way.
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let started = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "an idle connection was not closed"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(idle);
+
     // Four idle connections take every slot; a fifth is closed at once,
     // and once they go, the listener serves again.
     let mut idle = Vec::new();
