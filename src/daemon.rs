@@ -13,15 +13,19 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Check, Config, Flow};
 use std::collections::HashMap;
 
-use crate::record::{Recorder, Reloaded};
+use crate::record::{Job, Recorder, Reloaded};
 use crate::run::Runner;
 use crate::schedule::{JobHandle, Scheduler, Tick};
+use crate::secret::SharedRedactor;
+use crate::serve::access::Access;
 use crate::serve::{self, AppState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("TLS setup failed: {0}")]
     Tls(#[from] crate::probe::tls::TlsSetupError),
+    #[error("basic auth setup failed: {0}")]
+    Auth(#[from] bcrypt::BcryptError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -60,6 +64,8 @@ pub enum ReloadError {
     Config(#[from] crate::config::ConfigError),
     #[error("TLS setup failed: {0}")]
     Tls(#[from] crate::probe::tls::TlsSetupError),
+    #[error("basic auth setup failed: {0}")]
+    Auth(#[from] bcrypt::BcryptError),
     #[error("reading the config failed: {0}")]
     Join(String),
 }
@@ -71,11 +77,14 @@ pub struct Options {
     pub enable_lifecycle: bool,
 }
 
-/// What a reload changes: the jobs on the schedule, by check or flow name.
+/// What a reload changes: the jobs on the schedule, the secrets runs scrub,
+/// and who may connect.
 struct Control {
     recorder: Arc<Recorder>,
     scheduler: Scheduler,
-    jobs: std::sync::Mutex<HashMap<String, JobHandle>>,
+    jobs: std::sync::Mutex<HashMap<Job, JobHandle>>,
+    redactor: SharedRedactor,
+    access: Arc<Access>,
     /// One limit per origin, shared by every check and flow against it.
     targets: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
     /// The first load's settings that only a restart applies.
@@ -117,7 +126,7 @@ impl Control {
                 },
                 move |n| skip_recorder.skipped(&skip_check, n),
             );
-            jobs.insert(check.name.clone(), handle);
+            jobs.insert(Job::Check(check.name.clone()), handle);
         }
         for (flow, limit) in flows.iter().zip(flow_limits) {
             let (job_pipeline, job_flow) = (pipeline.clone(), flow.clone());
@@ -131,7 +140,7 @@ impl Control {
                 },
                 move |n| skip_recorder.skipped_flow(&skip_flow, n),
             );
-            jobs.insert(flow.name.clone(), handle);
+            jobs.insert(Job::Flow(flow.name.clone()), handle);
         }
     }
 
@@ -162,59 +171,94 @@ impl Control {
         let config = tokio::task::spawn_blocking(move || crate::config::load(&path))
             .await
             .map_err(|e| ReloadError::Join(e.to_string()))??;
-        let runner = Runner::new(&config)?;
-        let old = &self.started;
-        for (what, same) in [
-            ("server.listen", config.listen == old.listen),
-            (
-                "scheduler.max_concurrent_probes",
-                config.max_concurrent_probes == old.max_concurrent_probes,
-            ),
-            (
-                "scheduler.shutdown_grace",
-                config.shutdown_grace == old.shutdown_grace,
-            ),
-            (
-                "store",
-                format!("{:?}", config.store) == format!("{:?}", old.store),
-            ),
-        ] {
-            if !same {
-                tracing::warn!(
-                    setting = what,
-                    "changed in the config; it takes effect at the next restart"
-                );
-            }
-        }
-        let (checks, flows, diff) = self.recorder.reload(&config);
+        // Everything that can fail comes first: past this point the reload
+        // happens whole.
+        let runner = Runner::sharing(&config, self.redactor.clone())?;
+        self.access.set(&config.server)?;
+        warn_restart_only(&self.started, &config);
+        warn_if_open(self.started.listen, &config.server);
+
+        let recorder = self.recorder.clone();
+        let new_config = Arc::new(config);
+        let for_swap = new_config.clone();
+        // Building the new layout costs milliseconds per thousand checks.
+        let (checks, flows, diff) = tokio::task::spawn_blocking(move || recorder.reload(&for_swap))
+            .await
+            .map_err(|e| ReloadError::Join(e.to_string()))?;
+        self.redactor.set(new_config.redactor.clone());
         {
             let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-            for name in diff.changed.iter().chain(&diff.removed) {
-                if let Some(job) = jobs.remove(name) {
-                    job.stop();
+            for job in diff.changed.iter().chain(&diff.removed) {
+                if let Some(handle) = jobs.remove(job) {
+                    handle.stop();
                 }
             }
         }
-        let fresh: std::collections::HashSet<&str> = diff
-            .added
-            .iter()
-            .chain(&diff.changed)
-            .map(String::as_str)
-            .collect();
+        let fresh: std::collections::HashSet<&Job> =
+            diff.added.iter().chain(&diff.changed).collect();
         let pipeline = Arc::new(Pipeline {
             runner,
             recorder: self.recorder.clone(),
         });
         let new_checks: Vec<Arc<Check>> = checks
             .into_iter()
-            .filter(|c| fresh.contains(c.name.as_str()))
+            .filter(|c| fresh.contains(&Job::Check(c.name.clone())))
             .collect();
         let new_flows: Vec<Arc<Flow>> = flows
             .into_iter()
-            .filter(|f| fresh.contains(f.name.as_str()))
+            .filter(|f| fresh.contains(&Job::Flow(f.name.clone())))
             .collect();
         self.schedule(&pipeline, &new_checks, &new_flows);
         Ok(diff)
+    }
+}
+
+/// Settings read once at start: a reload that changes them says so.
+fn warn_restart_only(old: &Config, new: &Config) {
+    for (what, same) in [
+        ("server.listen", new.listen == old.listen),
+        (
+            "server.read_header_timeout",
+            new.server.read_header_timeout == old.server.read_header_timeout,
+        ),
+        (
+            "server.max_connections",
+            new.server.max_connections == old.server.max_connections,
+        ),
+        (
+            "scheduler.max_concurrent_probes",
+            new.max_concurrent_probes == old.max_concurrent_probes,
+        ),
+        (
+            "scheduler.max_concurrent_per_target",
+            new.max_concurrent_per_target == old.max_concurrent_per_target,
+        ),
+        (
+            "scheduler.shutdown_grace",
+            new.shutdown_grace == old.shutdown_grace,
+        ),
+        (
+            "store",
+            format!("{:?}", new.store) == format!("{:?}", old.store),
+        ),
+    ] {
+        if !same {
+            tracing::warn!(
+                setting = what,
+                "changed in the config; it takes effect at the next restart"
+            );
+        }
+    }
+}
+
+/// Whether anyone who can reach `addr` can read the page and the API.
+pub fn open_to_all(addr: SocketAddr, server: &crate::config::ServerSettings) -> bool {
+    !addr.ip().is_loopback() && server.basic_auth_users.is_empty()
+}
+
+fn warn_if_open(addr: SocketAddr, server: &crate::config::ServerSettings) {
+    if open_to_all(addr, server) {
+        tracing::warn!(%addr, "listening beyond loopback without basic_auth_users: the status page and API are open to anyone who can reach this address");
     }
 }
 
@@ -253,7 +297,10 @@ impl Daemon {
     }
 
     pub async fn start_with(config: Config, options: Options) -> Result<Daemon, StartError> {
-        let runner = Runner::new(&config)?;
+        // What can fail comes before anything starts.
+        let redactor = SharedRedactor::new(config.redactor.clone());
+        let runner = Runner::sharing(&config, redactor.clone())?;
+        let access = Arc::new(Access::new(&config.server)?);
         let recorder = Arc::new(Recorder::new(&config));
         recorder.restore().await;
         let ready = Arc::new(AtomicBool::new(false));
@@ -267,15 +314,15 @@ impl Daemon {
             addr: config.listen,
             source,
         })?;
-        if !addr.ip().is_loopback() && config.server.basic_auth_users.is_empty() {
-            tracing::warn!(%addr, "listening beyond loopback without basic_auth_users: the status page and API are open to anyone who can reach this address");
-        }
+        warn_if_open(addr, &config.server);
 
         let grace = config.shutdown_grace;
         let control = Arc::new(Control {
             recorder: recorder.clone(),
             scheduler: Scheduler::new(config.max_concurrent_probes),
             jobs: Default::default(),
+            redactor,
+            access: access.clone(),
             targets: Default::default(),
             started: config,
             reloading: Default::default(),
@@ -289,12 +336,12 @@ impl Daemon {
             ready: ready.clone(),
             uptime_cache: Default::default(),
             reloader,
-            auth: serve::auth::BasicAuth::new(&config.server.basic_auth_users),
+            access: access.clone(),
         });
         let stop_server = CancellationToken::new();
         let stop = stop_server.clone();
         let listen = serve::listen::Listen {
-            tls: config.server.tls.clone(),
+            access,
             read_header_timeout: config.server.read_header_timeout,
             max_connections: config.server.max_connections,
         };

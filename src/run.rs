@@ -17,21 +17,26 @@ use crate::outcome::{CheckResult, FailureKind, FlowResult, Outcome, StepResult, 
 use crate::probe::tls::TlsSetupError;
 use crate::probe::{Observation, Prober, http};
 use crate::schedule::Tick;
-use crate::secret::Redactor;
+use crate::secret::SharedRedactor;
 use crate::template::Templater;
 
 /// Everything a run needs, built once per config.
 pub struct Runner {
     prober: Prober,
-    redactor: Redactor,
+    redactor: SharedRedactor,
     templater: Templater,
 }
 
 impl Runner {
     pub fn new(config: &Config) -> Result<Runner, TlsSetupError> {
+        Runner::sharing(config, SharedRedactor::new(config.redactor.clone()))
+    }
+
+    /// A runner that scrubs with `redactor`, which a reload updates.
+    pub fn sharing(config: &Config, redactor: SharedRedactor) -> Result<Runner, TlsSetupError> {
         Ok(Runner {
             prober: Prober::new(config)?,
-            redactor: config.redactor.clone(),
+            redactor,
             templater: Templater::default(),
         })
     }
@@ -40,9 +45,13 @@ impl Runner {
     /// bug, but it must not take the check's schedule (or the daemon) with
     /// it: it becomes a failed result of kind `internal`.
     pub async fn check(&self, check: &Check, tick: Tick) -> CheckResult {
+        let redactor = self.redactor.get();
         let probe_and_judge = async {
-            let obs = self.observe(check).await;
-            let outcome = judge(&check.expect, &obs, &self.redactor);
+            let obs = match self.prober.profile(check.request.tls_profile) {
+                Some(profile) => http::probe(&check.request, profile, &redactor).await,
+                None => Observation::failed(FailureKind::Internal, "no TLS profile for this check"),
+            };
+            let outcome = judge(&check.expect, &obs, &redactor);
             (obs, outcome)
         };
         let (obs, outcome) = contained(probe_and_judge, || {
@@ -71,9 +80,10 @@ impl Runner {
 
     /// Runs one flow, panics contained as for checks.
     pub async fn flow(&self, flow: &Flow, tick: Tick) -> FlowResult {
+        let redactor = self.redactor.get();
         let runner = FlowRunner {
             prober: &self.prober,
-            redactor: &self.redactor,
+            redactor: &redactor,
             templater: &self.templater,
         };
         contained(runner.run(flow, tick), || {
@@ -102,13 +112,6 @@ impl Runner {
             }
         })
         .await
-    }
-
-    async fn observe(&self, check: &Check) -> Observation {
-        match self.prober.profile(check.request.tls_profile) {
-            Some(profile) => http::probe(&check.request, profile, &self.redactor).await,
-            None => Observation::failed(FailureKind::Internal, "no TLS profile for this check"),
-        }
     }
 }
 

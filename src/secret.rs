@@ -75,6 +75,27 @@ fn fingerprint(value: &str) -> String {
     format!("sha256:{hex}")
 }
 
+/// The current config's [`Redactor`], shared by every runner of a daemon:
+/// a reload re-reads the secrets, and jobs it leaves alone keep running on
+/// the runner of the config they came from, yet must scrub the new values.
+#[derive(Clone, Default)]
+pub struct SharedRedactor(Arc<std::sync::RwLock<Redactor>>);
+
+impl SharedRedactor {
+    pub fn new(redactor: Redactor) -> SharedRedactor {
+        SharedRedactor(Arc::new(std::sync::RwLock::new(redactor)))
+    }
+
+    /// The redactor now (two `Arc` clones).
+    pub fn get(&self) -> Redactor {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set(&self, redactor: Redactor) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = redactor;
+    }
+}
+
 /// Replaces every known secret, in every form a target might echo it, with
 /// `[redacted sha256:…]`.
 #[derive(Clone, Default)]

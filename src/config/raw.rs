@@ -272,12 +272,20 @@ impl<'de> Deserialize<'de> for MatrixValue {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
 
+/// The longest duration any setting takes.
+const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
         match humantime::parse_duration(&text) {
             Ok(d) if d.is_zero() => Err(de::Error::custom(format!(
                 "invalid duration {text:?}: must be greater than zero"
+            ))),
+            // Far beyond any sensible setting, and far from where adding it
+            // to a clock or a timestamp overflows.
+            Ok(d) if d > MAX_DURATION => Err(de::Error::custom(format!(
+                "invalid duration {text:?}: must be at most 100 years"
             ))),
             Ok(d) => Ok(HumanDuration(d)),
             Err(e) => Err(de::Error::custom(format!(

@@ -76,28 +76,18 @@ pub(super) fn validate(
             )
         })?,
     };
-    let max_concurrent_probes = match &raw.scheduler.max_concurrent_probes {
-        None => DEFAULT_MAX_CONCURRENT_PROBES,
-        Some(n) if *n.get_ref() == 0 => {
-            return Err(ctx.err(
-                n.span(),
-                "scheduler.max_concurrent_probes",
-                "must be at least 1",
-            ));
-        }
-        Some(n) => *n.get_ref(),
-    };
-    let max_concurrent_per_target = match &raw.scheduler.max_concurrent_per_target {
-        None => DEFAULT_MAX_CONCURRENT_PER_TARGET,
-        Some(n) if *n.get_ref() == 0 => {
-            return Err(ctx.err(
-                n.span(),
-                "scheduler.max_concurrent_per_target",
-                "must be at least 1",
-            ));
-        }
-        Some(n) => *n.get_ref(),
-    };
+    let max_concurrent_probes = limit(
+        &ctx,
+        raw.scheduler.max_concurrent_probes.as_ref(),
+        "scheduler.max_concurrent_probes",
+        DEFAULT_MAX_CONCURRENT_PROBES,
+    )?;
+    let max_concurrent_per_target = limit(
+        &ctx,
+        raw.scheduler.max_concurrent_per_target.as_ref(),
+        "scheduler.max_concurrent_per_target",
+        DEFAULT_MAX_CONCURRENT_PER_TARGET,
+    )?;
     let shutdown_grace = raw
         .scheduler
         .shutdown_grace
@@ -190,18 +180,62 @@ pub(super) fn validate(
     })
 }
 
+/// A limit counted in connections or probes: at least 1, and at most
+/// [`MAX_LIMIT`] (a semaphore takes no more than `usize::MAX >> 3`, and
+/// no machine runs a million probes at once).
+fn limit(
+    ctx: &Ctx<'_>,
+    raw: Option<&Spanned<usize>>,
+    field: &str,
+    default: usize,
+) -> Result<usize, ConfigError> {
+    match raw {
+        None => Ok(default),
+        Some(n) if !(1..=MAX_LIMIT).contains(n.get_ref()) => Err(ctx.err(
+            n.span(),
+            field,
+            format!("must be between 1 and {MAX_LIMIT}"),
+        )),
+        Some(n) => Ok(*n.get_ref()),
+    }
+}
+
+const MAX_LIMIT: usize = 1_000_000;
+/// The costs the bcrypt crate hashes and verifies with.
+const BCRYPT_COSTS: std::ops::RangeInclusive<u32> = 4..=31;
+const MIN_READ_HEADER_TIMEOUT: Duration = Duration::from_millis(100);
+const MAX_READ_HEADER_TIMEOUT: Duration = Duration::from_secs(3600);
+
 fn server_settings(
     ctx: &Ctx<'_>,
     raw: &super::raw::RawServer,
 ) -> Result<ServerSettings, ConfigError> {
     let mut users = BTreeMap::new();
     for (user, hash) in &raw.basic_auth_users {
-        if hash.get_ref().parse::<bcrypt::HashParts>().is_err() {
-            return Err(ctx.err(
-                hash.span(),
-                format!("server.basic_auth_users.{user}"),
-                "not a bcrypt hash (make one with `lookout hash-password`)",
-            ));
+        let field = format!("server.basic_auth_users.{user}");
+        match hash.get_ref().parse::<bcrypt::HashParts>() {
+            Err(_) => {
+                return Err(ctx.err(
+                    hash.span(),
+                    field,
+                    "not a bcrypt hash (make one with `lookout hash-password`)",
+                ));
+            }
+            // The parser takes any cost, bcrypt itself only these: a hash
+            // outside them could never match.
+            Ok(parts) if !BCRYPT_COSTS.contains(&parts.get_cost()) => {
+                return Err(ctx.err(
+                    hash.span(),
+                    field,
+                    format!(
+                        "bcrypt cost {} is outside {}..={}",
+                        parts.get_cost(),
+                        BCRYPT_COSTS.start(),
+                        BCRYPT_COSTS.end()
+                    ),
+                ));
+            }
+            Ok(_) => {}
         }
         users.insert(user.clone(), hash.get_ref().clone());
     }
@@ -209,17 +243,25 @@ fn server_settings(
         None => None,
         Some(t) => Some(Arc::new(server_tls(ctx, t)?)),
     };
-    let read_header_timeout = raw
-        .read_header_timeout
-        .as_ref()
-        .map_or(DEFAULT_READ_HEADER_TIMEOUT, |t| t.get_ref().0);
-    let max_connections = match &raw.max_connections {
-        None => DEFAULT_MAX_CONNECTIONS,
-        Some(n) if *n.get_ref() == 0 => {
-            return Err(ctx.err(n.span(), "server.max_connections", "must be at least 1"));
+    let read_header_timeout = match &raw.read_header_timeout {
+        None => DEFAULT_READ_HEADER_TIMEOUT,
+        Some(t)
+            if !(MIN_READ_HEADER_TIMEOUT..=MAX_READ_HEADER_TIMEOUT).contains(&t.get_ref().0) =>
+        {
+            return Err(ctx.err(
+                t.span(),
+                "server.read_header_timeout",
+                "must be between 100ms and 1h",
+            ));
         }
-        Some(n) => *n.get_ref(),
+        Some(t) => t.get_ref().0,
     };
+    let max_connections = limit(
+        ctx,
+        raw.max_connections.as_ref(),
+        "server.max_connections",
+        DEFAULT_MAX_CONNECTIONS,
+    )?;
     Ok(ServerSettings {
         tls,
         basic_auth_users: users,

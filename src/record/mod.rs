@@ -98,12 +98,16 @@ impl Layout {
 /// What a reload compares: checks and flows alike.
 trait Definition {
     fn name(&self) -> &str;
+    fn job(&self) -> Job;
     fn same_as(&self, tls: &TlsSettings, other: &Self, other_tls: &TlsSettings) -> bool;
 }
 
 impl Definition for Check {
     fn name(&self) -> &str {
         &self.name
+    }
+    fn job(&self) -> Job {
+        Job::Check(self.name.clone())
     }
     fn same_as(&self, tls: &TlsSettings, other: &Self, other_tls: &TlsSettings) -> bool {
         Check::same_as(self, tls, other, other_tls)
@@ -113,6 +117,9 @@ impl Definition for Check {
 impl Definition for Flow {
     fn name(&self) -> &str {
         &self.name
+    }
+    fn job(&self) -> Job {
+        Job::Flow(self.name.clone())
     }
     fn same_as(&self, tls: &TlsSettings, other: &Self, other_tls: &TlsSettings) -> bool {
         Flow::same_as(self, tls, other, other_tls)
@@ -140,7 +147,7 @@ fn match_up<T: Definition>(
         let tls = tls_of(item);
         match by_name.get(item.name()) {
             Some((j, prev)) if prev.same_as(&old_tls[*j], item, &tls) => {
-                diff.unchanged.push(item.name().to_owned());
+                diff.unchanged.push(item.job());
                 pairs.push((i, *j));
                 items.push(Arc::clone(prev));
             }
@@ -150,22 +157,46 @@ fn match_up<T: Definition>(
                 } else {
                     &mut diff.added
                 };
-                list.push(item.name().to_owned());
+                list.push(item.job());
                 items.push(item.clone());
             }
         }
         tls_list.push(tls);
     }
+    // Removed: gone from this kind. A check that became a flow of the same
+    // name is a removed check and an added flow.
+    let kept: std::collections::HashSet<&str> = new.iter().map(|n| n.name()).collect();
+    diff.removed.extend(
+        old.iter()
+            .filter(|o| !kept.contains(o.name()))
+            .map(|o| o.job()),
+    );
     (items, tls_list, pairs)
 }
 
-/// What a reload changed, by name.
+/// A scheduled job: a check or a flow, by name (one config never has both
+/// of one name, but two configs may).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Job {
+    Check(String),
+    Flow(String),
+}
+
+impl Job {
+    pub fn name(&self) -> &str {
+        match self {
+            Job::Check(n) | Job::Flow(n) => n,
+        }
+    }
+}
+
+/// What a reload changed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Reloaded {
-    pub added: Vec<String>,
-    pub changed: Vec<String>,
-    pub removed: Vec<String>,
-    pub unchanged: Vec<String>,
+    pub added: Vec<Job>,
+    pub changed: Vec<Job>,
+    pub removed: Vec<Job>,
+    pub unchanged: Vec<Job>,
 }
 
 /// The board of the current config (see [`Recorder::board`]).
@@ -181,6 +212,8 @@ impl std::ops::Deref for BoardRef {
 pub struct Recorder {
     pub metrics: Metrics,
     layout: RwLock<Arc<Layout>>,
+    /// One reload at a time.
+    reloading: std::sync::Mutex<()>,
     pub store: Store,
 }
 
@@ -213,6 +246,7 @@ impl Recorder {
         Recorder {
             metrics,
             layout: RwLock::new(Arc::new(layout)),
+            reloading: Default::default(),
             store: Store::start(config.store.clone()),
         }
     }
@@ -248,10 +282,11 @@ impl Recorder {
     /// metric series; changed ones start afresh; removed ones disappear.
     /// Returns the checks and flows to schedule and what changed.
     pub fn reload(&self, config: &Config) -> (Vec<Arc<Check>>, Vec<Arc<Flow>>, Reloaded) {
-        // Held from the copy to the swap: a result recorded meanwhile would
-        // land in the old layout after its counts were copied, and be lost.
-        let mut current = self.layout.write().unwrap_or_else(|p| p.into_inner());
-        let old = current.clone();
+        // Building the new layout (board, series) is the costly part, and
+        // only needs the old definitions, which no result changes: done
+        // before the lock, so probes keep recording meanwhile.
+        let _one = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        let old = self.layout();
         let mut diff = Reloaded::default();
         let (checks, check_tls, check_pairs) = match_up(
             &config.checks,
@@ -267,28 +302,20 @@ impl Recorder {
             |f| config.tls_of_flow(f),
             &mut diff,
         );
-        let kept: std::collections::HashSet<&str> = checks
-            .iter()
-            .map(|c| c.name.as_str())
-            .chain(flows.iter().map(|f| f.name.as_str()))
-            .collect();
-        diff.removed = old
-            .checks
-            .iter()
-            .map(|c| c.name.as_str())
-            .chain(old.flows.iter().map(|f| f.name.as_str()))
-            .filter(|n| !kept.contains(n))
-            .map(str::to_owned)
-            .collect();
-
         let layout = Layout::new(
             checks.clone(),
             flows.clone(),
             (check_tls, flow_tls),
             config.redactor.clone(),
         );
+
+        // Held from the copy to the swap: a result recorded meanwhile would
+        // land in the old layout after its counts were copied, and be lost.
+        // Reloads are one at a time, so `old` is still the current layout.
+        let mut current = self.layout.write().unwrap_or_else(|p| p.into_inner());
+        let old = current.clone();
         let unchanged: std::collections::HashSet<&str> =
-            diff.unchanged.iter().map(String::as_str).collect();
+            diff.unchanged.iter().map(Job::name).collect();
         layout
             .board
             .carry_from(&old.board, &|name| unchanged.contains(name));

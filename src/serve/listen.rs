@@ -22,7 +22,8 @@ const MAX_HEADER_BYTES: usize = 64 * 1024;
 const DRAIN: Duration = Duration::from_secs(5);
 
 pub struct Listen {
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// TLS or not is decided per connection: a reload may change it.
+    pub access: Arc<super::access::Access>,
     pub read_header_timeout: Duration,
     pub max_connections: usize,
 }
@@ -37,7 +38,6 @@ pub async fn serve(
 ) {
     let tracker = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(listen.max_connections.max(1)));
-    let acceptor = listen.tls.map(tokio_rustls::TlsAcceptor::from);
     let header_timeout = listen.read_header_timeout;
     loop {
         let accepted = tokio::select! {
@@ -58,7 +58,7 @@ pub async fn serve(
             drop(stream);
             continue;
         };
-        let (app, acceptor, shutdown) = (app.clone(), acceptor.clone(), shutdown.clone());
+        let (app, acceptor, shutdown) = (app.clone(), listen.access.tls(), shutdown.clone());
         tracker.spawn(async move {
             let _slot = slot;
             // hyper's header deadline starts with the first byte; a client

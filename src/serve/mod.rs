@@ -2,6 +2,7 @@
 //! the status page at `/`. Handlers only read the recorder; they never
 //! block on a probe.
 
+pub mod access;
 pub mod auth;
 mod detail;
 pub mod listen;
@@ -31,8 +32,8 @@ pub struct AppState {
     pub uptime_cache: UptimeCache,
     /// Set when `POST /-/reload` is enabled.
     pub reloader: Option<Arc<dyn Reloader>>,
-    /// Set when `[server] basic_auth_users` has users.
-    pub auth: Option<Arc<auth::BasicAuth>>,
+    /// `[server]`'s TLS and basic auth users, as last (re)loaded.
+    pub access: Arc<access::Access>,
 }
 
 /// Re-reads the config: the daemon's, behind `POST /-/reload`.

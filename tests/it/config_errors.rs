@@ -93,6 +93,71 @@ basic_auth_users = { admin = "hunter2" }
         message: "not a bcrypt hash (make one with `lookout hash-password`)",
     },
     Case {
+        // A typo in the cost: bcrypt parses it, but no password could ever
+        // match, and auth must not quietly turn off.
+        name: "basic auth hash with a cost bcrypt does not take",
+        toml: r#"[server]
+basic_auth_users = { admin = "$2y$03$abcdefghijklmnopqrstuu5Yf0z8v9pQb7D1kXn3Wq6TtYhJgKx5e" }
+"#,
+        line: 2,
+        column: 30,
+        field: "server.basic_auth_users.admin",
+        message: "bcrypt cost 3 is outside 4..=31",
+    },
+    Case {
+        name: "connection limit beyond what a semaphore takes",
+        toml: r#"[server]
+max_connections = 4611686018427387904
+"#,
+        line: 2,
+        column: 19,
+        field: "server.max_connections",
+        message: "must be between 1 and 1000000",
+    },
+    Case {
+        name: "header read timeout too short to read any header",
+        toml: r#"[server]
+read_header_timeout = "1ms"
+"#,
+        line: 2,
+        column: 23,
+        field: "server.read_header_timeout",
+        message: "must be between 100ms and 1h",
+    },
+    Case {
+        name: "per-target limit of zero",
+        toml: r#"[scheduler]
+max_concurrent_per_target = 0
+"#,
+        line: 2,
+        column: 29,
+        field: "scheduler.max_concurrent_per_target",
+        message: "must be between 1 and 1000000",
+    },
+    Case {
+        name: "probe limit beyond what a semaphore takes",
+        toml: r#"[scheduler]
+max_concurrent_probes = 2305843009213693952
+"#,
+        line: 2,
+        column: 25,
+        field: "scheduler.max_concurrent_probes",
+        message: "must be between 1 and 1000000",
+    },
+    Case {
+        // Added to a clock, it would overflow.
+        name: "a duration of centuries",
+        toml: r#"[[checks]]
+name = "a"
+url = "http://example.com/"
+timeout = "500000000y"
+"#,
+        line: 4,
+        column: 11,
+        field: "checks[0].timeout",
+        message: "must be at most 100 years",
+    },
+    Case {
         name: "TLS certificate file missing",
         toml: r#"[server]
 tls_server_config = { cert_file = "no-such.crt", key_file = "no-such.key" }
@@ -775,7 +840,7 @@ max_concurrent_probes = 0
         line: 2,
         column: 25,
         field: "scheduler.max_concurrent_probes",
-        message: "must be at least 1",
+        message: "must be between 1 and 1000000",
     },
 ];
 
@@ -1081,7 +1146,9 @@ name = "plain"
 url = "http://example.com/"
 "#,
     );
-    assert_eq!(config.listen.to_string(), config::DEFAULT_LISTEN);
+    // Loopback unless told otherwise: the page shows internal endpoints.
+    assert_eq!(config.listen.to_string(), "127.0.0.1:9898");
+    assert_eq!(config::DEFAULT_LISTEN, "127.0.0.1:9898");
     assert_eq!(
         config.max_concurrent_probes,
         config::DEFAULT_MAX_CONCURRENT_PROBES

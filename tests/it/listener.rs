@@ -279,3 +279,86 @@ fn hash_password_prints_a_bcrypt_hash_of_stdin() {
     assert!(bcrypt::verify("s3cret", hash.trim()).unwrap(), "{hash}");
     assert!(!hash.contains("s3cret"));
 }
+
+/// `[server]`'s users and TLS follow a reload: a removed user is refused
+/// from the next request on, and a listener that turns TLS on speaks it to
+/// the next connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_and_tls_follow_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pki();
+    write_pki(dir.path(), &p);
+    let (alice, bob) = (
+        bcrypt::hash("alice pw", 4).unwrap(),
+        bcrypt::hash("bob pw", 4).unwrap(),
+    );
+    let cfg = start_config(
+        dir.path(),
+        &format!("basic_auth_users = {{ alice = \"{alice}\", bob = \"{bob}\" }}"),
+    );
+    let daemon = Daemon::start(cfg).await.unwrap();
+    let port = daemon.addr.port();
+    // A fresh client each time: a reload governs new connections.
+    let status = |scheme: &str, user: &str, pw: &str| {
+        let url = format!("{scheme}://localhost:{port}/metrics");
+        let (user, pw) = (user.to_owned(), pw.to_owned());
+        let http = client(&p, false);
+        async move {
+            match http.get(url).basic_auth(user, Some(pw)).send().await {
+                Ok(r) => r.status().as_u16(),
+                Err(_) => 0,
+            }
+        }
+    };
+    assert_eq!(status("http", "bob", "bob pw").await, 200);
+
+    start_config(
+        dir.path(),
+        &format!(
+            "basic_auth_users = {{ alice = \"{alice}\" }}\ntls_server_config = {{ cert_file = \"server.crt\", key_file = \"server.key\" }}"
+        ),
+    );
+    daemon.reload().await.unwrap();
+    let cases = [
+        ("https", "bob", "bob pw", 401),
+        ("https", "alice", "alice pw", 200),
+        ("http", "alice", "alice pw", 0),
+    ];
+    let mut failures = Vec::new();
+    for (scheme, user, pw, want) in cases {
+        let got = status(scheme, user, pw).await;
+        if got != want {
+            failures.push(format!("{scheme} as {user}: {got} (wanted {want})"));
+        }
+    }
+    crate::support::assert_table_passed(&failures, cases.len());
+    daemon.shutdown().await;
+}
+
+/// The warning at start and on reload: beyond loopback without users.
+#[test]
+fn open_to_all_is_beyond_loopback_without_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = start_config(dir.path(), "");
+    let hash = bcrypt::hash("pw", 4).unwrap();
+    let guarded = start_config(
+        dir.path(),
+        &format!("basic_auth_users = {{ u = \"{hash}\" }}"),
+    );
+    let cases = [
+        ("127.0.0.1:9898", &open, false),
+        ("[::1]:9898", &open, false),
+        ("0.0.0.0:9898", &open, true),
+        ("[::]:9898", &open, true),
+        ("10.1.2.3:9898", &open, true),
+        ("0.0.0.0:9898", &guarded, false),
+    ];
+    let mut failures = Vec::new();
+    for (addr, cfg, want) in cases {
+        let got = lookout::daemon::open_to_all(addr.parse().unwrap(), &cfg.server);
+        if got != want {
+            failures.push(format!("{addr}: {got}"));
+        }
+    }
+    crate::support::assert_table_passed(&failures, cases.len());
+}

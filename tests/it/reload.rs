@@ -309,3 +309,146 @@ async fn sighup_reloads_the_binary() {
     assert!(child.wait().unwrap().success());
     reader.join().unwrap();
 }
+
+/// How many requests the target saw with `who=NAME` in the query.
+fn hits(target: &crate::support::Target, name: &str) -> usize {
+    let want = format!("who={name}");
+    target.seen().iter().filter(|s| s.query == want).count()
+}
+
+/// A removed check stops probing, and a check that becomes a flow of the
+/// same name is a removed check and an added flow: the old job stops (the
+/// scheduler's jobs are told apart by kind), the flow starts, and an
+/// unchanged flow keeps its state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_checks_stop_and_a_check_may_become_a_flow() {
+    let target = start_target().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lookout.toml");
+    let url = |who: &str| target.url(&format!("/echo?who={who}"));
+    let flow = |name: &str, who: &str| {
+        format!(
+            "[[flows]]\nname = \"{name}\"\n[[flows.steps]]\nname = \"only\"\nurl = \"{}\"\n",
+            url(who)
+        )
+    };
+    let before = checks(&[("x", &url("check-x")), ("gone", &url("gone"))], "100ms")
+        + &flow("steady", "steady");
+    write(&path, &before);
+    let daemon = Daemon::start(load(&path)).await.unwrap();
+    let recorder = daemon.recorder.clone();
+    eventually(Duration::from_secs(10), async || {
+        (hits(&target, "check-x") >= 2
+            && hits(&target, "steady") >= 2
+            && hits(&target, "gone") >= 2)
+            .then_some(())
+    })
+    .await;
+    let steady_since = recorder.board().find("steady").unwrap().since;
+
+    write(
+        &path,
+        &(checks(&[], "100ms") + &flow("x", "flow-x") + &flow("steady", "steady")),
+    );
+    let d = daemon.reload().await.unwrap();
+    use lookout::record::Job;
+    let mut removed = d.removed.clone();
+    removed.sort_by(|a, b| a.name().cmp(b.name()));
+    assert_eq!(removed, [Job::Check("gone".into()), Job::Check("x".into())]);
+    assert_eq!(d.added, [Job::Flow("x".into())]);
+    assert_eq!(d.unchanged, [Job::Flow("steady".into())]);
+
+    eventually(Duration::from_secs(10), async || {
+        (hits(&target, "flow-x") >= 2).then_some(())
+    })
+    .await;
+    // A run in flight at the reload may still arrive; after that, nothing.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (x, gone) = (hits(&target, "check-x"), hits(&target, "gone"));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        (hits(&target, "check-x"), hits(&target, "gone")),
+        (x, gone),
+        "removed checks are no longer probed"
+    );
+    assert_eq!(recorder.board().find("steady").unwrap().since, steady_since);
+    let metrics = recorder.render_metrics();
+    assert!(!metrics.contains(r#"check="gone""#), "{metrics}");
+    assert!(
+        metrics.contains(r#"lookout_flow_runs_total{flow="x""#),
+        "{metrics}"
+    );
+    let discarded: f64 = parse(&metrics)
+        .samples
+        .iter()
+        .filter(|s| s.metric == "lookout_reload_discarded_runs_total")
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum();
+    assert!(
+        discarded <= 2.0,
+        "only runs in flight at the reload: {discarded}"
+    );
+    daemon.shutdown().await;
+}
+
+/// A reload re-reads secret files: a check whose key changed restarts and
+/// sends the new key, and a check that did not change scrubs the new value
+/// from what its target answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_reread_and_scrubbed_everywhere() {
+    const OLD: &str = "old-key-0f3c9a2e7b";
+    const NEW: &str = "new-key-5d1b8e4c2a";
+    let target = start_target().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lookout.toml");
+    let key_file = dir.path().join("key");
+    let config = format!(
+        "{}[secrets]\nkey = {{ file = \"key\" }}\n\
+         [[checks]]\nname = \"keyed\"\nurl = \"{}\"\n\
+         auth = {{ scheme = \"api_key\", header = \"X-Key\", secret = \"key\" }}\n\
+         [[checks]]\nname = \"talker\"\nurl = \"{}\"\n",
+        checks(&[], "100ms"),
+        target.url("/echo?who=keyed"),
+        // Answers 500 with the new key in its body: a target that leaks.
+        target.url(&format!("/status/500?text=leaked:{NEW}")),
+    );
+    write(&key_file, OLD);
+    write(&path, &config);
+    let daemon = Daemon::start(load(&path)).await.unwrap();
+    let recorder = daemon.recorder.clone();
+    let reason = |name: &str| {
+        recorder
+            .board()
+            .find(name)
+            .and_then(|e| e.last_failure)
+            .and_then(|f| f.reason)
+            .unwrap_or_default()
+    };
+    eventually(Duration::from_secs(10), async || {
+        reason("talker").contains(NEW).then_some(())
+    })
+    .await;
+
+    write(&key_file, NEW);
+    let d = daemon.reload().await.unwrap();
+    assert_eq!(d.changed, [lookout::record::Job::Check("keyed".into())]);
+    assert_eq!(d.unchanged, [lookout::record::Job::Check("talker".into())]);
+    eventually(Duration::from_secs(10), async || {
+        target
+            .seen()
+            .iter()
+            .any(|s| s.header("x-key") == Some(NEW))
+            .then_some(())
+    })
+    .await;
+    let scrubbed = eventually(Duration::from_secs(10), async || {
+        let r = reason("talker");
+        (!r.contains(NEW) && r.contains("[redacted sha256:")).then_some(r)
+    })
+    .await;
+    assert!(scrubbed.contains("leaked:"), "{scrubbed}");
+    daemon.shutdown().await;
+}
