@@ -8,7 +8,8 @@
 //! `lookout check-config`. The checks by the real tools run where the tool
 //! is installed, and otherwise skip that step saying so (`SKIPPED ...: TOOL
 //! is not installed (run .ci/setup)`): kubernetes-validate, hadolint and
-//! kubectl (PyPI, in target/ci-venv, or on PATH), promtool, amtool and
+//! kubectl (PyPI, in target/ci-venv, or on PATH), promtool, amtool (and a
+//! real Alertmanager on loopback for the inhibition rules) and
 //! docker-compose (Debian), systemd-analyze. Nothing here uses the network.
 //!
 //! deploy/kubernetes/prometheusrule.yaml is generated from
@@ -1568,4 +1569,168 @@ fn systemd_unit_is_hardened_and_passes_systemd_analyze() {
         "systemd-analyze security: exposure above 2.0:\n{}",
         ran.text()
     );
+}
+
+/// A running process, killed when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The compose stack's Alertmanager config, loaded by a real Alertmanager
+/// on loopback: alerts posted to it are inhibited exactly as the comments
+/// say (per lookout instance while it is down; the 14-day certificate alert
+/// under the 3-day one for the same check), and nothing else is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alertmanager_inhibits_as_documented() {
+    let Some(binary) = tool("prometheus-alertmanager").or_else(|| tool("alertmanager")) else {
+        return skipped("Alertmanager inhibition", "prometheus-alertmanager");
+    };
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let data = tempfile::tempdir().unwrap();
+    let _am = Child(
+        Command::new(binary)
+            .arg(format!(
+                "--config.file={}",
+                deploy("compose/alertmanager.yml").display()
+            ))
+            .arg(format!("--storage.path={}", data.path().display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            // No cluster: no gossip port, no peers.
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !matches!(
+        http.get(format!("{base}/-/ready")).send().await,
+        Ok(r) if r.status().is_success()
+    ) {
+        assert!(Instant::now() < deadline, "Alertmanager did not get ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // (labels, whether it must be inhibited)
+    let cases: [(&[(&str, &str)], bool); 6] = [
+        (&[("alertname", "LookoutDown"), ("instance", "a")], false),
+        (
+            &[
+                ("alertname", "LookoutCheckFailing"),
+                ("instance", "a"),
+                ("check", "x"),
+            ],
+            true,
+        ),
+        // Another lookout's alert: its instance is up.
+        (
+            &[
+                ("alertname", "LookoutCheckFailing"),
+                ("instance", "b"),
+                ("check", "y"),
+            ],
+            false,
+        ),
+        (
+            &[
+                ("alertname", "LookoutCertificateExpiringVerySoon"),
+                ("instance", "b"),
+                ("check", "z"),
+            ],
+            false,
+        ),
+        (
+            &[
+                ("alertname", "LookoutCertificateExpiringSoon"),
+                ("instance", "b"),
+                ("check", "z"),
+            ],
+            true,
+        ),
+        (
+            &[
+                ("alertname", "LookoutCertificateExpiringSoon"),
+                ("instance", "b"),
+                ("check", "w"),
+            ],
+            false,
+        ),
+    ];
+    let alerts: Vec<Value> = cases
+        .iter()
+        .map(|(labels, _)| {
+            let mut l: serde_json::Map<String, Value> = labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), Value::from(*v)))
+                .collect();
+            l.insert("job".into(), "lookout".into());
+            l.insert("severity".into(), "warning".into());
+            serde_json::json!({ "labels": l })
+        })
+        .collect();
+    let posted = http
+        .post(format!("{base}/api/v2/alerts"))
+        .header("content-type", "application/json")
+        .body(serde_json::to_string(&alerts).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(posted.status().is_success(), "{}", posted.status());
+
+    // The inhibitor sees new alerts a moment after the API takes them.
+    let key = |labels: &Value| {
+        format!(
+            "{}/{}/{}",
+            labels["alertname"].as_str().unwrap_or(""),
+            labels["instance"].as_str().unwrap_or(""),
+            labels["check"].as_str().unwrap_or("")
+        )
+    };
+    let mut failures = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = http
+            .get(format!("{base}/api/v2/alerts"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let got: Vec<Value> = serde_json::from_str(&text).unwrap();
+        let inhibited: BTreeMap<String, bool> = got
+            .iter()
+            .map(|a| {
+                let by = a["status"]["inhibitedBy"].as_array().map_or(0, Vec::len);
+                (key(&a["labels"]), by > 0)
+            })
+            .collect();
+        failures.clear();
+        for (labels, want) in &cases {
+            let mut l = serde_json::Map::new();
+            for (k, v) in labels.iter() {
+                l.insert(k.to_string(), Value::from(*v));
+            }
+            let k = key(&Value::Object(l));
+            match inhibited.get(&k) {
+                Some(got) if got == want => {}
+                got => failures.push(format!("{k}: inhibited {got:?}, wanted {want}")),
+            }
+        }
+        if failures.is_empty() || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    crate::support::assert_table_passed(&failures, cases.len());
 }

@@ -442,6 +442,33 @@ impl Prometheus {
     }
 }
 
+impl Prometheus {
+    /// The label sets of an instant query's series.
+    async fn label_sets(
+        &self,
+        client: &reqwest::Client,
+        q: &str,
+    ) -> Result<BTreeSet<BTreeMap<String, String>>, String> {
+        let answer = self.get(client, "/api/v1/query", &[("query", q)]).await;
+        if answer["status"] != "success" {
+            return Err(format!("{}: {}", answer["errorType"], answer["error"]));
+        }
+        Ok(answer["data"]["result"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                r["metric"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned()))
+                    .collect()
+            })
+            .collect())
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -636,9 +663,10 @@ const MAY_BE_EMPTY: [(&str, &str); 2] = [
     ),
 ];
 
-/// Rules that must return nothing here: lookout is healthy (store up in
-/// memory, nothing dropped, config loaded). Their metrics must have series.
-const QUIET: [&str; 3] = [
+/// Rules that must return nothing here: lookout is healthy (scraped, store
+/// up in memory, nothing dropped, config loaded). Their metrics must have series.
+const QUIET: [&str; 4] = [
+    "LookoutTargetMissing",
     "LookoutStoreDegraded",
     "LookoutStoreDroppingRecords",
     "LookoutConfigReloadFailed",
@@ -898,8 +926,24 @@ url = "{echo}"
     // Every expression: the dashboards' targets (nested panels included),
     // with variables at "All", and the rules as Prometheus loaded them.
     let mut queries = Vec::new();
+    // Tables that merge several queries into one row per series.
+    let mut merged: Vec<(String, Vec<String>)> = Vec::new();
     for (name, d) in dashboards() {
         for panel in all_panels(&d) {
+            let merges = panel["transformations"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|t| t["id"] == "merge");
+            if merges {
+                let exprs = panel["targets"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|t| substitute(t["expr"].as_str().unwrap_or(""), variables(&d)))
+                    .collect();
+                merged.push((format!("{name} panel {}", panel["id"]), exprs));
+            }
             for target in panel["targets"].as_array().into_iter().flatten() {
                 let expr = substitute(target["expr"].as_str().unwrap(), variables(&d));
                 assert!(
@@ -1010,6 +1054,7 @@ url = "{echo}"
         rounds += 1;
         let mut wrong = check_queries(&prom, &client, &queries).await;
         wrong.extend(check_variables(&prom, &client).await);
+        wrong.extend(check_merged(&prom, &client, &merged).await);
         let alerts = active_alerts(&prom, &client).await;
         let active = |(alert, label, value): &(&str, &str, String)| {
             alerts
@@ -1063,6 +1108,46 @@ url = "{echo}"
     );
     drop(prom);
     daemon.shutdown().await;
+}
+
+/// Grafana's merge joins rows whose common columns are all equal: the
+/// queries of a merged table must return the same label sets, without
+/// `__name__` (which differs per metric and would split every row in
+/// three).
+async fn check_merged(
+    prom: &Prometheus,
+    client: &reqwest::Client,
+    merged: &[(String, Vec<String>)],
+) -> Vec<String> {
+    let mut wrong = Vec::new();
+    for (source, exprs) in merged {
+        let mut first: Option<BTreeSet<BTreeMap<String, String>>> = None;
+        for expr in exprs {
+            let sets = match prom.label_sets(client, expr).await {
+                Ok(sets) => sets,
+                Err(e) => {
+                    wrong.push(format!("{source}: {e}\n    {expr}"));
+                    continue;
+                }
+            };
+            if sets.iter().any(|l| l.contains_key("__name__")) {
+                wrong.push(format!(
+                    "{source}: keeps __name__, rows will not merge\n    {expr}"
+                ));
+            }
+            if sets.is_empty() {
+                wrong.push(format!("{source}: no series\n    {expr}"));
+            }
+            match &first {
+                None => first = Some(sets),
+                Some(f) if *f != sets => wrong.push(format!(
+                    "{source}: other label sets than the first query\n    {expr}"
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    wrong
 }
 
 /// Rules Prometheus could not evaluate.
