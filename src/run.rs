@@ -47,6 +47,7 @@ impl Runner {
     pub async fn check(&self, check: &Check, tick: Tick) -> CheckResult {
         let redactor = self.redactor.get();
         let probe_and_judge = async {
+            injected_panic();
             let obs = match self.prober.profile(check.request.tls_profile) {
                 Some(profile) => http::probe(&check.request, profile, &redactor).await,
                 None => Observation::failed(FailureKind::Internal, "no TLS profile for this check"),
@@ -86,7 +87,11 @@ impl Runner {
             redactor: &redactor,
             templater: &self.templater,
         };
-        contained(runner.run(flow, tick), || {
+        let run = async {
+            injected_panic();
+            runner.run(flow, tick).await
+        };
+        contained(run, || {
             tracing::error!(flow = %flow.name, "flow run panicked; recorded as an internal failure");
             let reason = "the flow run panicked (a bug in lookout; see the log)";
             let steps = flow
@@ -112,6 +117,20 @@ impl Runner {
             }
         })
         .await
+    }
+}
+
+// Unit tests make the next run on their thread panic where a bug would, to
+// prove the panic is contained there; outside tests this is nothing.
+#[cfg(test)]
+thread_local! {
+    static INJECT_PANIC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn injected_panic() {
+    #[cfg(test)]
+    if INJECT_PANIC.with(|p| p.replace(false)) {
+        panic!("a panic injected by a test");
     }
 }
 
@@ -169,5 +188,55 @@ mod tests {
         let fallback = contained(async { panic!("a bug in a probe") }, || 7).await;
         assert_eq!(fallback, 7);
         assert_eq!(contained(async { 1 }, || 7).await, 1);
+    }
+
+    fn tick() -> Tick {
+        let now = Utc::now();
+        Tick {
+            scheduled: now,
+            started: now,
+            lag: Duration::ZERO,
+        }
+    }
+
+    fn internal(outcome: &Outcome) -> bool {
+        matches!(
+            outcome,
+            Outcome::Failure {
+                kind: FailureKind::Internal,
+                ..
+            }
+        )
+    }
+
+    /// A panic in a real run of a check or a flow, where a bug in the probe
+    /// would panic, becomes one failed result of kind `internal`, and the
+    /// next run is normal again.
+    #[tokio::test]
+    async fn a_panicking_run_is_an_internal_failure() {
+        let config = crate::config::from_str(
+            "[store]\npath = \":memory:\"\n\
+             [[checks]]\nname = \"c\"\nurl = \"http://127.0.0.1:9/\"\ntimeout = \"1s\"\n\
+             [[flows]]\nname = \"f\"\n[[flows.steps]]\nname = \"s\"\nurl = \"http://127.0.0.1:9/\"\ntimeout = \"1s\"\n",
+            std::path::Path::new("lookout.toml"),
+            &|_| None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let runner = Runner::new(&config).unwrap();
+        let (check, flow) = (&config.checks[0], &config.flows[0]);
+
+        INJECT_PANIC.with(|p| p.set(true));
+        let result = runner.check(check, tick()).await;
+        assert!(internal(&result.outcome), "{:?}", result.outcome);
+        let result = runner.check(check, tick()).await;
+        assert!(!internal(&result.outcome), "{:?}", result.outcome);
+
+        INJECT_PANIC.with(|p| p.set(true));
+        let result = runner.flow(flow, tick()).await;
+        assert_eq!(result.steps.len(), 1);
+        match &result.steps[0].run {
+            StepRun::Ran(outcome) => assert!(internal(outcome), "{outcome:?}"),
+            other => panic!("{other:?}"),
+        }
     }
 }
