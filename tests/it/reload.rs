@@ -140,6 +140,19 @@ async fn an_invalid_reload_changes_nothing_and_says_where() {
         (runs(&recorder.render_metrics(), "a") >= 1.0).then_some(())
     })
     .await;
+    let loaded_at = || {
+        gauge(
+            &parse(&recorder.render_metrics()),
+            "lookout_config_last_reload_success_timestamp_seconds",
+            &[],
+        )
+        .unwrap_or(0.0)
+    };
+    let started_at = loaded_at();
+    assert!(
+        started_at > 1.0e9,
+        "start-up is the first load: {started_at}"
+    );
 
     // The last line: a field checks do not have.
     let broken = checks(&[("a", &ok), ("b", &ok)], "100ms") + "colour = \"red\"\n";
@@ -163,6 +176,7 @@ async fn an_invalid_reload_changes_nothing_and_says_where() {
         recorder.board().find("b").is_none(),
         "nothing of the bad config"
     );
+    assert_eq!(loaded_at(), started_at, "a failed load is no success");
     let n = runs(&metrics, "a");
     eventually(Duration::from_secs(10), async || {
         (runs(&recorder.render_metrics(), "a") > n).then_some(())
@@ -171,8 +185,10 @@ async fn an_invalid_reload_changes_nothing_and_says_where() {
 
     // Fixed: the next reload succeeds and the metric says so.
     write(&path, &checks(&[("a", &ok), ("b", &ok)], "100ms"));
+    tokio::time::sleep(Duration::from_millis(20)).await;
     let d = daemon.reload().await.unwrap();
     assert_eq!((d.added.len(), d.unchanged.len()), (1, 1));
+    assert!(loaded_at() > started_at, "the success is stamped");
     let scrape = parse(&recorder.render_metrics());
     assert_eq!(
         gauge(&scrape, "lookout_config_last_reload_successful", &[]),
@@ -273,12 +289,14 @@ async fn sighup_reloads_the_binary() {
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let (log_tx, log_rx) = std::sync::mpsc::channel::<serde_json::Value>();
     let reader = std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
             if let Some(addr) = v["fields"]["addr"].as_str() {
                 let _ = tx.send(addr.to_owned());
             }
+            let _ = log_tx.send(v);
         }
     });
     let addr = rx
@@ -297,6 +315,62 @@ async fn sighup_reloads_the_binary() {
     eventually(Duration::from_secs(10), async || {
         let m = reqwest::get(&metrics_url).await.ok()?.text().await.ok()?;
         (runs(&m, "b") >= 1.0).then_some(())
+    })
+    .await;
+
+    // A broken config on SIGHUP: logged as an error with file:line:col, and
+    // the old config keeps probing.
+    let broken = checks(&[("a", &ok), ("b", &ok)], "100ms") + "colour = \"red\"\n";
+    write(&path, &broken);
+    let hup = || {
+        assert!(
+            Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .unwrap()
+                .success()
+        )
+    };
+    hup();
+    let where_ = format!(
+        "{}:{}:1: checks[1].colour:",
+        path.display(),
+        broken.lines().count()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let logged = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let v = log_rx
+            .recv_timeout(left)
+            .expect("the failed reload is logged");
+        if v["level"] == "ERROR"
+            && v["fields"]["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with(&where_))
+        {
+            break v;
+        }
+    };
+    assert!(
+        logged["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("old config keeps running")),
+        "{logged}"
+    );
+    let m = reqwest::get(&metrics_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        gauge(&parse(&m), "lookout_config_last_reload_successful", &[]),
+        Some(0.0)
+    );
+    let n = runs(&m, "b");
+    eventually(Duration::from_secs(10), async || {
+        let m = reqwest::get(&metrics_url).await.ok()?.text().await.ok()?;
+        (runs(&m, "b") > n).then_some(())
     })
     .await;
     assert!(
