@@ -304,13 +304,11 @@ async fn sighup_reloads_the_binary() {
         .expect("lookout started");
     write(&path, &checks(&[("a", &ok), ("b", &ok)], "100ms"));
     let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    let signal = |name: &str| {
+        let sent = Command::new("kill").args([name, &pid]).status().unwrap();
+        assert!(sent.success(), "kill {name} {pid}");
+    };
+    signal("-HUP");
     let metrics_url = format!("http://{addr}/metrics");
     eventually(Duration::from_secs(10), async || {
         let m = reqwest::get(&metrics_url).await.ok()?.text().await.ok()?;
@@ -322,16 +320,7 @@ async fn sighup_reloads_the_binary() {
     // the old config keeps probing.
     let broken = checks(&[("a", &ok), ("b", &ok)], "100ms") + "colour = \"red\"\n";
     write(&path, &broken);
-    let hup = || {
-        assert!(
-            Command::new("kill")
-                .args(["-HUP", &pid])
-                .status()
-                .unwrap()
-                .success()
-        )
-    };
-    hup();
+    signal("-HUP");
     let where_ = format!(
         "{}:{}:1: checks[1].colour:",
         path.display(),
@@ -373,13 +362,7 @@ async fn sighup_reloads_the_binary() {
         (runs(&m, "b") > n).then_some(())
     })
     .await;
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal("-TERM");
     assert!(child.wait().unwrap().success());
     reader.join().unwrap();
 }
