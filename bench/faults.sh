@@ -7,7 +7,11 @@
 #   bench/faults.sh --no-write   # run and print only
 #
 # Knobs (environment): BENCH_FAULTS_WARMUP (20 s), BENCH_FAULTS_MEASURE
-# (60 s), BENCH_SOAK_MINUTES (30). The hostile targets are bench/tarpit.py
+# (60 s), BENCH_SOAK_MINUTES (30), BENCH_KEEP_RESULTS (20: the in-memory
+# history keeps this many results per check, so it is full after a few
+# minutes and the soak's RSS shows lookout's own memory, not the history
+# filling up; at the default of 200 it fills for 33 minutes, ~85 bytes a
+# result). The hostile targets are bench/tarpit.py
 # (hang, drip, reset) on loopback; the healthy one is nginx.
 set -euo pipefail
 
@@ -19,6 +23,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target-bench}
 WARMUP=${BENCH_FAULTS_WARMUP:-20}
 MEASURE=${BENCH_FAULTS_MEASURE:-60}
 SOAK_MIN=${BENCH_SOAK_MINUTES:-30}
+KEEP=${BENCH_KEEP_RESULTS:-20}
 CLK_TCK=$(getconf CLK_TCK)
 
 source "$ROOT/bench/lib.sh"
@@ -48,7 +53,7 @@ config() {
     local file=$1 port=$2 i n group url expect
     shift 2
     {
-        printf '[server]\nlisten = "127.0.0.1:%s"\n\n[store]\npath = ":memory:"\n\n' "$port"
+        printf '[server]\nlisten = "127.0.0.1:%s"\n\n[store]\npath = ":memory:"\nkeep_results = %s\n\n' "$port" "$KEEP"
         printf '[defaults]\ninterval = "10s"\ntimeout = "5s"\n\n'
         for line in "$@"; do
             read -r n group url expect <<<"$line"
@@ -161,7 +166,7 @@ Measured on $(date -u +%F) by \`bench/faults.sh\` (lookout ${BUILT}, release; $(
 
 The healthy checks are a group of their own, and \`lookout_schedule_lag_seconds\` has a \`group\` label, so their lag is read apart from the hung checks', which wait for their target's 32 slots.
 
-**Soak.** ${SOAK_MIN} minutes, 1,000 checks every 10 s: 400 healthy, 100 never answering, 100 answering one byte every 500 ms, 100 reset after the request, 100 refused (nothing listens), 100 answered 404 where 200 is expected; one \`/metrics\` scrape a minute.
+**Soak.** ${SOAK_MIN} minutes, 1,000 checks every 10 s: 400 healthy, 100 never answering, 100 answering one byte every 500 ms, 100 reset after the request, 100 refused (nothing listens), 100 answered 404 where 200 is expected; one \`/metrics\` scrape a minute. The history is in memory with \`keep_results = ${KEEP}\`, so it is full (${KEEP} results of each check) after $(calc "$KEEP / 6" 1) minutes; with the default of 200 it would grow for 33 minutes, by about 0.7 MB a minute.
 
 | figure | value |
 | --- | ---: |
