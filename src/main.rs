@@ -201,6 +201,7 @@ fn auth_text(auth: &config::Auth) -> String {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    fixed_mmap_threshold();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -355,3 +356,23 @@ async fn wait_for_signal(daemon: &Daemon) {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// glibc raises its mmap threshold to the largest block freed so far (up to
+/// 32 MiB); from then on blocks that size come from a thread's heap arena
+/// and stay in it after they are freed. A /metrics answer at 10k checks is
+/// one ~20 MB buffer, rendered on whichever blocking thread is free, so RSS
+/// would grow by a buffer per thread that ever rendered one (measured: 62 to
+/// 84 MB after six scrapes). A fixed threshold keeps such buffers mmapped,
+/// and freeing one gives the memory back (BENCHMARKS.md).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn fixed_mmap_threshold() {
+    // SAFETY: mallopt only sets an allocator parameter; it is called before
+    // the runtime starts any thread, and 128 KiB is glibc's own default.
+    let set = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024) };
+    if set != 1 {
+        tracing::debug!("mallopt(M_MMAP_THRESHOLD) was refused; keeping glibc's default");
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn fixed_mmap_threshold() {}
