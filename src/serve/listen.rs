@@ -222,3 +222,20 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Idle<S> {
         std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// hyper copies every body into its own buffer when the stream cannot
+    /// write vectored: the deadline wrapper must not hide that it can.
+    #[tokio::test]
+    async fn the_idle_wrapper_keeps_vectored_writes() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        assert!(client.is_write_vectored());
+        let wrapped = Idle::new(client, Duration::from_secs(1));
+        assert!(wrapped.is_write_vectored());
+    }
+}
