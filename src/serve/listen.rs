@@ -135,6 +135,22 @@ impl<S> Idle<S> {
         self.deadline.as_mut().reset(next);
     }
 
+    /// A write that went through is progress; one still pending fails once
+    /// the deadline passed.
+    fn written(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        polled: std::task::Poll<std::io::Result<usize>>,
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match polled {
+            std::task::Poll::Ready(r) => {
+                self.progress();
+                std::task::Poll::Ready(r)
+            }
+            std::task::Poll::Pending => self.expired(cx),
+        }
+    }
+
     /// While the operation is pending: an error once the deadline passed.
     fn expired<T>(
         &mut self,
@@ -177,13 +193,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Idle<S> {
         data: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
         let this = self.get_mut();
-        match std::pin::Pin::new(&mut this.inner).poll_write(cx, data) {
-            std::task::Poll::Ready(r) => {
-                this.progress();
-                std::task::Poll::Ready(r)
-            }
-            std::task::Poll::Pending => this.expired(cx),
-        }
+        let polled = std::pin::Pin::new(&mut this.inner).poll_write(cx, data);
+        this.written(cx, polled)
     }
 
     // Without these, hyper sees a stream that cannot write vectored and
@@ -195,13 +206,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Idle<S> {
         bufs: &[std::io::IoSlice<'_>],
     ) -> std::task::Poll<std::io::Result<usize>> {
         let this = self.get_mut();
-        match std::pin::Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
-            std::task::Poll::Ready(r) => {
-                this.progress();
-                std::task::Poll::Ready(r)
-            }
-            std::task::Poll::Pending => this.expired(cx),
-        }
+        let polled = std::pin::Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.written(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
