@@ -18,7 +18,6 @@ use lookout::config::Config;
 use lookout::daemon::Daemon;
 use lookout::outcome::{FailureKind, Outcome};
 use prometheus_parse::Value;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
@@ -615,22 +614,8 @@ async fn tls_target_valid(
     not_after: (i32, u8, u8),
     serve: TlsServe,
 ) -> (Hostile, String) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-    let mut params = rcgen::CertificateParams::new(names).unwrap();
-    params.not_before = rcgen::date_time_ymd(not_before.0, not_before.1, not_before.2);
-    params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
-    let cert = params.self_signed(&key).unwrap();
-    let der: CertificateDer<'static> = cert.der().clone();
-    let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let mut server_config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![der], key_der)
-    .unwrap();
+    let (mut server_config, cert_pem) =
+        crate::support::self_signed_server(names, not_before, not_after);
     server_config.alpn_protocols = match serve {
         TlsServe::Http => vec![b"http/1.1".to_vec()],
         _ => vec![b"h2".to_vec()],
@@ -658,7 +643,7 @@ async fn tls_target_valid(
         }
     })
     .await;
-    (server, cert.pem())
+    (server, cert_pem)
 }
 
 struct Case {

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use lookout::outcome::{FailureKind, Outcome};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::{config, probe};
@@ -19,21 +18,8 @@ struct TlsTarget {
 /// A minimal HTTPS server for `localhost` whose certificate expires at
 /// `not_after` (year, month, day); it answers every request with 200.
 async fn start_tls_target(not_after: (i32, u8, u8)) -> TlsTarget {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-    params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
-    let cert = params.self_signed(&key).unwrap();
-    let der: CertificateDer<'static> = cert.der().clone();
-    let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let server_config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![der], key_der)
-    .unwrap();
+    let (server_config, cert_pem) =
+        crate::support::self_signed_server(&["localhost"], (2020, 1, 1), not_after);
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -63,10 +49,7 @@ async fn start_tls_target(not_after: (i32, u8, u8)) -> TlsTarget {
             });
         }
     });
-    TlsTarget {
-        port,
-        cert_pem: cert.pem(),
-    }
+    TlsTarget { port, cert_pem }
 }
 
 fn https_check(port: u16, tls: &str) -> String {

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use chrono::Datelike;
 use lookout::daemon::Daemon;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -482,22 +481,11 @@ fn free_port() -> u16 {
 /// so both certificate alerts (14 days and 3 days) have something to see.
 async fn start_expiring_tls_target() -> u16 {
     let expiry = chrono::Utc::now() + chrono::Duration::days(2);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
-    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-    params.not_after =
-        rcgen::date_time_ymd(expiry.year(), expiry.month() as u8, expiry.day() as u8);
-    let cert = params.self_signed(&key).unwrap();
-    let der: CertificateDer<'static> = cert.der().clone();
-    let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let server_config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![der], key_der)
-    .unwrap();
+    let (server_config, _) = crate::support::self_signed_server(
+        &["127.0.0.1"],
+        (2020, 1, 1),
+        (expiry.year(), expiry.month() as u8, expiry.day() as u8),
+    );
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
