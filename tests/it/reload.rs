@@ -28,6 +28,14 @@ fn checks(entries: &[(&str, &str)], interval: &str) -> String {
     toml
 }
 
+/// The daemon on `path`'s config, with `POST /-/reload` enabled.
+async fn start_with_lifecycle(path: &Path) -> Daemon {
+    let options = Options {
+        enable_lifecycle: true,
+    };
+    Daemon::start_with(load(path), options).await.unwrap()
+}
+
 async fn post(url: &str) -> (u16, String) {
     let r = reqwest::Client::new().post(url).send().await.unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
@@ -56,14 +64,7 @@ async fn a_valid_reload_keeps_unchanged_checks_and_swaps_the_rest() {
         &path,
         &checks(&[("keep", &ok), ("change", &ok), ("drop", &ok)], "100ms"),
     );
-    let daemon = Daemon::start_with(
-        load(&path),
-        Options {
-            enable_lifecycle: true,
-        },
-    )
-    .await
-    .unwrap();
+    let daemon = start_with_lifecycle(&path).await;
     let base = format!("http://{}", daemon.addr);
     let recorder = daemon.recorder.clone();
     eventually(Duration::from_secs(10), async || {
@@ -126,14 +127,7 @@ async fn an_invalid_reload_changes_nothing_and_says_where() {
     let path = dir.path().join("lookout.toml");
     let ok = target.url("/echo");
     write(&path, &checks(&[("a", &ok)], "100ms"));
-    let daemon = Daemon::start_with(
-        load(&path),
-        Options {
-            enable_lifecycle: true,
-        },
-    )
-    .await
-    .unwrap();
+    let daemon = start_with_lifecycle(&path).await;
     let base = format!("http://{}", daemon.addr);
     let recorder = daemon.recorder.clone();
     eventually(Duration::from_secs(10), async || {
