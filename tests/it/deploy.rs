@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::promql_metric_names;
 use serde::Deserialize as _;
 use serde_json::Value;
 
@@ -240,115 +241,6 @@ fn readme_metric_names() -> BTreeSet<String> {
         names.len() > 20 && names.contains("probe_success"),
         "README's metrics reference: {names:?}"
     );
-    names
-}
-
-/// The metric names a PromQL expression selects: identifiers that are not
-/// functions, aggregations, keywords, label names (inside `{}` and after
-/// `by`/`without`/`on`/`ignoring`/`group_*`), strings, numbers or ranges.
-fn promql_metric_names(expr: &str) -> BTreeSet<String> {
-    const KEYWORDS: &[&str] = &[
-        "and",
-        "or",
-        "unless",
-        "bool",
-        "offset",
-        "inf",
-        "nan",
-        "by",
-        "without",
-        "on",
-        "ignoring",
-        "group_left",
-        "group_right",
-        // Aggregations, which may be followed by `by (...)` before `(`.
-        "sum",
-        "min",
-        "max",
-        "avg",
-        "group",
-        "stddev",
-        "stdvar",
-        "count",
-        "count_values",
-        "bottomk",
-        "topk",
-        "quantile",
-        "limitk",
-        "limit_ratio",
-    ];
-    const LABEL_LISTS: &[&str] = &[
-        "by",
-        "without",
-        "on",
-        "ignoring",
-        "group_left",
-        "group_right",
-    ];
-    let chars: Vec<char> = expr.chars().collect();
-    let mut names = BTreeSet::new();
-    let mut i = 0;
-    // Skips from an opening character to its closing one, over strings.
-    let skip_to = |mut i: usize, close: char| -> usize {
-        while i < chars.len() && chars[i] != close {
-            if matches!(chars[i], '"' | '\'' | '`') {
-                let quote = chars[i];
-                i += 1;
-                while i < chars.len() && chars[i] != quote {
-                    if chars[i] == '\\' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-            }
-            i += 1;
-        }
-        i + 1
-    };
-    while i < chars.len() {
-        let c = chars[i];
-        match c {
-            '"' | '\'' | '`' => {
-                i += 1;
-                while i < chars.len() && chars[i] != c {
-                    if chars[i] == '\\' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-                i += 1;
-            }
-            '{' => i = skip_to(i + 1, '}'),
-            '[' => i = skip_to(i + 1, ']'),
-            '#' => i = skip_to(i + 1, '\n'),
-            c if c.is_ascii_digit() || c == '.' => {
-                while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
-                    i += 1;
-                }
-            }
-            c if c.is_ascii_alphabetic() || c == '_' || c == ':' => {
-                let start = i;
-                while i < chars.len()
-                    && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':')
-                {
-                    i += 1;
-                }
-                let ident: String = chars[start..i].iter().collect();
-                let mut j = i;
-                while j < chars.len() && chars[j].is_whitespace() {
-                    j += 1;
-                }
-                let call = j < chars.len() && chars[j] == '(';
-                let lower = ident.to_ascii_lowercase();
-                if LABEL_LISTS.contains(&lower.as_str()) && call {
-                    i = skip_to(j + 1, ')');
-                } else if !KEYWORDS.contains(&lower.as_str()) && !call {
-                    names.insert(ident);
-                }
-            }
-            _ => i += 1,
-        }
-    }
     names
 }
 

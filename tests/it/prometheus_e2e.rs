@@ -21,6 +21,7 @@ use lookout::daemon::Daemon;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::support::promql_metric_names;
 use crate::support::{config, start_target};
 
 fn repo() -> PathBuf {
@@ -521,104 +522,16 @@ async fn start_expiring_tls_target() -> u16 {
     port
 }
 
-/// The metric names a PromQL expression selects (not functions, keywords,
-/// label names, durations or strings). Enough for the rules and
-/// dashboards here, not a PromQL parser.
-fn metric_names(expr: &str) -> BTreeSet<String> {
-    const AGGREGATIONS: [&str; 12] = [
-        "sum",
-        "min",
-        "max",
-        "avg",
-        "group",
-        "stddev",
-        "stdvar",
-        "count",
-        "count_values",
-        "bottomk",
-        "topk",
-        "quantile",
-    ];
-    const KEYWORDS: [&str; 6] = ["bool", "offset", "and", "or", "unless", "atan2"];
-    const GROUPING: [&str; 6] = [
-        "by",
-        "without",
-        "on",
-        "ignoring",
-        "group_left",
-        "group_right",
-    ];
-    let chars: Vec<char> = expr.chars().collect();
-    let mut out = BTreeSet::new();
-    let mut i = 0;
-    let skip_to = |i: usize, close: char| {
-        let mut j = i + 1;
-        let mut quote = None;
-        while j < chars.len() {
-            let c = chars[j];
-            match quote {
-                Some(_) if c == '\\' => j += 1,
-                Some(q) if c == q => quote = None,
-                Some(_) => {}
-                None if c == close => return j + 1,
-                None if c == '"' || c == '\'' || c == '`' => quote = Some(c),
-                None => {}
-            }
-            j += 1;
-        }
-        j
-    };
-    while i < chars.len() {
-        let c = chars[i];
-        if c == '{' {
-            i = skip_to(i, '}');
-        } else if c == '[' {
-            i = skip_to(i, ']');
-        } else if c == '"' || c == '\'' || c == '`' {
-            // A string: skip to its closing quote.
-            i = skip_to(i, c);
-        } else if c.is_ascii_digit() || c == '.' {
-            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
-                i += 1;
-            }
-        } else if c.is_ascii_alphabetic() || c == '_' || c == ':' {
-            let start = i;
-            while i < chars.len()
-                && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':')
-            {
-                i += 1;
-            }
-            let word: String = chars[start..i].iter().collect();
-            let next = chars[i..].iter().find(|c| !c.is_whitespace());
-            if GROUPING.contains(&word.as_str()) {
-                // Skip the label list that follows.
-                if let Some(open) = chars[i..].iter().position(|c| *c == '(') {
-                    i = skip_to(i + open, ')');
-                }
-            } else if next != Some(&'(')
-                && !AGGREGATIONS.contains(&word.as_str())
-                && !KEYWORDS.contains(&word.as_str())
-                && !["inf", "nan"].contains(&word.to_ascii_lowercase().as_str())
-            {
-                out.insert(word);
-            }
-        } else {
-            i += 1;
-        }
-    }
-    out
-}
-
 #[test]
-fn metric_names_finds_the_selectors_only() {
-    let names = metric_names(
+fn promql_metric_names_finds_the_selectors_only() {
+    let names = promql_metric_names(
         r#"histogram_quantile(0.95, sum by (le, group) (rate(lookout_check_duration_seconds_bucket{group=~"a|b", x="}"}[5m]))) > 1"#,
     );
     assert_eq!(
         names,
         BTreeSet::from(["lookout_check_duration_seconds_bucket".to_owned()])
     );
-    let names = metric_names(
+    let names = promql_metric_names(
         "(lookout_group_health_score offset 1h - lookout_group_health_score) * 100 > 10 and on (group) up == 0",
     );
     assert_eq!(
@@ -691,7 +604,7 @@ async fn check_queries(
             Ok(_) => {}
         }
         if quiet || may_be_empty {
-            for name in metric_names(&q.expr) {
+            for name in promql_metric_names(&q.expr) {
                 if !matches!(prom.query(client, &name).await, Ok(n) if n > 0) {
                     wrong.push(format!("{}: selects {name}, which has no series", q.source));
                 }

@@ -296,3 +296,29 @@ pub fn self_signed_server(
     .unwrap();
     (config, cert.pem())
 }
+
+/// The metric names a PromQL expression selects, from promql-parser's
+/// syntax tree: every vector and range selector's name, nothing else.
+pub fn promql_metric_names(expr: &str) -> std::collections::BTreeSet<String> {
+    use promql_parser::parser::Expr;
+    use promql_parser::util::{ExprVisitor, walk_expr};
+
+    struct Names(std::collections::BTreeSet<String>);
+    impl ExprVisitor for Names {
+        type Error = std::convert::Infallible;
+        fn pre_visit(&mut self, e: &Expr) -> Result<bool, Self::Error> {
+            let name = match e {
+                Expr::VectorSelector(v) => v.name.as_ref(),
+                Expr::MatrixSelector(m) => m.vs.name.as_ref(),
+                _ => None,
+            };
+            self.0.extend(name.cloned());
+            Ok(true)
+        }
+    }
+    let parsed =
+        promql_parser::parser::parse(expr).unwrap_or_else(|e| panic!("not PromQL ({e}): {expr}"));
+    let mut names = Names(Default::default());
+    let Ok(_) = walk_expr(&mut names, &parsed);
+    names.0
+}
