@@ -18,6 +18,15 @@ use crate::secret::Redactor;
 /// Longest piece of target text quoted in a reason.
 const MAX_QUOTE: usize = 160;
 
+/// How much of a target's text a reason looks at: the quote is far
+/// shorter, and redaction costs time in proportion to what it reads.
+const MAX_EXAMINED: usize = 64 * 1024;
+
+/// What is dropped in front of that cut, so that a piece of a secret too
+/// short for the redactor to know it (fewer than `PIECE_CHARS` characters,
+/// each escaped in up to 12 bytes) cannot be left standing at it.
+const CUT_MARGIN: usize = 128;
+
 /// One item of `expect.status`: `200`, `"2xx"`, `"200-299"`, and any of
 /// them negated with `!` or `not ` (`"!404"`: the route exists).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -433,7 +442,16 @@ pub fn quote(text: &str, redactor: &Redactor) -> String {
 }
 
 pub fn clean(text: &str, redactor: &Redactor) -> String {
-    let redacted = redactor.redact(text);
+    // Redact before anything is cut or folded: the forms a secret comes
+    // back in (escaped, split) are only whole in the text as it came.
+    let cut = text.len() > MAX_EXAMINED;
+    let examined = &text[..floor_boundary(text, MAX_EXAMINED)];
+    let redacted = redactor.redact(examined);
+    let redacted = if cut {
+        &redacted[..floor_boundary(&redacted, redacted.len().saturating_sub(CUT_MARGIN))]
+    } else {
+        &redacted[..]
+    };
     let mut out = String::with_capacity(redacted.len().min(MAX_QUOTE + 4));
     let mut last_space = false;
     let mut count = 0;
@@ -454,7 +472,20 @@ pub fn clean(text: &str, redactor: &Redactor) -> String {
         count += 1;
         out.push(c);
     }
-    out.trim_end().to_owned()
+    let mut out = out.trim_end().to_owned();
+    if cut {
+        out.push('…');
+    }
+    out
+}
+
+/// The largest char boundary of `s` at or below `at`.
+fn floor_boundary(s: &str, at: usize) -> usize {
+    let mut at = at.min(s.len());
+    while !s.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
 }
 
 pub fn format_ms(d: Duration) -> String {

@@ -147,6 +147,21 @@ async fn exchange(
                 };
                 redirects += 1;
                 if next.origin() != origin {
+                    // A secret in the URL would go along with the request,
+                    // wherever in the URL it stands and however encoded.
+                    let raw = String::from_utf8_lossy(location.as_bytes());
+                    if redactor.finds_secret(&raw) || redactor.finds_secret(next.as_str()) {
+                        let mut obs = Observation::failed(
+                            FailureKind::Redirect,
+                            format!(
+                                "status {status} redirects to another origin ({}) with a \
+                                 credential in its URL; not followed",
+                                clean(&next.origin().ascii_serialization(), redactor)
+                            ),
+                        );
+                        obs.status = Some(status.as_u16());
+                        return obs;
+                    }
                     send_credentials = false;
                 }
                 if redirect_becomes_get(status, &method) {
@@ -244,15 +259,13 @@ fn build_request(
         .map_err(|e| format!("invalid request: {}", root_cause(&e)))
 }
 
-/// A URL for another origin: our query credential and any query value equal
-/// to this check's secret are dropped, whatever the target put in Location.
+/// A URL for another origin: our query credential's parameter is dropped,
+/// whatever the target put in it. (A URL holding a secret's value is not
+/// followed at all.)
 fn without_credentials(mut url: Url, auth: &Auth) -> Url {
-    let secret = auth.secret().map(|s| s.expose());
-    let param = match auth {
-        Auth::Query { param, .. } => Some(param.as_str()),
-        _ => None,
-    };
-    retain_query_pairs(&mut url, |k, v| Some(k) != param && Some(v) != secret);
+    if let Auth::Query { param, .. } = auth {
+        retain_query_pairs(&mut url, |k, _| k != param);
+    }
     url
 }
 

@@ -272,8 +272,9 @@ async fn same_origin_redirects_keep_credentials() {
 async fn cross_origin_redirects_drop_every_credential() {
     let first = start_target().await;
     let other = start_target().await;
-    // The Location even carries the key in its query, as some services echo it.
-    let to = format!("{}?api_key={TEST_SECRET}&keep=1", other.url("/echo"));
+    // The Location sets lookout's own query parameter (a Location holding
+    // the key's value is not followed at all: see the next test).
+    let to = format!("{}?api_key=from-the-target&keep=1", other.url("/echo"));
     let redirect = format!(
         "{}?to={}",
         first.url("/redirect"),
@@ -320,6 +321,81 @@ async fn cross_origin_redirects_drop_every_credential() {
             seen[before].query.contains("keep=1"),
             "{auth}: other query kept"
         );
+        if auth.contains("query") {
+            assert!(
+                !seen[before].query.contains("api_key"),
+                "{auth}: our parameter is dropped: {}",
+                seen[before].query
+            );
+        }
+    }
+}
+
+/// A Location to another origin that holds the key, anywhere and in any
+/// encoding, is not followed: the other origin never sees the request.
+#[tokio::test]
+async fn a_cross_origin_redirect_carrying_a_secret_is_not_followed() {
+    let first = start_target().await;
+    let other = start_target().await;
+    let encoded: String = TEST_SECRET.bytes().map(|b| format!("%{b:02x}")).collect();
+    let base64 = base64::engine::general_purpose::STANDARD.encode(format!("u:{TEST_SECRET}"));
+    let other_host = format!("127.0.0.1:{}", other.addr.port());
+    let cases = [
+        ("path", format!("http://{other_host}/echo/{TEST_SECRET}")),
+        (
+            "fragment",
+            format!("http://{other_host}/echo#{TEST_SECRET}"),
+        ),
+        ("query", format!("http://{other_host}/echo?k={TEST_SECRET}")),
+        (
+            "userinfo",
+            format!("http://x:{TEST_SECRET}@{other_host}/echo"),
+        ),
+        (
+            "percent-encoded path",
+            format!("http://{other_host}/echo/{encoded}"),
+        ),
+        (
+            "base64 basic pair",
+            format!("http://{other_host}/echo?b={base64}"),
+        ),
+    ];
+    for (auth, user) in [
+        (r#"{ scheme = "api_key", secret = "key" }"#, None),
+        (
+            r#"{ scheme = "basic", username = "u", secret = "key" }"#,
+            Some("u"),
+        ),
+    ] {
+        for (what, to) in &cases {
+            if what.starts_with("base64") && user.is_none() {
+                continue;
+            }
+            let redirect = format!(
+                "{}?to={}",
+                first.url("/redirect"),
+                url::form_urlencoded::byte_serialize(to.as_bytes()).collect::<String>()
+            );
+            let cfg = config(&one_check(&redirect, &format!("auth = {auth}")));
+            let (obs, outcome) = probe(&cfg, "c").await;
+            match &outcome {
+                Outcome::Failure { kind, reason } => {
+                    assert_eq!(*kind, FailureKind::Redirect, "{what}: {reason}");
+                    assert!(
+                        reason.contains("credential in its URL")
+                            && reason.contains(&other_host)
+                            && !reason.contains(TEST_SECRET),
+                        "{what}: {reason}"
+                    );
+                }
+                Outcome::Success => panic!("{what}: followed"),
+            }
+            assert_eq!(obs.status, Some(302), "{what}");
+            assert!(
+                other.seen().is_empty(),
+                "{what}: the other origin was asked"
+            );
+        }
     }
 }
 
