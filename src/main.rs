@@ -117,9 +117,31 @@ fn main() -> ExitCode {
     }
 }
 
+/// Libraries that log a failed probe as an error of their own:
+/// rustls-platform-verifier at ERROR for every certificate it refuses,
+/// rustls at WARN for every alert it sends. A failed probe is a result,
+/// told by lookout once per state change; these stay quiet unless
+/// `LOOKOUT_LOG` names them.
+const QUIET_TARGETS: [&str; 2] = ["rustls", "rustls_platform_verifier"];
+
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LOOKOUT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use tracing_subscriber::EnvFilter;
+    let spec = std::env::var("LOOKOUT_LOG").unwrap_or_default();
+    let mut filter = EnvFilter::try_new(&spec)
+        .ok()
+        .filter(|_| !spec.trim().is_empty())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let named: Vec<&str> = spec
+        .split(',')
+        .map(|d| d.split(['=', '[']).next().unwrap_or_default().trim())
+        .collect();
+    for target in QUIET_TARGETS {
+        if !named.contains(&target)
+            && let Ok(directive) = format!("{target}=off").parse()
+        {
+            filter = filter.add_directive(directive);
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

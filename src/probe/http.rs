@@ -10,16 +10,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::{DateTime, Utc};
 use reqwest::header::{HeaderValue, LOCATION};
 use reqwest::{Method, StatusCode};
-use rustls::CertificateError;
 use rustls::client::{Resumption, Tls12Resumption};
-use rustls::pki_types::UnixTime;
 use url::Url;
 
 use super::Observation;
-use super::tls::TlsProfile;
+use super::tls::{self, TlsProfile};
 use super::trace::{Stage, Trace, TraceLayer, TraceResolver, TraceStore, TraceVerifier};
 use crate::config::{Auth, HttpRequest};
 use crate::judge::clean;
@@ -333,6 +330,17 @@ fn transport_failure(err: &reqwest::Error, trace: &Trace, url: &Url) -> (Failure
     if let Some(dns) = trace.dns_error() {
         return (FailureKind::Dns, format!("could not resolve {host}: {dns}"));
     }
+    if let Some(tls) = tls_error(err) {
+        let what = tls::describe(tls, host, trace.leaf().as_ref());
+        let during = match trace.stage() {
+            Stage::TlsHandshake => "TLS handshake with",
+            _ => "TLS with",
+        };
+        return (
+            FailureKind::Tls,
+            format!("{during} {host}:{port} failed: {what}"),
+        );
+    }
     let cause = root_cause(err);
     match trace.stage() {
         Stage::Resolving => (
@@ -345,10 +353,7 @@ fn transport_failure(err: &reqwest::Error, trace: &Trace, url: &Url) -> (Failure
         ),
         Stage::TlsHandshake => (
             FailureKind::Tls,
-            format!(
-                "TLS handshake with {host}:{port} failed: {}",
-                certificate_problem(err).unwrap_or(cause)
-            ),
+            format!("TLS handshake with {host}:{port} failed: {cause}"),
         ),
         Stage::WaitingForHeaders | Stage::ReadingBody => (
             FailureKind::Protocol,
@@ -357,14 +362,12 @@ fn transport_failure(err: &reqwest::Error, trace: &Trace, url: &Url) -> (Failure
     }
 }
 
-/// A certificate problem said briefly. rustls' own text gives times as
-/// UNIX seconds and the certificate's names in Debug form, so a reason cut
-/// to length loses the part that matters ("not valid after …").
-fn certificate_problem(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+/// The TLS error in `err`'s chain, if any.
+fn tls_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
     let mut current = Some(err);
     while let Some(e) = current {
-        if let Some(rustls::Error::InvalidCertificate(problem)) = as_rustls(e) {
-            return describe_certificate_error(problem);
+        if let Some(found) = as_rustls(e) {
+            return Some(found);
         }
         current = e.source();
     }
@@ -379,47 +382,6 @@ fn as_rustls<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls:
     }
     let inner = e.downcast_ref::<std::io::Error>()?.get_ref()?;
     as_rustls(inner)
-}
-
-fn describe_certificate_error(problem: &CertificateError) -> Option<String> {
-    let at = |t: &UnixTime| {
-        let secs = i64::try_from(t.as_secs()).ok()?;
-        DateTime::<Utc>::from_timestamp(secs, 0).map(|d| d.format("%Y-%m-%d %H:%M:%S UTC"))
-    };
-    let text = match problem {
-        CertificateError::ExpiredContext { not_after, .. } => {
-            format!("certificate expired at {}", at(not_after)?)
-        }
-        CertificateError::NotValidYetContext { not_before, .. } => {
-            format!("certificate not valid before {}", at(not_before)?)
-        }
-        CertificateError::NotValidForNameContext {
-            expected,
-            presented,
-        } => {
-            // webpki shows each name as `DnsName("host")`.
-            let name = |n: &String| {
-                n.strip_prefix("DnsName(\"")
-                    .and_then(|n| n.strip_suffix("\")"))
-                    .map_or_else(|| n.clone(), str::to_owned)
-            };
-            let mut names: Vec<String> = presented.iter().take(3).map(name).collect();
-            if presented.len() > 3 {
-                names.push(format!("{} more", presented.len() - 3));
-            }
-            let names = if names.is_empty() {
-                "no name".to_owned()
-            } else {
-                names.join(", ")
-            };
-            format!(
-                "certificate not valid for \"{}\" (it is for {names})",
-                expected.to_str()
-            )
-        }
-        _ => return None,
-    };
-    Some(text)
 }
 
 /// The innermost error message: the one that says what actually happened

@@ -25,6 +25,7 @@ use rustls::client::{ClientSessionStore, Tls12ClientSessionValue, Tls13ClientSes
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, NamedGroup, SignatureScheme};
 
+use super::tls::Leaf;
 use crate::outcome::Phases;
 
 /// Where a probe is, for naming the phase a timeout or error happened in.
@@ -60,6 +61,8 @@ struct State {
     connected_at: Option<Instant>,
     phases: Phases,
     cert_not_after: Option<DateTime<Utc>>,
+    /// The server's certificate, as last seen by the verifier.
+    leaf: Option<Leaf>,
     /// The status of the current hop's response, once its headers arrived.
     status: Option<u16>,
     /// Requests sent so far (hops), so the redirects followed are known
@@ -85,6 +88,7 @@ impl Default for Trace {
                 connected_at: None,
                 phases: Phases::default(),
                 cert_not_after: None,
+                leaf: None,
                 status: None,
                 hops: 0,
             }),
@@ -140,6 +144,11 @@ impl Trace {
 
     pub fn cert_not_after(&self) -> Option<DateTime<Utc>> {
         self.lock().cert_not_after
+    }
+
+    /// The server's own certificate, when one was seen: for reasons.
+    pub fn leaf(&self) -> Option<Leaf> {
+        self.lock().leaf.clone()
     }
 
     /// When the current hop's connection became ready, if it has.
@@ -209,8 +218,9 @@ impl Trace {
         }
     }
 
-    fn saw_certificates(&self, not_after: Option<DateTime<Utc>>) {
+    fn saw_certificates(&self, leaf: Option<Leaf>, not_after: Option<DateTime<Utc>>) {
         let mut s = self.lock();
+        s.leaf = leaf;
         s.cert_not_after = match (s.cert_not_after, not_after) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -342,11 +352,14 @@ impl ServerCertVerifier for TraceVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let earliest = std::iter::once(end_entity)
-            .chain(intermediates)
-            .filter_map(not_after)
+        let leaf = Leaf::parse(end_entity);
+        let earliest = leaf
+            .as_ref()
+            .and_then(|l| l.not_after)
+            .into_iter()
+            .chain(intermediates.iter().filter_map(not_after))
             .min();
-        self.trace.saw_certificates(earliest);
+        self.trace.saw_certificates(leaf, earliest);
         self.inner
             .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
     }

@@ -1082,7 +1082,7 @@ async fn hostile_tls_targets_end_in_time_with_one_precise_failure() {
             "self-signed certificate",
             https(&self_signed),
             "",
-            Some((Tls, "UnknownIssuer")),
+            Some((Tls, "self-signed certificate, not trusted")),
         ),
         case(
             "expired certificate",

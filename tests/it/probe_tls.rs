@@ -86,7 +86,12 @@ async fn certificate_problems_are_tls_failures_with_the_reason() {
     let expired_ca = dir.path().join("expired.pem");
     std::fs::write(&expired_ca, &expired.cert_pem).unwrap();
     let cases = [
-        ("unknown issuer", valid.port, String::new(), "UnknownIssuer"),
+        (
+            "unknown issuer",
+            valid.port,
+            String::new(),
+            "self-signed certificate, not trusted",
+        ),
         (
             "expired",
             expired.port,
@@ -123,4 +128,244 @@ async fn insecure_skip_verify_accepts_a_self_signed_certificate() {
     let (obs, outcome) = probe(&cfg, "c").await;
     assert_eq!(outcome, Outcome::Success, "{obs:?}");
     assert!(obs.tls_not_after.is_some());
+}
+
+/// A key and certificate parameters named `cn`.
+fn params(cn: &str, sans: &[&str], ca: bool) -> rcgen::CertificateParams {
+    let sans: Vec<String> = sans.iter().map(|s| (*s).to_owned()).collect();
+    let mut p = rcgen::CertificateParams::new(sans).unwrap();
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    p.not_after = rcgen::date_time_ymd(2031, 1, 1);
+    if ca {
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    }
+    p
+}
+
+/// A CA named `cn` with a key of `alg`: its PEM and an issuer to sign with.
+fn ca(cn: &str, key: rcgen::KeyPair) -> (String, rcgen::Issuer<'static, rcgen::KeyPair>) {
+    let p = params(cn, &[], true);
+    let cert = p.self_signed(&key).unwrap();
+    (cert.pem(), rcgen::Issuer::new(p, key))
+}
+
+/// An HTTPS server on 127.0.0.1 that shows `chain` (DER, leaf first); with
+/// `alpn`, it speaks only that protocol.
+async fn serve_chain(
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: &rcgen::KeyPair,
+    alpn: Option<Vec<u8>>,
+) -> u16 {
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    config.alpn_protocols = alpn.into_iter().collect();
+    serve_tls(config).await
+}
+
+/// Answers 200 on every TLS connection it accepts, for a few connections.
+async fn serve_tls(config: rustls::ServerConfig) -> u16 {
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        for _ in 0..16 {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut buf = vec![0u8; 4096];
+                let _ = tls.read(&mut buf).await;
+                let _ = tls
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+/// Every certificate problem a probe meets gets one sentence a person can
+/// act on, never rustls' Debug form; certificates made here, per case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_failures_read_as_sentences() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = |name: &str, pem: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).unwrap();
+        format!("tls = {{ ca_file = \"{}\" }}", path.display())
+    };
+    let (trusted_pem, trusted) = ca("lookout test CA", rcgen::KeyPair::generate().unwrap());
+    let (_, untrusted) = ca("Untrusted CA", rcgen::KeyPair::generate().unwrap());
+    // The same name as the trusted CA, another key of the same type.
+    let (_, twin) = ca("lookout test CA", rcgen::KeyPair::generate().unwrap());
+
+    let leaf = |issuer: &rcgen::Issuer<'_, rcgen::KeyPair>| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params("localhost", &["localhost"], false)
+            .signed_by(&key, issuer)
+            .unwrap();
+        (cert.der().clone(), key)
+    };
+    let self_signed = |cn: &str| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params(cn, &["localhost"], false).self_signed(&key).unwrap();
+        (cert.der().clone(), key)
+    };
+
+    let (der, key) = leaf(&untrusted);
+    let unknown_issuer = serve_chain(vec![der], &key, None).await;
+    let (der, key) = self_signed("selfie");
+    let self_signed_port = serve_chain(vec![der], &key, None).await;
+    let (der, key) = leaf(&twin);
+    let bad_signature = serve_chain(vec![der], &key, None).await;
+    // Debian's snakeoil trap, made here: an ECDSA self-signed CN=localhost
+    // leaf, and a trusted RSA certificate also named CN=localhost.
+    let (der, key) = self_signed("localhost");
+    let snakeoil_leaf = serve_chain(vec![der], &key, None).await;
+    let rsa = rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+        .unwrap();
+    let snakeoil_pem = params("localhost", &["localhost"], false)
+        .self_signed(&rsa)
+        .unwrap()
+        .pem();
+    // A server that speaks only a protocol of its own refuses the
+    // handshake with an alert.
+    let (der, key) = leaf(&trusted);
+    let alert = serve_chain(vec![der], &key, Some(b"x-private".to_vec())).await;
+
+    let trust = ca_file("trusted.pem", &trusted_pem);
+    let cases = [
+        (
+            "issuer not trusted",
+            unknown_issuer,
+            trust.clone(),
+            "certificate issued by \"CN=Untrusted CA\", which is not a trusted CA",
+        ),
+        (
+            "self-signed",
+            self_signed_port,
+            trust.clone(),
+            "self-signed certificate, not trusted (put it in tls.ca_file to trust it)",
+        ),
+        (
+            "self-signed, system roots",
+            self_signed_port,
+            String::new(),
+            "self-signed certificate, not trusted",
+        ),
+        (
+            "bad signature",
+            bad_signature,
+            trust.clone(),
+            "certificate's signature does not verify with the key of \"CN=lookout test CA\"",
+        ),
+        (
+            "a trusted certificate of the same name, another key type",
+            snakeoil_leaf,
+            ca_file("snakeoil.pem", &snakeoil_pem),
+            "a trusted certificate is also named \"CN=localhost\", with another key type",
+        ),
+        (
+            "handshake alert",
+            alert,
+            trust.clone(),
+            "the server refused the handshake (alert \"no application protocol\"): it speaks \
+             neither h2 nor http/1.1",
+        ),
+    ];
+    let mut failures = Vec::new();
+    let n = cases.len();
+    for (name, port, tls, needle) in cases {
+        let cfg = config(&https_check(port, &tls));
+        let (_, outcome) = probe(&cfg, "c").await;
+        match outcome {
+            Outcome::Failure {
+                kind: FailureKind::Tls,
+                reason,
+            } if reason.contains(needle)
+                && reason.starts_with("TLS")
+                && !reason.contains(['{', '['])
+                && !reason.contains("_id")
+                && !reason.contains("Context") => {}
+            other => failures.push(format!("{name}: wanted {needle:?}, got {other:?}")),
+        }
+    }
+    crate::support::assert_table_passed(&failures, n);
+}
+
+/// A failing TLS probe is one result: the daemon logs one line when the
+/// check's state changes, and nothing from the TLS libraries, however many
+/// times the probe fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_tls_probe_logs_nothing_but_the_state_change() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let target = start_tls_target((2031, 6, 30)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lookout.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \":memory:\"\n\
+             [[checks]]\nname = \"self-signed\"\nurl = \"https://localhost:{}/\"\ninterval = \"100ms\"\n",
+            target.port
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .env_remove("LOOKOUT_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<String>>()
+    });
+    // Twenty or so failed probes.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let exit =
+        crate::support::eventually(Duration::from_secs(20), async || child.try_wait().unwrap())
+            .await;
+    assert!(exit.success());
+    let lines = reader.join().unwrap();
+    let about_check: Vec<&String> = lines.iter().filter(|l| l.contains("self-signed")).collect();
+    assert_eq!(
+        about_check.len(),
+        1,
+        "one line for the state change:\n{}",
+        lines.join("\n")
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("ERROR") || l.contains("rustls") || l.contains("WARN")),
+        "no library logs a probe's failure:\n{}",
+        lines.join("\n")
+    );
 }
