@@ -16,6 +16,7 @@ mod probe_tls;
 mod prometheus_e2e;
 mod reload;
 mod report;
+mod secret_forms;
 mod snapshots;
 mod store;
 mod support;
