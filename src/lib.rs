@@ -5,6 +5,7 @@
 //! [`flow`] runs multi-step flows out of the same probe and judge;
 //! [`daemon`] wires them. See ARCHITECTURE.md.
 
+pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod flow;
