@@ -1,9 +1,9 @@
 //! The status page in a real headless Chromium: what a person sees.
 //!
 //! Skipped, loudly, where Chromium is not installed (`.ci/setup` installs
-//! Debian's `chromium`). The screenshot goes to target/browser/; with
-//! `UPDATE_SCREENSHOTS=1` it also replaces docs/status-page.png, which the
-//! README shows.
+//! Debian's `chromium`); a failure instead under `LOOKOUT_REQUIRE_TOOLS=1`.
+//! The screenshot goes to target/browser/; with `UPDATE_SCREENSHOTS=1` it
+//! also replaces docs/status-page.png, which the README shows.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -12,15 +12,13 @@ use std::time::{Duration, Instant};
 use lookout::daemon::Daemon;
 use serde_json::Value;
 
-use crate::support::{config, eventually, start_target};
+use crate::support::{config, eventually, start_target, tool_any};
 
 fn chromium() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    let dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
-    ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .flat_map(|name| dirs.iter().map(move |d| d.join(name)))
-        .find(|p| p.is_file())
+    tool_any(
+        &["chromium", "chromium-browser", "google-chrome"],
+        "browser test",
+    )
 }
 
 /// Runs Chromium headless with `args` and `url`, for at most 60 s.
@@ -62,7 +60,6 @@ fn run_chromium(bin: &Path, args: &[&str], url: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_in_chromium_shows_scores_states_reasons_and_flows() {
     let Some(bin) = chromium() else {
-        eprintln!("SKIPPED browser test: chromium is not installed (run .ci/setup)");
         return;
     };
     let target = start_target().await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use lookout::daemon::Daemon;
 use prometheus_parse::{Scrape, Value};
 
-use crate::support::{TEST_SECRET, config, eventually, start_target};
+use crate::support::{TEST_SECRET, config, eventually, start_target, tool};
 
 async fn get(url: String) -> String {
     reqwest::get(url).await.unwrap().text().await.unwrap()
@@ -234,22 +234,19 @@ async fn scores_metrics_api_and_page_agree() {
 }
 
 /// `promtool check metrics` must report nothing. Skipped, loudly, where
-/// promtool is not installed (`.ci/setup` installs it).
+/// promtool is not installed (`.ci/setup` installs it; see
+/// `support::tool`).
 pub fn promtool_check_metrics(text: &str) {
-    let child = Command::new("promtool")
+    let Some(promtool) = tool("promtool", "promtool check metrics") else {
+        return;
+    };
+    let mut child = Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!("SKIPPED promtool check metrics: promtool is not installed (run .ci/setup)");
-            return;
-        }
-        Err(e) => panic!("promtool: {e}"),
-    };
+        .spawn()
+        .expect("promtool starts");
     child
         .stdin
         .take()
