@@ -464,18 +464,41 @@ async fn shutdown_lets_probes_in_flight_finish() {
 
 #[test]
 fn every_command_has_help() {
-    for args in [
-        &["--help"][..],
-        &["run", "--help"],
-        &["check-config", "--help"],
-    ] {
+    let help = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_lookout"))
             .args(args)
             .output()
             .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(out.status.success(), "{args:?}");
         assert!(text.contains("Usage:"), "{args:?}: {text}");
+        text
+    };
+    // The subcommands as the top-level help lists them, so a new one is
+    // covered without touching this test.
+    let top = help(&["--help"]);
+    let commands: Vec<String> = top
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_owned)
+        .collect();
+    for known in ["run", "check-config", "hash-password", "report"] {
+        assert!(
+            commands.iter().any(|c| c == known),
+            "{known} in {commands:?}:\n{top}"
+        );
+    }
+    for command in &commands {
+        let text = help(&[command, "--help"]);
+        assert!(
+            text.contains(&format!("Usage: lookout {command}")),
+            "{command}: {text}"
+        );
+        help(&["help", command]);
     }
 }
 
