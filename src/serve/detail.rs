@@ -150,14 +150,46 @@ struct ScoreSeries {
     points: Vec<super::view::ScorePoint>,
 }
 
+/// The scopes scores are kept for: `overall`, then `group:<name>` for each
+/// group of the current config.
+fn score_scopes(s: &AppState) -> Vec<String> {
+    std::iter::once("overall".to_owned())
+        .chain(
+            s.recorder
+                .board()
+                .groups()
+                .into_iter()
+                .map(|(name, _)| format!("group:{name}")),
+        )
+        .collect()
+}
+
+fn bad_request(error: String, accepted: Option<Vec<String>>) -> Response {
+    let body = match accepted {
+        Some(accepted) => serde_json::json!({ "error": error, "accepted": accepted }),
+        None => serde_json::json!({ "error": error }),
+    };
+    (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+}
+
 /// `/api/v1/scores?scope=group:auth&window=7d`: a health score over time.
+/// A scope that is not `overall` or a configured group's is a 400 that
+/// lists the accepted ones: a typo must not look like a score never kept.
 pub async fn api_scores(State(s): State<AppState>, Query(q): Query<ScoreQuery>) -> Response {
     let scope = q.scope.unwrap_or_else(|| "overall".to_owned());
+    let scopes = score_scopes(&s);
+    if !scopes.contains(&scope) {
+        return bad_request(
+            format!(
+                "unknown scope {scope:?}: the accepted scopes are overall and group:<name> for a configured group: {}",
+                scopes.join(", ")
+            ),
+            Some(scopes),
+        );
+    }
     let window = match humantime::parse_duration(q.window.as_deref().unwrap_or("24h")) {
         Ok(w) => w,
-        Err(e) => {
-            return (StatusCode::BAD_REQUEST, format!("bad window: {e}\n")).into_response();
-        }
+        Err(e) => return bad_request(format!("bad window: {e}"), None),
     };
     let to_ms = Utc::now().timestamp_millis();
     let from_ms = to_ms - window.as_millis().min(i64::MAX as u128) as i64;
