@@ -6,7 +6,6 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use futures_util::FutureExt as _;
 use tokio::sync::Semaphore;
 
@@ -154,14 +153,7 @@ pub struct Once {
 pub async fn run_once(config: &Config) -> Result<Once, TlsSetupError> {
     let runner = Runner::new(config)?;
     let limit = Semaphore::new(config.max_concurrent_probes.max(1));
-    let tick = || {
-        let now = Utc::now();
-        Tick {
-            scheduled: now,
-            started: now,
-            lag: Duration::ZERO,
-        }
-    };
+    let tick = Tick::now;
     let checks = config.checks.iter().map(|c| async {
         // The semaphore is never closed, so acquiring cannot fail.
         let _permit = limit.acquire().await.ok();
@@ -191,12 +183,7 @@ mod tests {
     }
 
     fn tick() -> Tick {
-        let now = Utc::now();
-        Tick {
-            scheduled: now,
-            started: now,
-            lag: Duration::ZERO,
-        }
+        Tick::now()
     }
 
     fn internal(outcome: &Outcome) -> bool {

@@ -13,7 +13,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound as _, Utc};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -89,10 +89,31 @@ impl Schedule {
 #[derive(Clone, Copy, Debug)]
 pub struct Tick {
     pub scheduled: DateTime<Utc>,
+    /// In whole milliseconds (see [`started_at`]).
     pub started: DateTime<Utc>,
     /// How late the run started: waiting for the timer and for a slot under
     /// the concurrency limit.
     pub lag: Duration,
+}
+
+impl Tick {
+    /// A run starting now, unscheduled (`lookout report`).
+    pub fn now() -> Tick {
+        let now = started_at(Utc::now());
+        Tick {
+            scheduled: now,
+            started: now,
+            lag: Duration::ZERO,
+        }
+    }
+}
+
+/// `t` at the precision the history keeps, whole milliseconds: a run's
+/// start time becomes its result's `started_at` and a monitor's `since`,
+/// and those must be the same values in memory as after a restart, read
+/// back from the store.
+pub fn started_at(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.trunc_subsecs(3)
 }
 
 /// The most skipped ticks counted after one overlong run; bounds the work of
@@ -177,8 +198,10 @@ impl Scheduler {
                         Err(_) => return, // the semaphore is never closed
                     },
                 };
-                let started = Utc::now();
-                let lag = (started - next).to_std().unwrap_or(Duration::ZERO);
+                // The lag from the precise clock; the start as the store keeps it.
+                let now = Utc::now();
+                let lag = (now - next).to_std().unwrap_or(Duration::ZERO);
+                let started = started_at(now);
                 // Boxed: the loop sleeps almost all the time, and a probe's
                 // state is large; inline, every idle task would hold it.
                 Box::pin(job(Tick {
@@ -264,5 +287,18 @@ mod tests {
             s.next_after(t).unwrap(),
             Utc.with_ymd_and_hms(2026, 1, 1, 8, 0, 0).unwrap()
         );
+    }
+
+    #[test]
+    fn start_times_are_whole_milliseconds() {
+        let t = Utc.timestamp_opt(1_800_000_000, 123_456_789).unwrap();
+        let s = started_at(t);
+        assert_eq!(s.timestamp_subsec_nanos(), 123_000_000);
+        assert_eq!(
+            DateTime::from_timestamp_millis(s.timestamp_millis()),
+            Some(s)
+        );
+        let tick = Tick::now();
+        assert_eq!(tick.started.timestamp_subsec_nanos() % 1_000_000, 0);
     }
 }
