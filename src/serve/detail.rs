@@ -228,6 +228,7 @@ struct DetailPage {
     d: Detail,
     name: String,
     version: &'static str,
+    css: &'static str,
 }
 
 impl DetailPage {
@@ -270,6 +271,7 @@ pub async fn page_detail(State(s): State<AppState>, Path(name): Path<String>) ->
         d,
         name,
         version: env!("CARGO_PKG_VERSION"),
+        css: super::assets::detail_css(),
     };
     match page.render() {
         Ok(html) => Html(html).into_response(),
@@ -286,14 +288,12 @@ pub struct BadgeQuery {
     show: Option<String>,
 }
 
+/// Badges are embedded elsewhere: their caching (`no-cache`) and their
+/// script-free policy are set with every answer's (`super::headers`).
 fn svg_response(status: StatusCode, body: String) -> Response {
     (
         status,
-        [
-            (header::CONTENT_TYPE, "image/svg+xml; charset=utf-8"),
-            // Badges are embedded elsewhere; keep them fresh.
-            (header::CACHE_CONTROL, "no-cache, max-age=0"),
-        ],
+        [(header::CONTENT_TYPE, "image/svg+xml; charset=utf-8")],
         body,
     )
         .into_response()
