@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 use crate::record::{Job, Recorder, Reloaded};
 use crate::run::Runner;
-use crate::schedule::{JobHandle, Scheduler, Tick};
+use crate::schedule::{JobHandle, Limits, Scheduler, Tick};
 use crate::secret::SharedRedactor;
 use crate::serve::access::Access;
 use crate::serve::{self, AppState};
@@ -85,8 +85,6 @@ struct Control {
     jobs: std::sync::Mutex<HashMap<Job, JobHandle>>,
     redactor: SharedRedactor,
     access: Arc<Access>,
-    /// One limit per origin, shared by every check and flow against it.
-    targets: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
     /// The first load's settings that only a restart applies.
     started: Config,
     /// One reload at a time.
@@ -94,32 +92,19 @@ struct Control {
 }
 
 impl Control {
-    fn target_limit(&self, origin: String) -> Arc<tokio::sync::Semaphore> {
-        let per_target = self.started.max_concurrent_per_target;
-        self.targets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(origin)
-            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(per_target)))
-            .clone()
-    }
-
     fn schedule(&self, pipeline: &Arc<Pipeline>, checks: &[Arc<Check>], flows: &[Arc<Flow>]) {
-        let limits: Vec<_> = checks
-            .iter()
-            .map(|c| self.target_limit(c.target()))
-            .collect();
-        let flow_limits: Vec<_> = flows
-            .iter()
-            .map(|f| self.target_limit(f.target()))
-            .collect();
+        // One limit per origin, shared by every check and flow against it
+        // (and kept across reloads).
+        let limits = self.scheduler.limits();
+        let check_slots: Vec<_> = checks.iter().map(|c| limits.slot(c.target())).collect();
+        let flow_slots: Vec<_> = flows.iter().map(|f| limits.slot(f.target())).collect();
         let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-        for (check, limit) in checks.iter().zip(limits) {
+        for (check, slot) in checks.iter().zip(check_slots) {
             let (job_pipeline, job_check) = (pipeline.clone(), check.clone());
             let (skip_recorder, skip_check) = (self.recorder.clone(), check.clone());
             let handle = self.scheduler.spawn(
                 check.schedule.clone(),
-                Some(limit),
+                slot,
                 move |tick| {
                     let (p, c) = (job_pipeline.clone(), job_check.clone());
                     async move { p.run(&c, tick).await }
@@ -128,12 +113,12 @@ impl Control {
             );
             jobs.insert(Job::Check(check.name.clone()), handle);
         }
-        for (flow, limit) in flows.iter().zip(flow_limits) {
+        for (flow, slot) in flows.iter().zip(flow_slots) {
             let (job_pipeline, job_flow) = (pipeline.clone(), flow.clone());
             let (skip_recorder, skip_flow) = (self.recorder.clone(), flow.clone());
             let handle = self.scheduler.spawn(
                 flow.schedule.clone(),
-                Some(limit),
+                slot,
                 move |tick| {
                     let (p, f) = (job_pipeline.clone(), job_flow.clone());
                     async move { p.run_flow(&f, tick).await }
@@ -319,11 +304,13 @@ impl Daemon {
         let grace = config.shutdown_grace;
         let control = Arc::new(Control {
             recorder: recorder.clone(),
-            scheduler: Scheduler::new(config.max_concurrent_probes),
+            scheduler: Scheduler::new(Limits::new(
+                config.max_concurrent_probes,
+                config.max_concurrent_per_target,
+            )),
             jobs: Default::default(),
             redactor,
             access: access.clone(),
-            targets: Default::default(),
             started: config,
             reloading: Default::default(),
         });

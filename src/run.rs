@@ -6,9 +6,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use futures_util::FutureExt as _;
-use tokio::sync::Semaphore;
 
 use crate::config::{Check, Config, Flow};
 use crate::flow::FlowRunner;
@@ -16,7 +14,7 @@ use crate::judge::judge;
 use crate::outcome::{CheckResult, FailureKind, FlowResult, Outcome, StepResult, StepRun};
 use crate::probe::tls::TlsSetupError;
 use crate::probe::{Observation, Prober, http};
-use crate::schedule::Tick;
+use crate::schedule::{Limits, Tick};
 use crate::secret::SharedRedactor;
 use crate::template::Templater;
 
@@ -149,27 +147,32 @@ pub struct Once {
     pub flows: Vec<(Arc<Flow>, FlowResult)>,
 }
 
-/// Runs every check and flow once, at most `max_concurrent_probes` at a
-/// time, and returns the results in config order.
+/// Runs every check and flow once and returns the results in config order.
+/// Runs wait for the daemon's limits ([`Limits`]: `max_concurrent_per_target`
+/// against one target, `max_concurrent_probes` in all, a flow holding its
+/// slot for all its steps), so a target answers a report as it answers the
+/// daemon.
 pub async fn run_once(config: &Config) -> Result<Once, TlsSetupError> {
     let runner = Runner::new(config)?;
-    let limit = Semaphore::new(config.max_concurrent_probes.max(1));
-    let tick = || {
-        let now = Utc::now();
-        Tick {
-            scheduled: now,
-            started: now,
-            lag: Duration::ZERO,
+    let limits = Limits::new(
+        config.max_concurrent_probes,
+        config.max_concurrent_per_target,
+    );
+    let checks = config.checks.iter().map(|c| {
+        let slot = limits.slot(c.target());
+        let runner = &runner;
+        async move {
+            let _permits = slot.acquire().await;
+            (c.clone(), runner.check(c, Tick::now()).await)
         }
-    };
-    let checks = config.checks.iter().map(|c| async {
-        // The semaphore is never closed, so acquiring cannot fail.
-        let _permit = limit.acquire().await.ok();
-        (c.clone(), runner.check(c, tick()).await)
     });
-    let flows = config.flows.iter().map(|f| async {
-        let _permit = limit.acquire().await.ok();
-        (f.clone(), runner.flow(f, tick()).await)
+    let flows = config.flows.iter().map(|f| {
+        let slot = limits.slot(f.target());
+        let runner = &runner;
+        async move {
+            let _permits = slot.acquire().await;
+            (f.clone(), runner.flow(f, Tick::now()).await)
+        }
     });
     let (checks, flows) = futures_util::future::join(
         futures_util::future::join_all(checks),
@@ -191,12 +194,7 @@ mod tests {
     }
 
     fn tick() -> Tick {
-        let now = Utc::now();
-        Tick {
-            scheduled: now,
-            started: now,
-            lag: Duration::ZERO,
-        }
+        Tick::now()
     }
 
     fn internal(outcome: &Outcome) -> bool {

@@ -2,20 +2,24 @@
 //!
 //! A [`Schedule`] is a cron expression in a time zone or an interval with a
 //! stable per-check phase. The [`Scheduler`] owns one task per scheduled job;
-//! each task sleeps until its next tick, waits for a slot under the global
-//! concurrency limit, runs the job and measures how late it started. A job
-//! still running when its next tick comes is not started twice: the tick is
-//! skipped and reported. The scheduler never does I/O itself.
+//! each task sleeps until its next tick, waits for a slot under its
+//! target's and the global concurrency limit ([`Limits`]), runs the job and
+//! measures how late it started. A job still running when its next tick
+//! comes is not started twice: the tick is skipped and reported. The
+//! scheduler never does I/O itself. `lookout report` takes the same
+//! [`Limits`], so a target sees no more at once from a report than from
+//! the daemon.
 
 mod cron_spec;
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound as _, Utc};
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -89,10 +93,31 @@ impl Schedule {
 #[derive(Clone, Copy, Debug)]
 pub struct Tick {
     pub scheduled: DateTime<Utc>,
+    /// In whole milliseconds (see [`started_at`]).
     pub started: DateTime<Utc>,
     /// How late the run started: waiting for the timer and for a slot under
     /// the concurrency limit.
     pub lag: Duration,
+}
+
+impl Tick {
+    /// A run starting now, unscheduled (`lookout report`).
+    pub fn now() -> Tick {
+        let now = started_at(Utc::now());
+        Tick {
+            scheduled: now,
+            started: now,
+            lag: Duration::ZERO,
+        }
+    }
+}
+
+/// `t` at the precision the history keeps, whole milliseconds: a run's
+/// start time becomes its result's `started_at` and a monitor's `since`,
+/// and those must be the same values in memory as after a restart, read
+/// back from the store.
+pub fn started_at(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.trunc_subsecs(3)
 }
 
 /// The most skipped ticks counted after one overlong run; bounds the work of
@@ -112,33 +137,100 @@ impl JobHandle {
     }
 }
 
+/// How many runs may go at once: at most `max_concurrent` in all, and at
+/// most `max_per_target` against one target (an origin: scheme, host and
+/// port). A run takes its target's slot before a global one, so runs
+/// waiting on a hung target queue there and do not hold global slots that
+/// other targets' checks need.
+pub struct Limits {
+    global: Arc<Semaphore>,
+    per_target: usize,
+    targets: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl Limits {
+    pub fn new(max_concurrent: usize, max_per_target: usize) -> Limits {
+        Limits {
+            global: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            per_target: max_per_target.max(1),
+            targets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The limits a run against `target` waits for; every run against the
+    /// same target shares its slots.
+    pub fn slot(&self, target: String) -> Slot {
+        let per_target = self.per_target;
+        let target = self
+            .targets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(target)
+            .or_insert_with(|| Arc::new(Semaphore::new(per_target)))
+            .clone();
+        Slot {
+            target,
+            global: self.global.clone(),
+        }
+    }
+}
+
+/// One target's share of [`Limits`].
+#[derive(Clone, Debug)]
+pub struct Slot {
+    target: Arc<Semaphore>,
+    global: Arc<Semaphore>,
+}
+
+/// Held while a run goes; dropping it frees both slots.
+#[derive(Debug)]
+pub struct Permits {
+    _global: OwnedSemaphorePermit,
+    _target: OwnedSemaphorePermit,
+}
+
+impl Slot {
+    /// Waits for the target's slot, then a global one. `None` only if a
+    /// semaphore were closed, which none ever is.
+    pub async fn acquire(&self) -> Option<Permits> {
+        let target = self.target.clone().acquire_owned().await.ok()?;
+        let global = self.global.clone().acquire_owned().await.ok()?;
+        Some(Permits {
+            _global: global,
+            _target: target,
+        })
+    }
+}
+
 /// Owns the schedule loops. Dropping it does not stop them; call
 /// [`Scheduler::shutdown`].
 pub struct Scheduler {
     tracker: TaskTracker,
     cancel: CancellationToken,
-    limit: Arc<Semaphore>,
+    limits: Limits,
 }
 
 impl Scheduler {
-    pub fn new(max_concurrent: usize) -> Scheduler {
-        let max_concurrent = max_concurrent.max(1);
+    pub fn new(limits: Limits) -> Scheduler {
         Scheduler {
             tracker: TaskTracker::new(),
             cancel: CancellationToken::new(),
-            limit: Arc::new(Semaphore::new(max_concurrent)),
+            limits,
         }
     }
 
+    /// The limits every job's runs wait for.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
     /// Runs `job` on `schedule` until shutdown. `on_skip` is told how many
-    /// ticks passed while a run was still going.
-    /// `target` is the job's share of a per-target limit, taken before the
-    /// global one: runs waiting on a hung target queue there, and do not
-    /// hold global slots that other targets' checks need.
+    /// ticks passed while a run was still going. Each run first waits for
+    /// `slot` (see [`Limits`]).
     pub fn spawn<J, F>(
         &self,
         schedule: Schedule,
-        target: Option<Arc<Semaphore>>,
+        slot: Slot,
         job: J,
         on_skip: impl Fn(u64) + Send + 'static,
     ) -> JobHandle
@@ -151,7 +243,6 @@ impl Scheduler {
         let handle = JobHandle {
             cancel: cancel.clone(),
         };
-        let limit = self.limit.clone();
         self.tracker.spawn(async move {
             let mut after = Utc::now();
             while let Some(next) = schedule.next_after(after) {
@@ -160,25 +251,17 @@ impl Scheduler {
                     _ = cancel.cancelled() => return,
                     _ = tokio::time::sleep(wait) => {}
                 }
-                let target_permit = match &target {
-                    None => None,
-                    Some(t) => tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        permit = t.clone().acquire_owned() => match permit {
-                            Ok(p) => Some(p),
-                            Err(_) => return, // never closed
-                        },
-                    },
-                };
-                let permit = tokio::select! {
+                let permits = tokio::select! {
                     _ = cancel.cancelled() => return,
-                    permit = limit.clone().acquire_owned() => match permit {
-                        Ok(p) => p,
-                        Err(_) => return, // the semaphore is never closed
+                    permits = slot.acquire() => match permits {
+                        Some(p) => p,
+                        None => return, // the semaphores are never closed
                     },
                 };
-                let started = Utc::now();
-                let lag = (started - next).to_std().unwrap_or(Duration::ZERO);
+                // The lag from the precise clock; the start as the store keeps it.
+                let now = Utc::now();
+                let lag = (now - next).to_std().unwrap_or(Duration::ZERO);
+                let started = started_at(now);
                 // Boxed: the loop sleeps almost all the time, and a probe's
                 // state is large; inline, every idle task would hold it.
                 Box::pin(job(Tick {
@@ -187,8 +270,7 @@ impl Scheduler {
                     lag,
                 }))
                 .await;
-                drop(permit);
-                drop(target_permit);
+                drop(permits);
                 let now = Utc::now();
                 let missed = schedule.ticks_between(next, now, MAX_COUNTED_SKIPS);
                 if missed > 0 {
@@ -263,6 +345,43 @@ mod tests {
         assert_eq!(
             s.next_after(t).unwrap(),
             Utc.with_ymd_and_hms(2026, 1, 1, 8, 0, 0).unwrap()
+        );
+    }
+
+    #[test]
+    fn start_times_are_whole_milliseconds() {
+        let t = Utc.timestamp_opt(1_800_000_000, 123_456_789).unwrap();
+        let s = started_at(t);
+        assert_eq!(s.timestamp_subsec_nanos(), 123_000_000);
+        assert_eq!(
+            DateTime::from_timestamp_millis(s.timestamp_millis()),
+            Some(s)
+        );
+        let tick = Tick::now();
+        assert_eq!(tick.started.timestamp_subsec_nanos() % 1_000_000, 0);
+    }
+
+    #[tokio::test]
+    async fn a_target_gets_its_share_and_the_global_limit_holds() {
+        let limits = Limits::new(3, 2);
+        let (a, b) = (
+            limits.slot("http://a".into()),
+            limits.slot("http://b".into()),
+        );
+        let a1 = a.acquire().await.unwrap();
+        let _a2 = limits.slot("http://a".into()).acquire().await.unwrap();
+        // The same target shares its two slots.
+        let third = tokio::time::timeout(Duration::from_millis(50), a.acquire()).await;
+        assert!(third.is_err(), "a third run against a waits");
+        // Another target has its own, up to the global three.
+        let _b1 = b.acquire().await.unwrap();
+        let fourth = tokio::time::timeout(Duration::from_millis(50), b.acquire()).await;
+        assert!(fourth.is_err(), "the global limit is 3");
+        drop(a1);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), b.acquire())
+                .await
+                .is_ok()
         );
     }
 }

@@ -150,14 +150,46 @@ struct ScoreSeries {
     points: Vec<super::view::ScorePoint>,
 }
 
+/// The scopes scores are kept for: `overall`, then `group:<name>` for each
+/// group of the current config.
+fn score_scopes(s: &AppState) -> Vec<String> {
+    std::iter::once("overall".to_owned())
+        .chain(
+            s.recorder
+                .board()
+                .groups()
+                .into_iter()
+                .map(|(name, _)| format!("group:{name}")),
+        )
+        .collect()
+}
+
+fn bad_request(error: String, accepted: Option<Vec<String>>) -> Response {
+    let body = match accepted {
+        Some(accepted) => serde_json::json!({ "error": error, "accepted": accepted }),
+        None => serde_json::json!({ "error": error }),
+    };
+    (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+}
+
 /// `/api/v1/scores?scope=group:auth&window=7d`: a health score over time.
+/// A scope that is not `overall` or a configured group's is a 400 that
+/// lists the accepted ones: a typo must not look like a score never kept.
 pub async fn api_scores(State(s): State<AppState>, Query(q): Query<ScoreQuery>) -> Response {
     let scope = q.scope.unwrap_or_else(|| "overall".to_owned());
+    let scopes = score_scopes(&s);
+    if !scopes.contains(&scope) {
+        return bad_request(
+            format!(
+                "unknown scope {scope:?}: the accepted scopes are overall and group:<name> for a configured group: {}",
+                scopes.join(", ")
+            ),
+            Some(scopes),
+        );
+    }
     let window = match humantime::parse_duration(q.window.as_deref().unwrap_or("24h")) {
         Ok(w) => w,
-        Err(e) => {
-            return (StatusCode::BAD_REQUEST, format!("bad window: {e}\n")).into_response();
-        }
+        Err(e) => return bad_request(format!("bad window: {e}"), None),
     };
     let to_ms = Utc::now().timestamp_millis();
     let from_ms = to_ms - window.as_millis().min(i64::MAX as u128) as i64;
@@ -196,6 +228,7 @@ struct DetailPage {
     d: Detail,
     name: String,
     version: &'static str,
+    css: &'static str,
 }
 
 impl DetailPage {
@@ -238,6 +271,7 @@ pub async fn page_detail(State(s): State<AppState>, Path(name): Path<String>) ->
         d,
         name,
         version: env!("CARGO_PKG_VERSION"),
+        css: super::assets::detail_css(),
     };
     match page.render() {
         Ok(html) => Html(html).into_response(),
@@ -254,14 +288,12 @@ pub struct BadgeQuery {
     show: Option<String>,
 }
 
+/// Badges are embedded elsewhere: their caching (`no-cache`) and their
+/// script-free policy are set with every answer's (`super::headers`).
 fn svg_response(status: StatusCode, body: String) -> Response {
     (
         status,
-        [
-            (header::CONTENT_TYPE, "image/svg+xml; charset=utf-8"),
-            // Badges are embedded elsewhere; keep them fresh.
-            (header::CACHE_CONTROL, "no-cache, max-age=0"),
-        ],
+        [(header::CONTENT_TYPE, "image/svg+xml; charset=utf-8")],
         body,
     )
         .into_response()

@@ -1,10 +1,12 @@
 //! The HTTP server: `/metrics`, `/healthz`, `/readyz`, `/api/v1/status` and
 //! the status page at `/`. Handlers only read the recorder; they never
-//! block on a probe.
+//! block on a probe. Every answer carries the headers of [`headers`].
 
 pub mod access;
+mod assets;
 pub mod auth;
 mod detail;
+pub mod headers;
 pub mod listen;
 pub mod svg;
 pub mod view;
@@ -60,13 +62,21 @@ pub fn router(state: AppState) -> Router {
         .route("/check/{*name}", get(detail::page_detail))
         .route("/badge/check/{*name}", get(detail::badge_check))
         .route("/badge/group/{*name}", get(detail::badge_group))
+        .route("/static/{file}", get(assets::serve))
+        .fallback(not_found)
         // Only /-/reload takes a body, and it reads none.
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require,
         ))
+        // Outermost: basic auth's 401s and the fallback's 404s get them too.
+        .layer(axum::middleware::from_fn(headers::secure))
         .with_state(state)
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "not found\n").into_response()
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
@@ -197,12 +207,14 @@ async fn status(State(s): State<AppState>) -> Response {
 struct StatusPage {
     view: view::StatusView,
     version: &'static str,
+    css: &'static str,
 }
 
 async fn page(State(s): State<AppState>) -> Response {
     let page = StatusPage {
         view: status_view(&s).await,
         version: env!("CARGO_PKG_VERSION"),
+        css: assets::status_css(),
     };
     match page.render() {
         Ok(html) => Html(html).into_response(),

@@ -1,9 +1,9 @@
 //! The status page in a real headless Chromium: what a person sees.
 //!
 //! Skipped, loudly, where Chromium is not installed (`.ci/setup` installs
-//! Debian's `chromium`). The screenshot goes to target/browser/; with
-//! `UPDATE_SCREENSHOTS=1` it also replaces docs/status-page.png, which the
-//! README shows.
+//! Debian's `chromium`); a failure instead under `LOOKOUT_REQUIRE_TOOLS=1`.
+//! The screenshot goes to target/browser/; with `UPDATE_SCREENSHOTS=1` it
+//! also replaces docs/status-page.png, which the README shows.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -12,19 +12,39 @@ use std::time::{Duration, Instant};
 use lookout::daemon::Daemon;
 use serde_json::Value;
 
-use crate::support::{config, eventually, start_target};
+use crate::support::{config, eventually, start_target, tool_any};
 
 fn chromium() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    let dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
-    ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .flat_map(|name| dirs.iter().map(move |d| d.join(name)))
-        .find(|p| p.is_file())
+    tool_any(
+        &["chromium", "chromium-browser", "google-chrome"],
+        "browser test",
+    )
 }
 
-/// Runs Chromium headless with `args` and `url`, for at most 60 s.
-fn run_chromium(bin: &Path, args: &[&str], url: &str) -> String {
+/// What Chromium printed: the page's DOM (with `--dump-dom`) on stdout, and
+/// its log on stderr, console messages included.
+struct Ran {
+    stdout: String,
+    stderr: String,
+}
+
+impl Ran {
+    /// Console messages and Content-Security-Policy reports in the log: a
+    /// page without script has none unless something was refused (a
+    /// policy violation, a stylesheet of the wrong type).
+    fn console_problems(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| l.contains(":CONSOLE") || l.contains("Content Security Policy"))
+            .collect()
+    }
+}
+
+/// Runs Chromium headless with `args` and `url`, for at most 60 s. Output
+/// goes to files, so a large DOM or log cannot block it.
+fn run_chromium(bin: &Path, args: &[&str], url: &str) -> Ran {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
     let mut child = Command::new(bin)
         .args([
             "--headless",
@@ -33,11 +53,16 @@ fn run_chromium(bin: &Path, args: &[&str], url: &str) -> String {
             "--hide-scrollbars",
             "--no-first-run",
             "--disable-extensions",
+            "--disable-background-networking",
+            // Console messages (and so policy violations) to stderr.
+            "--enable-logging=stderr",
+            "--v=0",
         ])
         .args(args)
         .arg(url)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
         .spawn()
         .expect("chromium starts");
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -51,18 +76,52 @@ fn run_chromium(bin: &Path, args: &[&str], url: &str) -> String {
             }
         }
     }
-    let mut out = String::new();
-    if let Some(mut stdout) = child.stdout.take() {
-        use std::io::Read as _;
-        let _ = stdout.read_to_string(&mut out);
+    Ran {
+        stdout: std::fs::read_to_string(&out).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&err).unwrap_or_default(),
     }
-    out
+}
+
+async fn chromium_async(bin: &Path, args: Vec<String>, url: String) -> Ran {
+    let bin = bin.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_chromium(&bin, &args, &url)
+    })
+    .await
+    .unwrap()
+}
+
+/// A page that breaks the status page's policy (an inline style element and
+/// attribute), served with that policy: the control that shows Chromium
+/// does report violations in this log, so their absence means something.
+async fn start_violating_page(csp: String) -> String {
+    use axum::http::header;
+    let page = "<!doctype html><title>control</title><style>p { color: red }</style><p style=\"color: blue\">inline</p>";
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || {
+            let csp = csp.clone();
+            async move {
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/html; charset=utf-8".to_owned()),
+                        (header::CONTENT_SECURITY_POLICY, csp),
+                    ],
+                    page,
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_in_chromium_shows_scores_states_reasons_and_flows() {
     let Some(bin) = chromium() else {
-        eprintln!("SKIPPED browser test: chromium is not installed (run .ci/setup)");
         return;
     };
     let target = start_target().await;
@@ -113,24 +172,94 @@ url = "{ok}"
     .await;
 
     let url = format!("{base}/");
-    let dom = tokio::task::spawn_blocking({
-        let (bin, url) = (bin.clone(), url.clone());
-        move || run_chromium(&bin, &["--dump-dom"], &url)
-    })
-    .await
-    .unwrap();
+    let page = reqwest::get(&url).await.unwrap();
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("default-src 'none'") && !csp.contains("unsafe"),
+        "{csp}"
+    );
+    let html = page.text().await.unwrap();
+    let css = html
+        .split(r#"<link rel="stylesheet" href=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page links its stylesheet")
+        .to_owned();
+    let netlog_dir = tempfile::tempdir().unwrap();
+    let netlog = netlog_dir.path().join("net.json");
+    let status = chromium_async(
+        &bin,
+        vec![
+            "--dump-dom".into(),
+            format!("--log-net-log={}", netlog.display()),
+        ],
+        url.clone(),
+    )
+    .await;
+    let dom = status.stdout.clone();
+    let detail = chromium_async(
+        &bin,
+        vec!["--dump-dom".into()],
+        format!("{base}/check/model-registration"),
+    )
+    .await;
     let shot_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser");
     std::fs::create_dir_all(&shot_dir).unwrap();
     let shot = shot_dir.join("status-page.png");
     let _ = std::fs::remove_file(&shot);
-    let shot_arg = format!("--screenshot={}", shot.display());
-    tokio::task::spawn_blocking({
-        let (bin, url) = (bin.clone(), url.clone());
-        move || run_chromium(&bin, &[&shot_arg, "--window-size=1400,1000"], &url)
-    })
-    .await
-    .unwrap();
+    let shot_run = chromium_async(
+        &bin,
+        vec![
+            format!("--screenshot={}", shot.display()),
+            "--window-size=1400,1000".into(),
+        ],
+        url.clone(),
+    )
+    .await;
+    let control = chromium_async(
+        &bin,
+        vec!["--dump-dom".into()],
+        start_violating_page(csp.clone()).await,
+    )
+    .await;
     daemon.shutdown().await;
+
+    // The policy holds without breaking the page: Chromium refused nothing
+    // on either page, and fetched the stylesheet the policy allows; the
+    // control page, under the same policy, shows refusals are reported.
+    for (what, ran) in [
+        ("status page", &status),
+        ("detail page", &detail),
+        ("screenshot", &shot_run),
+    ] {
+        assert!(
+            ran.console_problems().is_empty(),
+            "{what}: {:#?}",
+            ran.console_problems()
+        );
+    }
+    let control_problems = control.console_problems();
+    assert!(
+        control_problems.len() >= 2
+            && control_problems
+                .iter()
+                .all(|l| l.contains("violates the following Content Security Policy directive")),
+        "the control page's inline style and style attribute are refused: {control_problems:#?}\n{}",
+        control.stderr
+    );
+    let net = std::fs::read_to_string(&netlog).expect("chromium wrote its net log");
+    assert!(
+        net.contains(&format!("\"url\":\"{base}{css}\"")),
+        "Chromium fetched {css}"
+    );
+    assert!(
+        detail.stdout.contains("model-registration") && detail.stdout.contains("log-run"),
+        "{}",
+        detail.stdout
+    );
 
     // Scores: 1 of 3 passing overall (the flow counts as one check).
     assert!(dom.contains("33.3%"), "overall score:\n{dom}");

@@ -9,7 +9,7 @@ use std::time::Duration;
 use lookout::daemon::Daemon;
 use prometheus_parse::{Scrape, Value};
 
-use crate::support::{TEST_SECRET, config, eventually, start_target};
+use crate::support::{TEST_SECRET, config, eventually, start_target, tool};
 
 async fn get(url: String) -> String {
     reqwest::get(url).await.unwrap().text().await.unwrap()
@@ -234,22 +234,19 @@ async fn scores_metrics_api_and_page_agree() {
 }
 
 /// `promtool check metrics` must report nothing. Skipped, loudly, where
-/// promtool is not installed (`.ci/setup` installs it).
+/// promtool is not installed (`.ci/setup` installs it; see
+/// `support::tool`).
 pub fn promtool_check_metrics(text: &str) {
-    let child = Command::new("promtool")
+    let Some(promtool) = tool("promtool", "promtool check metrics") else {
+        return;
+    };
+    let mut child = Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!("SKIPPED promtool check metrics: promtool is not installed (run .ci/setup)");
-            return;
-        }
-        Err(e) => panic!("promtool: {e}"),
-    };
+        .spawn()
+        .expect("promtool starts");
     child
         .stdin
         .take()
@@ -467,18 +464,41 @@ async fn shutdown_lets_probes_in_flight_finish() {
 
 #[test]
 fn every_command_has_help() {
-    for args in [
-        &["--help"][..],
-        &["run", "--help"],
-        &["check-config", "--help"],
-    ] {
+    let help = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_lookout"))
             .args(args)
             .output()
             .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(out.status.success(), "{args:?}");
         assert!(text.contains("Usage:"), "{args:?}: {text}");
+        text
+    };
+    // The subcommands as the top-level help lists them, so a new one is
+    // covered without touching this test.
+    let top = help(&["--help"]);
+    let commands: Vec<String> = top
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_owned)
+        .collect();
+    for known in ["run", "check-config", "hash-password", "report"] {
+        assert!(
+            commands.iter().any(|c| c == known),
+            "{known} in {commands:?}:\n{top}"
+        );
+    }
+    for command in &commands {
+        let text = help(&[command, "--help"]);
+        assert!(
+            text.contains(&format!("Usage: lookout {command}")),
+            "{command}: {text}"
+        );
+        help(&["help", command]);
     }
 }
 

@@ -7,7 +7,8 @@
 //! metrics from README's "Metrics reference", and the example configs pass
 //! `lookout check-config`. The checks by the real tools run where the tool
 //! is installed, and otherwise skip that step saying so (`SKIPPED ...: TOOL
-//! is not installed (run .ci/setup)`): kubernetes-validate, hadolint and
+//! is not installed (run .ci/setup)`; a failure under
+//! `LOOKOUT_REQUIRE_TOOLS=1`, see `support::tool`): kubernetes-validate, hadolint and
 //! kubectl (PyPI, in target/ci-venv, or on PATH), promtool, amtool (and a
 //! real Alertmanager on loopback for the inhibition rules) and
 //! docker-compose (Debian), systemd-analyze. Nothing here uses the network.
@@ -22,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::promql_metric_names;
+use crate::support::{find_tool, promql_metric_names, skip, tool, tool_any};
 use serde::Deserialize as _;
 use serde_json::Value;
 
@@ -122,22 +123,6 @@ fn prom_duration(text: &str) -> Option<Duration> {
 
 // ---------------------------------------------------------------------------
 // Running tools
-
-/// Where a tool is: the project's virtualenv (from .ci/setup), then PATH.
-fn tool(name: &str) -> Option<PathBuf> {
-    let venv = repo().join("target/ci-venv/bin").join(name);
-    if venv.is_file() {
-        return Some(venv);
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
-
-fn skipped(what: &str, tool: &str) {
-    eprintln!("SKIPPED {what}: {tool} is not installed (run .ci/setup)");
-}
 
 struct Ran {
     success: bool,
@@ -453,8 +438,8 @@ fn dockerfile_is_multi_stage_non_root_and_runs_the_documented_config() {
         }
     }
 
-    let Some(hadolint) = tool("hadolint") else {
-        return skipped("hadolint deploy/Dockerfile", "hadolint");
+    let Some(hadolint) = tool("hadolint", "hadolint deploy/Dockerfile") else {
+        return;
     };
     let ran = run(Command::new(hadolint).arg("--no-color").arg(&path), None);
     assert!(ran.success, "hadolint deploy/Dockerfile:\n{}", ran.text());
@@ -716,51 +701,45 @@ fn compose_file_has_the_stack_and_references_files_that_exist() {
 fn compose_configs_pass_their_own_checkers() {
     let compose = Compose::load();
 
-    match tool("promtool") {
-        None => skipped("promtool check config (compose prometheus.yml)", "promtool"),
-        Some(promtool) => {
-            let root = compose.container_root("prometheus");
-            let ran = run(
-                Command::new(promtool)
-                    .arg("check")
-                    .arg("config")
-                    .arg(root.path().join("etc/prometheus/prometheus.yml")),
-                None,
-            );
-            assert!(ran.success, "promtool check config:\n{}", ran.text());
-            assert!(
-                ran.text().contains("SUCCESS: 2 rule files found"),
-                "{}",
-                ran.text()
-            );
-        }
+    if let Some(promtool) = tool("promtool", "promtool check config (compose prometheus.yml)") {
+        let root = compose.container_root("prometheus");
+        let ran = run(
+            Command::new(promtool)
+                .arg("check")
+                .arg("config")
+                .arg(root.path().join("etc/prometheus/prometheus.yml")),
+            None,
+        );
+        assert!(ran.success, "promtool check config:\n{}", ran.text());
+        assert!(
+            ran.text().contains("SUCCESS: 2 rule files found"),
+            "{}",
+            ran.text()
+        );
     }
 
-    match tool("amtool") {
-        None => skipped("amtool check-config (compose alertmanager.yml)", "amtool"),
-        Some(amtool) => {
-            let root = compose.container_root("alertmanager");
-            let ran = run(
-                Command::new(amtool)
-                    .arg("check-config")
-                    .arg(root.path().join("etc/alertmanager/alertmanager.yml")),
-                None,
-            );
-            assert!(ran.success, "amtool check-config:\n{}", ran.text());
-        }
+    if let Some(amtool) = tool("amtool", "amtool check-config (compose alertmanager.yml)") {
+        let root = compose.container_root("alertmanager");
+        let ran = run(
+            Command::new(amtool)
+                .arg("check-config")
+                .arg(root.path().join("etc/alertmanager/alertmanager.yml")),
+            None,
+        );
+        assert!(ran.success, "amtool check-config:\n{}", ran.text());
     }
 
     // Compose's own validation: the v2 plugin if there is one, else
     // Debian's docker-compose 1.29, which knows every key used here but the
     // top-level `name` (added to the Compose Specification later).
     let text = read(&compose.dir.join("compose.yaml"));
-    let plugin = tool("docker")
+    let plugin = find_tool("docker")
         .filter(|docker| run(Command::new(docker).args(["compose", "version"]), None).success);
     let (mut cmd, input) = if let Some(docker) = plugin {
         let mut cmd = Command::new(docker);
         cmd.args(["compose", "-f", "compose.yaml", "config", "--quiet"]);
         (cmd, None)
-    } else if let Some(v1) = tool("docker-compose") {
+    } else if let Some(v1) = tool("docker-compose", "docker compose config") {
         let without_name: String = text
             .lines()
             .filter(|l| !l.starts_with("name:"))
@@ -770,7 +749,7 @@ fn compose_configs_pass_their_own_checkers() {
         cmd.args(["-f", "-", "config", "--quiet"]);
         (cmd, Some(without_name))
     } else {
-        return skipped("docker compose config", "docker-compose");
+        return;
     };
     let ran = run(
         cmd.current_dir(&compose.dir)
@@ -806,11 +785,11 @@ const CRD_KINDS: &[&str] = &["ServiceMonitor", "PrometheusRule"];
 
 #[test]
 fn kubernetes_manifests_validate_against_the_schemas() {
-    let Some(validate) = tool("kubernetes-validate") else {
-        return skipped(
-            "kubernetes-validate deploy/kubernetes",
-            "kubernetes-validate",
-        );
+    let Some(validate) = tool(
+        "kubernetes-validate",
+        "kubernetes-validate deploy/kubernetes",
+    ) else {
+        return;
     };
     // The Prometheus Operator's CRDs are not in the core schemas: they are
     // checked by servicemonitor_and_prometheusrule_are_well_formed.
@@ -867,8 +846,8 @@ fn kustomization_lists_every_manifest_and_renders() {
         }
     }
 
-    let Some(kubectl) = tool("kubectl") else {
-        return skipped("kubectl kustomize deploy/kubernetes", "kubectl");
+    let Some(kubectl) = tool("kubectl", "kubectl kustomize deploy/kubernetes") else {
+        return;
     };
     let ran = run(
         Command::new(kubectl)
@@ -917,11 +896,11 @@ fn kustomization_lists_every_manifest_and_renders() {
     );
 
     // And what would be applied validates, the generated ConfigMap included.
-    let Some(validate) = tool("kubernetes-validate") else {
-        return skipped(
-            "kubernetes-validate of the kustomize output",
-            "kubernetes-validate",
-        );
+    let Some(validate) = tool(
+        "kubernetes-validate",
+        "kubernetes-validate of the kustomize output",
+    ) else {
+        return;
     };
     let dir = tempfile::tempdir().unwrap();
     let rendered = dir.path().join("rendered.yaml");
@@ -1321,8 +1300,8 @@ fn servicemonitor_and_prometheusrule_are_well_formed() {
     }
 
     // And Prometheus' own rule checker on the groups as they are embedded.
-    let Some(promtool) = tool("promtool") else {
-        return skipped("promtool check rules (PrometheusRule)", "promtool");
+    let Some(promtool) = tool("promtool", "promtool check rules (PrometheusRule)") else {
+        return;
     };
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("rules.yml");
@@ -1414,11 +1393,10 @@ fn systemd_unit_is_hardened_and_passes_systemd_analyze() {
             .starts_with("/var/lib/lookout/")
     );
 
-    let Some(analyze) = tool("systemd-analyze") else {
-        eprintln!(
-            "SKIPPED systemd-analyze verify lookout.service: systemd-analyze is not installed \
-             (it comes with Debian's systemd package)"
-        );
+    let Some(analyze) = tool(
+        "systemd-analyze",
+        "systemd-analyze verify lookout.service (Debian's systemd package)",
+    ) else {
         return;
     };
     // verify wants ExecStart's binary to exist: point a copy at the one
@@ -1452,9 +1430,14 @@ fn systemd_unit_is_hardened_and_passes_systemd_analyze() {
             .arg(&unit),
         None,
     );
+    // --offline came with systemd 250; an older one is a tool missing a
+    // feature, and skips (or fails under LOOKOUT_REQUIRE_TOOLS) like a
+    // missing tool.
     if ran.stderr.contains("--offline") || ran.stderr.contains("unrecognized option") {
-        eprintln!("SKIPPED systemd-analyze security --offline: not supported by this systemd");
-        return;
+        return skip(
+            "systemd-analyze security --offline",
+            "not supported by this systemd (250 or later has it)",
+        );
     }
     assert!(
         ran.success,
@@ -1479,8 +1462,11 @@ impl Drop for Child {
 /// under the 3-day one for the same check), and nothing else is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alertmanager_inhibits_as_documented() {
-    let Some(binary) = tool("prometheus-alertmanager").or_else(|| tool("alertmanager")) else {
-        return skipped("Alertmanager inhibition", "prometheus-alertmanager");
+    let Some(binary) = tool_any(
+        &["prometheus-alertmanager", "alertmanager"],
+        "Alertmanager inhibition",
+    ) else {
+        return;
     };
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

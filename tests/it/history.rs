@@ -109,6 +109,36 @@ url = "{bad}"
     let scores = json(&format!("{base}/api/v1/scores?scope=group:g&window=1h")).await;
     assert_eq!(scores["scope"], "group:g");
     assert!(!scores["points"].as_array().unwrap().is_empty());
+    let overall = json(&format!("{base}/api/v1/scores")).await;
+    assert_eq!(overall["scope"], "overall");
+    // A scope that is not kept is an error that says which ones are, not
+    // an empty series.
+    for bad in ["bogus", "group:nope", "group:", "OVERALL"] {
+        let (code, ctype, body) = get(&format!("{base}/api/v1/scores?scope={bad}")).await;
+        assert_eq!(
+            (code, ctype.as_str()),
+            (400, "application/json"),
+            "{bad}: {body}"
+        );
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            v["accepted"],
+            serde_json::json!(["overall", "group:g"]),
+            "{body}"
+        );
+        let error = v["error"].as_str().unwrap();
+        assert!(
+            error.contains(&format!("{bad:?}")) && error.contains("overall, group:g"),
+            "{error}"
+        );
+    }
+    let (code, _, body) = get(&format!("{base}/api/v1/scores?window=soon")).await;
+    assert_eq!(code, 400, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        v["error"].as_str().unwrap().starts_with("bad window"),
+        "{body}"
+    );
 
     // The pages escape what the config and the target wrote.
     let (code, _, page) = get(&format!("{base}{link}")).await;

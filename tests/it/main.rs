@@ -6,6 +6,7 @@ mod daemon;
 mod deploy;
 mod examples;
 mod flows;
+mod headers;
 mod history;
 mod hostile;
 mod judge_table;

@@ -7,7 +7,8 @@
 //! Grafana itself is not available here, so the dashboards are checked as
 //! JSON (structure, variables, panel ids) and through their queries.
 //! Needs `prometheus` and `promtool` (Debian's `prometheus` package, which
-//! `.ci/setup` installs); without them those tests say SKIPPED and pass.
+//! `.ci/setup` installs); without them those tests say SKIPPED and pass,
+//! or fail under `LOOKOUT_REQUIRE_TOOLS=1` (`support::tool`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -22,7 +23,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::promql_metric_names;
-use crate::support::{config, start_target};
+use crate::support::{config, start_target, tool};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -76,18 +77,6 @@ fn rule_names() -> BTreeSet<(String, String)> {
     }
     assert!(out.len() >= 10, "rules found: {out:?}");
     out
-}
-
-/// True, with a loud message, when `tool` is not installed.
-fn missing(tool: &str, what: &str) -> bool {
-    match Command::new(tool).arg("--version").output() {
-        Ok(_) => false,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!("SKIPPED {what}: {tool} is not installed (run .ci/setup)");
-            true
-        }
-        Err(e) => panic!("{tool}: {e}"),
-    }
 }
 
 /// Runs a command to completion within `limit`, its output going to a file
@@ -330,17 +319,17 @@ fn substitute(expr: &str, vars: &[Value]) -> String {
 
 #[test]
 fn promtool_checks_the_rules_their_unit_tests_and_the_config() {
-    if missing("promtool", "promtool check rules/test rules/check config") {
+    let Some(promtool) = tool("promtool", "promtool check rules/test rules/check config") else {
         return;
-    }
+    };
     let limit = Duration::from_secs(60);
-    let mut check_rules = Command::new("promtool");
+    let mut check_rules = Command::new(&promtool);
     check_rules.args(["check", "rules"]).args(rule_files());
-    let mut test_rules = Command::new("promtool");
+    let mut test_rules = Command::new(&promtool);
     test_rules.args(["test", "rules"]).args(rule_tests());
     // Relative rule_files in the config resolve against its own directory,
     // wherever promtool is run from.
-    let mut check_config = Command::new("promtool");
+    let mut check_config = Command::new(&promtool);
     check_config
         .args(["check", "config"])
         .arg(repo().join("deploy/prometheus/prometheus.yml"))
@@ -682,9 +671,9 @@ async fn active_alerts(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboards_and_rules_work_against_a_real_prometheus() {
-    if missing("prometheus", "prometheus_e2e") || missing("promtool", "prometheus_e2e") {
+    let Some(prometheus) = tool("prometheus", "prometheus_e2e") else {
         return;
-    }
+    };
     let started = Instant::now();
     let target = start_target().await;
     let tls_port = start_expiring_tls_target().await;
@@ -770,7 +759,7 @@ url = "{echo}"
     let port = free_port();
     let log = dir.path().join("prometheus.log");
     let out = File::create(&log).unwrap();
-    let child = Command::new("prometheus")
+    let child = Command::new(prometheus)
         .arg(format!("--config.file={}", config_path.display()))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .arg(format!(

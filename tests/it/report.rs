@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -678,4 +679,122 @@ async fn against_a_previous_run_round_trips() {
     })
     .await
     .unwrap();
+}
+
+// ---- the same limits as the daemon ----
+
+/// A small target: it serves `capacity` connections at once, each held for
+/// `hold` before the answer, and closes any connection beyond that at
+/// once, as a server with a full worker pool does.
+struct Small {
+    addr: std::net::SocketAddr,
+    refused: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+}
+
+async fn small_target(capacity: usize, hold: Duration) -> Small {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (refused, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (r, p) = (refused.clone(), peak.clone());
+    let slots = Arc::new(tokio::sync::Semaphore::new(capacity));
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                r.fetch_add(1, Ordering::SeqCst);
+                drop(stream);
+                continue;
+            };
+            let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            p.fetch_max(now, Ordering::SeqCst);
+            let in_flight = in_flight.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 16 * 1024 {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                tokio::time::sleep(hold).await;
+                // Free before answering: once the client has its answer, the
+                // slot is free for its next request.
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                drop(slot);
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    Small {
+        addr,
+        refused,
+        peak,
+    }
+}
+
+/// `lookout report` waits for the same per-target and global limits as the
+/// daemon: against a target that serves three connections at once, with
+/// `max_concurrent_per_target = 3`, both pass every check and the flow
+/// (it used to send all thirteen at once and get three passes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_takes_the_daemons_concurrency_limits() {
+    let small = small_target(3, Duration::from_millis(100)).await;
+    let base = format!("http://{}", small.addr);
+    let mut toml = String::from(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[scheduler]\nmax_concurrent_probes = 64\n\
+         max_concurrent_per_target = 3\n[defaults]\ntimeout = \"10s\"\n\
+         schedule = \"* * * * * *\"\n",
+    );
+    for i in 0..12 {
+        toml.push_str(&format!(
+            "[[checks]]\nname = \"c{i:02}\"\nurl = \"{base}/c{i}\"\n"
+        ));
+    }
+    toml.push_str(&format!(
+        "[[flows]]\nname = \"f\"\n[[flows.steps]]\nname = \"one\"\nurl = \"{base}/f1\"\n\
+         [[flows.steps]]\nname = \"two\"\nurl = \"{base}/f2\"\n"
+    ));
+
+    // The daemon: every check fires on the same second.
+    let daemon = lookout::daemon::Daemon::start(config(&toml)).await.unwrap();
+    let recorder = daemon.recorder.clone();
+    let from_daemon: Vec<(String, bool)> =
+        crate::support::eventually(Duration::from_secs(15), async || {
+            let entries = recorder.board().entries();
+            entries
+                .iter()
+                .map(|e| {
+                    let last = e.last.as_ref()?;
+                    Some((e.monitor.name().to_owned(), last.outcome.is_success()))
+                })
+                .collect()
+        })
+        .await;
+    daemon.shutdown().await;
+    assert_eq!(small.refused.load(Ordering::SeqCst), 0, "the daemon");
+
+    // The report, on the same config.
+    let once = lookout::run::run_once(&config(&toml)).await.unwrap();
+    let from_report: Vec<(String, bool)> = once
+        .checks
+        .iter()
+        .map(|(c, r)| (c.name.clone(), r.outcome.is_success()))
+        .chain(
+            once.flows
+                .iter()
+                .map(|(f, r)| (f.name.clone(), r.summary().outcome.is_success())),
+        )
+        .collect();
+    assert_eq!(from_report, from_daemon, "the same verdicts");
+    assert!(from_report.iter().all(|(_, ok)| *ok), "{from_report:?}");
+    assert_eq!(small.refused.load(Ordering::SeqCst), 0, "the report");
+    assert!(small.peak.load(Ordering::SeqCst) <= 3);
 }

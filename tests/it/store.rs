@@ -59,7 +59,8 @@ async fn a_restart_keeps_history_state_and_since() {
         (n >= 3).then_some(())
     })
     .await;
-    let since_before = first.recorder.board().entries()[1].since;
+    let before = &first.recorder.board().entries()[1];
+    let (since_before, failure_before) = (before.since, before.last_failure.clone());
     first.shutdown().await;
     drop(recorder);
 
@@ -70,9 +71,12 @@ async fn a_restart_keeps_history_state_and_since() {
     let entries = second.recorder.board().entries();
     assert_eq!(entries[0].state, State::Passing, "restored from history");
     assert_eq!(entries[1].state, State::Failing);
+    // Exactly: the board keeps the history's precision (milliseconds), so
+    // "since" is the same value before and after a restart, not the same
+    // value give or take its nanoseconds.
+    assert!(since_before.is_some());
     assert_eq!(
-        entries[1].since.map(|t| t.timestamp_millis()),
-        since_before.map(|t| t.timestamp_millis()),
+        entries[1].since, since_before,
         "failing since the first run, not the restart"
     );
     assert!(entries[0].recent.len() >= 3, "the sparkline comes back");
@@ -84,10 +88,8 @@ async fn a_restart_keeps_history_state_and_since() {
         failure.reason.as_deref(),
         Some("status 200, expected 500: \"echo ok\"")
     );
-    assert_eq!(
-        Some(failure.since.timestamp_millis()),
-        since_before.map(|t| t.timestamp_millis())
-    );
+    assert_eq!(Some(failure.since), since_before);
+    assert_eq!(Some(failure.since), failure_before.map(|f| f.since));
     assert!(entries[0].last_failure.is_none());
     assert!(entries[0].last.is_none(), "no run since the restart");
     let overall = second.recorder.board().overall();

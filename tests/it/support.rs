@@ -1,8 +1,10 @@
 //! A target server of our own on 127.0.0.1:0 that records what it was sent,
-//! and helpers to load configs and run one probe.
+//! helpers to load configs and run one probe, and [`tool`]: the one way a
+//! test finds an external tool (or skips, or fails under
+//! `LOOKOUT_REQUIRE_TOOLS=1`).
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -321,4 +323,152 @@ pub fn promql_metric_names(expr: &str) -> std::collections::BTreeSet<String> {
     let mut names = Names(Default::default());
     let Ok(_) = walk_expr(&mut names, &parsed);
     names.0
+}
+
+/// Set to `1` (as `.ci/run` does), a test that would skip for a missing tool
+/// fails instead: a green run then means every tool really ran.
+pub const REQUIRE_TOOLS: &str = "LOOKOUT_REQUIRE_TOOLS";
+
+fn tools_required() -> bool {
+    std::env::var_os(REQUIRE_TOOLS).is_some_and(|v| v == "1")
+}
+
+fn executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Where `name` is installed: the project's virtualenv (`target/ci-venv`,
+/// from `.ci/setup`), then `PATH`. Never skips or fails; for optional
+/// alternatives such as the docker compose plugin.
+pub fn find_tool(name: &str) -> Option<PathBuf> {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/ci-venv/bin")
+        .join(name);
+    if executable(&venv) {
+        return Some(venv);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| executable(p))
+}
+
+/// The tool a test step (`what`) needs, under the first of `names` that is
+/// installed. When none is: a panic under `LOOKOUT_REQUIRE_TOOLS=1`,
+/// otherwise `SKIPPED {what}: ...` on stderr and `None`.
+pub fn tool_any(names: &[&str], what: &str) -> Option<PathBuf> {
+    let found = names.iter().find_map(|n| find_tool(n));
+    if found.is_none() {
+        skip(
+            what,
+            &format!("{} is not installed (run .ci/setup)", names.join(" or ")),
+        );
+    }
+    found
+}
+
+/// [`tool_any`] with one name.
+pub fn tool(name: &str, what: &str) -> Option<PathBuf> {
+    tool_any(&[name], what)
+}
+
+/// Skips the step `what` because of `why` (a tool missing, or one too old
+/// for a flag): says so on stderr, or panics under
+/// `LOOKOUT_REQUIRE_TOOLS=1`. Every skip in the tests goes through here.
+pub fn skip(what: &str, why: &str) {
+    decide_skip(tools_required(), what, why);
+}
+
+fn decide_skip(required: bool, what: &str, why: &str) {
+    if required {
+        panic!("{what}: {why}, and {REQUIRE_TOOLS}=1 forbids skipping it");
+    }
+    eprintln!("SKIPPED {what}: {why}");
+}
+
+mod tests {
+    use super::*;
+
+    const NO_SUCH_TOOL: &str = "lookout-test-no-such-tool";
+
+    #[test]
+    fn a_missing_tool_is_none_when_tools_are_not_required() {
+        assert_eq!(find_tool(NO_SUCH_TOOL), None);
+        decide_skip(false, "a step", "it is not installed");
+    }
+
+    #[test]
+    #[should_panic(expected = "LOOKOUT_REQUIRE_TOOLS=1 forbids skipping it")]
+    fn a_missing_tool_fails_when_tools_are_required() {
+        decide_skip(true, "a step", "it is not installed");
+    }
+
+    #[test]
+    fn an_installed_tool_is_found() {
+        // `sh` is on every machine these tests run on.
+        let sh = find_tool("sh").expect("sh on PATH");
+        assert!(sh.is_absolute() && executable(&sh), "{sh:?}");
+    }
+
+    /// The whole path, as CI meets it: a test that needs Chromium, run with
+    /// an empty PATH, skips and passes without the variable and fails with
+    /// it.
+    #[test]
+    fn require_tools_turns_a_skip_into_a_failure() {
+        let run = |require: bool| {
+            let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+            cmd.args([
+                "--exact",
+                "browser::the_page_in_chromium_shows_scores_states_reasons_and_flows",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("PATH", "")
+            .env_remove(REQUIRE_TOOLS);
+            if require {
+                cmd.env(REQUIRE_TOOLS, "1");
+            }
+            let out = cmd.output().unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            (out.status.success(), text)
+        };
+        let (passed, text) = run(false);
+        assert!(passed, "{text}");
+        assert!(text.contains("SKIPPED browser test: chromium or chromium-browser or google-chrome is not installed"), "{text}");
+        assert!(text.contains("1 passed"), "{text}");
+        let (passed, text) = run(true);
+        assert!(!passed, "{text}");
+        assert!(
+            text.contains("LOOKOUT_REQUIRE_TOOLS=1 forbids skipping it"),
+            "{text}"
+        );
+        assert!(text.contains("1 failed"), "{text}");
+    }
+
+    /// `.ci/run` runs exactly the README's test command, with tools
+    /// required.
+    #[test]
+    fn ci_runs_the_readme_test_command_with_tools_required() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        let command = readme
+            .split("Run all tests:")
+            .nth(1)
+            .and_then(|rest| rest.split("```sh\n").nth(1))
+            .and_then(|block| block.lines().next())
+            .expect("README: a sh block after \"Run all tests:\"");
+        let ci = std::fs::read_to_string(root.join(".ci/run")).unwrap();
+        let runs: Vec<&str> = ci.lines().filter(|l| l.contains("cargo test")).collect();
+        assert_eq!(
+            runs,
+            [format!("{REQUIRE_TOOLS}=1 {command} 2>&1 | tee \"$log\"").as_str()],
+            "{ci}"
+        );
+    }
 }
