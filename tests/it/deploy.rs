@@ -712,7 +712,7 @@ fn compose_configs_pass_their_own_checkers() {
         );
         assert!(ran.success, "promtool check config:\n{}", ran.text());
         assert!(
-            ran.text().contains("SUCCESS: 2 rule files found"),
+            ran.text().contains("SUCCESS: 3 rule files found"),
             "{}",
             ran.text()
         );
