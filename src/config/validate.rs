@@ -15,6 +15,7 @@ use rustls::pki_types::pem::PemObject;
 use toml::Spanned;
 use url::Url;
 
+use super::error::LineIndex;
 use super::raw::{
     AuthScheme, RawAuth, RawCheck, RawConfig, RawDefaults, RawExpect, RawTls, SecretSource,
 };
@@ -31,6 +32,8 @@ const MAX_NAME_LEN: usize = 200;
 pub(super) struct Ctx<'a> {
     file: String,
     source: &'a str,
+    /// Built once per load: placing an offset must not scan the file.
+    lines: LineIndex<'a>,
     dir: &'a Path,
 }
 
@@ -42,10 +45,15 @@ impl Ctx<'_> {
         message: impl Into<String>,
     ) -> ConfigError {
         ConfigError::Invalid {
-            location: Location::at(&self.file, self.source, span.start),
+            location: self.lines.location(&self.file, span.start),
             field: field.into(),
             message: message.into(),
         }
+    }
+
+    /// The 1-based line of a byte offset.
+    fn line(&self, offset: usize) -> usize {
+        self.lines.location("", offset).line
     }
 }
 
@@ -57,6 +65,7 @@ pub(super) fn validate(
     let ctx = Ctx {
         file: path.display().to_string(),
         source,
+        lines: LineIndex::new(source),
         dir: path.parent().unwrap_or(Path::new(".")),
     };
     let raw = parse(&ctx)?;
@@ -125,7 +134,7 @@ pub(super) fn validate(
                     ),
                 ));
             }
-            let line = Location::at("", source, raw_check.get_ref().name.span().start).line;
+            let line = ctx.line(raw_check.get_ref().name.span().start);
             seen.insert(check.name.clone(), line);
             redactable.note(&check.request.auth);
             checks.push(Arc::new(check));
@@ -152,7 +161,7 @@ pub(super) fn validate(
                 ),
             ));
         }
-        let line = Location::at("", source, raw_flow.name.span().start).line;
+        let line = ctx.line(raw_flow.name.span().start);
         seen.insert(flow.name.clone(), line);
         for step in flow.steps.iter().chain(&flow.cleanup) {
             redactable.note(&step.request.auth);
@@ -466,7 +475,7 @@ fn toml_error(ctx: &Ctx<'_>, e: &toml::de::Error, path: &str) -> ConfigError {
     let offset = e.span().map_or(0, |s| s.start);
     let field = if path.is_empty() { "(file)" } else { path };
     ConfigError::Invalid {
-        location: Location::at(&ctx.file, ctx.source, offset),
+        location: ctx.lines.location(&ctx.file, offset),
         field: field.to_owned(),
         message: e.message().trim().replace('\n', "; "),
     }
