@@ -458,17 +458,36 @@ impl Redactable {
 
 fn parse(ctx: &Ctx<'_>) -> Result<RawConfig, ConfigError> {
     let de = toml::Deserializer::parse(ctx.source).map_err(|e| toml_error(ctx, &e, ""))?;
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        // `Spanned` wraps values in a private field; users never wrote it.
-        let path = e
-            .path()
-            .to_string()
-            .split('.')
-            .filter(|segment| !segment.starts_with("$__"))
-            .collect::<Vec<_>>()
-            .join(".");
-        toml_error(ctx, e.inner(), if path == "." { "" } else { &path })
-    })
+    serde_path_to_error::deserialize(de)
+        .map_err(|e| toml_error(ctx, e.inner(), &field_path(e.path())))
+}
+
+/// The path as users write it: `flows[0].steps[1].method`. Built from the
+/// segments, not from the path's text: every `Spanned` value adds a segment
+/// of its own (`$__serde_spanned_private_value`) that users never wrote,
+/// and in the text an index is glued to the segment before it, so dropping
+/// that segment from the text dropped the index with it.
+fn field_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path {
+        let name = match segment {
+            Segment::Seq { index } => {
+                out.push_str(&format!("[{index}]"));
+                continue;
+            }
+            Segment::Map { key } | Segment::Enum { variant: key } if key.starts_with("$__") => {
+                continue;
+            }
+            Segment::Map { key } | Segment::Enum { variant: key } => key.as_str(),
+            Segment::Unknown => "?",
+        };
+        if !out.is_empty() {
+            out.push('.');
+        }
+        out.push_str(name);
+    }
+    out
 }
 
 fn toml_error(ctx: &Ctx<'_>, e: &toml::de::Error, path: &str) -> ConfigError {

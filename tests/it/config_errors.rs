@@ -216,6 +216,104 @@ max_body_bytes = "big"
         field: "checks[0].max_body_bytes",
         message: "invalid type: string \"big\", expected u64",
     },
+    // --- field paths keep every array index ---
+    Case {
+        // Steps are `Spanned` inside a `Spanned` list: the index used to be
+        // dropped with serde_spanned's segment (`flows[0].steps.methd`).
+        name: "typo in a flow's second step names the step",
+        toml: r#"[[flows]]
+name = "f"
+[[flows.steps]]
+name = "one"
+url = "http://example.com/"
+[[flows.steps]]
+name = "two"
+url = "http://example.com/"
+methd = "GET"
+"#,
+        line: 9,
+        column: 1,
+        field: "flows[0].steps[1].methd",
+        message: "unknown field `methd`, expected one of `name`, `url`, `method`,",
+    },
+    Case {
+        name: "typo in the second flow's third step, inline",
+        toml: r#"[[flows]]
+name = "f"
+steps = [{ name = "one", url = "http://example.com/" }]
+
+[[flows]]
+name = "g"
+steps = [
+  { name = "one", url = "http://example.com/" },
+  { name = "two", url = "http://example.com/" },
+  { name = "three", url = "http://example.com/", expct = {} },
+]
+"#,
+        line: 10,
+        column: 50,
+        field: "flows[1].steps[2].expct",
+        message: "unknown field `expct`",
+    },
+    Case {
+        name: "typo in a cleanup step",
+        toml: r#"[[flows]]
+name = "f"
+steps = [{ name = "one", url = "http://example.com/" }]
+cleanup = [
+  { name = "a", url = "http://example.com/" },
+  { name = "b", url = "http://example.com/", timout = "1s" },
+]
+"#,
+        line: 6,
+        column: 46,
+        field: "flows[0].cleanup[1].timout",
+        message: "unknown field `timout`",
+    },
+    Case {
+        name: "wrong type deep in a step's expectations",
+        toml: r#"[[flows]]
+name = "f"
+[[flows.steps]]
+name = "one"
+url = "http://example.com/"
+[[flows.steps]]
+name = "two"
+url = "http://example.com/"
+expect = { json = [{ pointer = "/a", exists = true }, { pointer = "/b", exists = "yes" }] }
+"#,
+        line: 9,
+        column: 82,
+        field: "flows[0].steps[1].expect.json[1].exists",
+        message: "invalid type: string \"yes\", expected a boolean",
+    },
+    Case {
+        name: "bad status pattern in a step names the step and the pattern",
+        toml: r#"[[flows]]
+name = "f"
+[[flows.steps]]
+name = "one"
+url = "http://example.com/"
+expect = { status = [200, "2xy"] }
+"#,
+        // The span toml gives is the list's.
+        line: 6,
+        column: 21,
+        field: "flows[0].steps[0].expect.status[1]",
+        message: "invalid status pattern \"2xy\"",
+    },
+    Case {
+        name: "bad matrix value names the list index",
+        toml: r#"[[checks]]
+name = "a"
+url = "http://example.com/{{ v }}"
+matrix = { v = [1, 2.5] }
+"#,
+        line: 4,
+        column: 16,
+        field: "checks[0].matrix.v[1]",
+        message: "matrix values must be strings, integers or booleans",
+    },
     // --- names ---
     Case {
         name: "duplicate check names point at the second name",
