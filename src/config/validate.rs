@@ -27,7 +27,14 @@ use crate::template::{Templater, Vars};
 
 /// The most checks one matrix may expand into.
 const MAX_MATRIX_EXPANSION: usize = 10_000;
-const MAX_NAME_LEN: usize = 200;
+/// The longest check, flow or step name, in characters (not bytes: a name
+/// in Greek or Japanese gets as many letters as one in English).
+pub(super) const MAX_NAME_LEN: usize = 200;
+
+/// Whether `name` (trimmed) is a usable check, flow or step name.
+pub(super) fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().count() <= MAX_NAME_LEN && !name.chars().any(char::is_control)
+}
 
 pub(super) struct Ctx<'a> {
     file: String,
@@ -553,7 +560,7 @@ fn expand_check(
 ) -> Result<Vec<Check>, ConfigError> {
     let raw = spanned.get_ref();
     let name = raw.name.get_ref().trim();
-    if name.is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
+    if !valid_name(name) {
         return Err(ctx.err(
             raw.name.span(),
             format!("{field}.name"),

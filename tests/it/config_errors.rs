@@ -369,6 +369,40 @@ url = "http://example.com/"
         field: "checks[0].name",
         message: "a check name must be 1 to 200 characters",
     },
+    Case {
+        // 201 characters (603 bytes): names are limited in characters.
+        name: "a check name of 201 non-ASCII characters",
+        toml: r#"[[checks]]
+name = "名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名"
+url = "http://example.com/"
+"#,
+        line: 2,
+        column: 8,
+        field: "checks[0].name",
+        message: "a check name must be 1 to 200 characters without control characters",
+    },
+    Case {
+        name: "a flow name of 201 non-ASCII characters",
+        toml: r#"[[flows]]
+name = "ééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééé"
+steps = [{ name = "one", url = "http://example.com/" }]
+"#,
+        line: 2,
+        column: 8,
+        field: "flows[0].name",
+        message: "a flow name must be 1 to 200 characters without control characters",
+    },
+    Case {
+        name: "a step name of 201 non-ASCII characters",
+        toml: r#"[[flows]]
+name = "f"
+steps = [{ name = "ééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééé", url = "http://example.com/" }]
+"#,
+        line: 3,
+        column: 19,
+        field: "flows[0].steps[0].name",
+        message: "a step name must be 1 to 200 characters without control characters",
+    },
     // --- schedule ---
     Case {
         name: "cron with 3 fields",
@@ -1384,6 +1418,21 @@ fn an_empty_secret_is_rejected() {
         err.to_string(),
         "lookout.toml:2:5: secrets.k: the secret is empty"
     );
+}
+
+/// Names are limited to 200 characters, not bytes: 200 CJK characters
+/// (600 bytes) or 200 "é" (400 bytes) are a valid name.
+#[test]
+fn names_of_200_non_ascii_characters_are_accepted() {
+    let (cjk, accented) = ("名".repeat(200), "é".repeat(200));
+    let cfg = load_ok(&format!(
+        "[[checks]]\nname = \"{cjk}\"\nurl = \"http://example.com/\"\n\n\
+         [[flows]]\nname = \"{accented}\"\n\
+         steps = [{{ name = \"{cjk}\", url = \"http://example.com/\" }}]\n"
+    ));
+    assert_eq!(cfg.checks[0].name, cjk);
+    assert_eq!(cfg.flows[0].name, accented);
+    assert_eq!(cfg.flows[0].steps[0].name, cjk);
 }
 
 fn check_config(path: &Path) -> std::process::Output {
