@@ -9,6 +9,7 @@
 mod error;
 mod flow;
 mod raw;
+mod templated;
 mod validate;
 
 use std::net::SocketAddr;

@@ -464,9 +464,16 @@ impl Redactable {
 }
 
 fn parse(ctx: &Ctx<'_>) -> Result<RawConfig, ConfigError> {
-    let de = toml::Deserializer::parse(ctx.source).map_err(|e| toml_error(ctx, &e, ""))?;
-    serde_path_to_error::deserialize(de)
-        .map_err(|e| toml_error(ctx, e.inner(), &field_path(e.path())))
+    let root = toml::de::DeTable::parse(ctx.source).map_err(|e| toml_error(ctx, &e, ""))?;
+    // Looked for before the document is consumed, reported after: an
+    // unknown or mistyped field is the better message.
+    let misplaced = super::templated::misplaced(root.get_ref());
+    let raw = serde_path_to_error::deserialize(toml::Deserializer::from(root))
+        .map_err(|e| toml_error(ctx, e.inner(), &field_path(e.path())))?;
+    match misplaced {
+        Some(m) => Err(m.into_error(ctx)),
+        None => Ok(raw),
+    }
 }
 
 /// The path as users write it: `flows[0].steps[1].method`. Built from the

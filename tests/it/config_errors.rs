@@ -646,6 +646,230 @@ headers = { "Bad Header" = "x" }
         field: "checks[0].headers.Bad Header",
         message: "invalid header name \"Bad Header\"",
     },
+    // --- template syntax only where templates are expanded ---
+    Case {
+        // Templates in fields that are not templated used to be taken literally.
+        name: "template in a check's group",
+        toml: r#"[[checks]]
+name = "a"
+url = "http://example.com/{{ v }}"
+matrix = { v = ["x"] }
+group = "team-{{ v }}"
+"#,
+        line: 5,
+        column: 9,
+        field: "checks[0].group",
+        message: "group is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body and json",
+    },
+    Case {
+        name: "template in expect.body_contains",
+        toml: r#"[[checks]]
+name = "a"
+url = "http://example.com/{{ v }}"
+matrix = { v = ["x"] }
+expect = { body_contains = ["ok", "{{ v }}"] }
+"#,
+        line: 5,
+        column: 35,
+        field: "checks[0].expect.body_contains[1]",
+        message: "body_contains is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body and json",
+    },
+    Case {
+        name: "template in an expected header value",
+        toml: r#"[[checks]]
+name = "a"
+url = "http://example.com/{{ v }}"
+matrix = { v = ["x"] }
+expect = { headers = [{ name = "x-v", equals = "{{ v }}" }] }
+"#,
+        line: 5,
+        column: 48,
+        field: "checks[0].expect.headers[0].equals",
+        message: "equals is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body and json",
+    },
+    Case {
+        name: "template in an expected JSON value",
+        toml: r#"[[checks]]
+name = "a"
+url = "http://example.com/{{ v }}"
+matrix = { v = ["x"] }
+expect = { json = [{ pointer = "/v", equals = "{{ v }}" }] }
+"#,
+        line: 5,
+        column: 47,
+        field: "checks[0].expect.json[0].equals",
+        message: "equals is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body and json",
+    },
+    Case {
+        name: "template comment in expect.body_not_contains",
+        toml: r#"[[checks]]
+name = "a"
+url = "http://example.com/"
+expect = { body_not_contains = ["{# debug #}"] }
+"#,
+        line: 4,
+        column: 33,
+        field: "checks[0].expect.body_not_contains[0]",
+        message: "body_not_contains is not a template, so \"{#\" here would be used exactly as written",
+    },
+    Case {
+        name: "template in auth.value (the value is not quoted)",
+        toml: r#"[[checks]]
+name = "a"
+url = "http://example.com/{{ v }}"
+matrix = { v = ["x"] }
+auth = { scheme = "bearer", value = "tok-{{ v }}" }
+"#,
+        line: 5,
+        column: 37,
+        field: "checks[0].auth.value",
+        message: "value is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body and json",
+    },
+    Case {
+        name: "template in auth.username",
+        toml: r#"[[checks]]
+name = "a"
+url = "http://example.com/{{ v }}"
+matrix = { v = ["x"] }
+auth = { scheme = "basic", username = "{{ v }}", value = "pw" }
+"#,
+        line: 5,
+        column: 39,
+        field: "checks[0].auth.username",
+        message: "username is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body and json",
+    },
+    Case {
+        name: "template in auth.header",
+        toml: r#"[[checks]]
+name = "a"
+url = "http://example.com/{{ v }}"
+matrix = { v = ["x"] }
+auth = { scheme = "api_key", header = "X-{{ v }}", value = "k" }
+"#,
+        line: 5,
+        column: 39,
+        field: "checks[0].auth.header",
+        message: "header is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body and json",
+    },
+    Case {
+        name: "template in a matrix value",
+        toml: r#"[[checks]]
+name = "a"
+url = "http://example.com/{{ v }}"
+matrix = { v = ["x", "{{ w }}"] }
+"#,
+        line: 4,
+        column: 22,
+        field: "checks[0].matrix.v[1]",
+        message: "v is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body and json",
+    },
+    Case {
+        name: "template in [defaults] group",
+        toml: r#"[defaults]
+group = "{{ env }}"
+"#,
+        line: 2,
+        column: 9,
+        field: "defaults.group",
+        message: "group is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body and json, and in a flow's headers and its steps' url, headers, body and json",
+    },
+    Case {
+        name: "template in a secret's file name",
+        toml: r#"[secrets]
+k = { file = "keys/{{ env }}.txt" }
+"#,
+        line: 2,
+        column: 14,
+        field: "secrets.k.file",
+        message: "file is not a template",
+    },
+    Case {
+        name: "template in a flow's group",
+        toml: r#"[[flows]]
+name = "f"
+group = "{{ run_id }}"
+steps = [{ name = "one", url = "http://example.com/{{ run_id }}" }]
+"#,
+        line: 3,
+        column: 9,
+        field: "flows[0].group",
+        message: "group is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a flow's headers and in its steps' url, headers, body and json",
+    },
+    Case {
+        name: "template in a flow's name",
+        toml: r#"[[flows]]
+name = "f-{{ run_id }}"
+steps = [{ name = "one", url = "http://example.com/{{ run_id }}" }]
+"#,
+        line: 2,
+        column: 8,
+        field: "flows[0].name",
+        message: "name is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a flow's headers and in its steps' url, headers, body and json",
+    },
+    Case {
+        name: "template in a flow's vars",
+        toml: r#"[[flows]]
+name = "f"
+vars = { a = "x", b = "{{ a }}" }
+steps = [{ name = "one", url = "http://example.com/{{ run_id }}" }]
+"#,
+        line: 3,
+        column: 23,
+        field: "flows[0].vars.b",
+        message: "b is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a flow's headers and in its steps' url, headers, body and json",
+    },
+    Case {
+        name: "template in a step's name",
+        toml: r#"[[flows]]
+name = "f"
+steps = [{ name = "one-{{ run_id }}", url = "http://example.com/" }]
+"#,
+        line: 3,
+        column: 19,
+        field: "flows[0].steps[0].name",
+        message: "name is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a flow's headers and in its steps' url, headers, body and json",
+    },
+    Case {
+        name: "template in a second step's expectations",
+        toml: r#"[[flows]]
+name = "f"
+[[flows.steps]]
+name = "one"
+url = "http://example.com/"
+capture = { id = "/id" }
+[[flows.steps]]
+name = "two"
+url = "http://example.com/{{ id }}"
+expect = { body_contains = ["{{ id }}"] }
+"#,
+        line: 10,
+        column: 29,
+        field: "flows[0].steps[1].expect.body_contains[0]",
+        message: "body_contains is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a flow's headers and in its steps' url, headers, body and json",
+    },
+    Case {
+        name: "template in a capture",
+        toml: r#"[[flows]]
+name = "f"
+steps = [{ name = "one", url = "http://example.com/", capture = { id = "/{{ run_id }}" } }]
+"#,
+        line: 3,
+        column: 72,
+        field: "flows[0].steps[0].capture.id",
+        message: "id is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a flow's headers and in its steps' url, headers, body and json",
+    },
+    Case {
+        name: "template in a cleanup step's auth",
+        toml: r#"[[flows]]
+name = "f"
+steps = [{ name = "one", url = "http://example.com/{{ run_id }}" }]
+cleanup = [{ name = "c", url = "http://example.com/", auth = { scheme = "bearer", value = "{{ run_id }}" } }]
+"#,
+        line: 4,
+        column: 91,
+        field: "flows[0].cleanup[0].auth.value",
+        message: "value is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a flow's headers and in its steps' url, headers, body and json",
+    },
     // --- matrix ---
     Case {
         // Points at the check's `[[checks]]` header, not at `v = []`.
@@ -1417,6 +1641,27 @@ fn an_empty_secret_is_rejected() {
     assert_eq!(
         err.to_string(),
         "lookout.toml:2:5: secrets.k: the secret is empty"
+    );
+}
+
+/// Template syntax outside templated fields is refused; literal braces
+/// in a body are still expressible, as the README says, with an escaped
+/// regex. And a misspelt field is reported before a misplaced template.
+#[test]
+fn braces_in_an_escaped_regex_are_accepted_and_unknown_fields_come_first() {
+    let cfg = load_ok(
+        "[[checks]]\nname = \"a\"\nurl = \"http://example.com/\"\n\
+         expect = { body_regex = '\\{\\{', body_contains = [\"{ }\", \"}}\"] }\n",
+    );
+    assert!(cfg.checks[0].expect.body_regex.is_some());
+    let err = load(
+        "[[checks]]\nname = \"a\"\nurl = \"http://example.com/\"\n\
+         group = \"{{ x }}\"\nurll = \"x\"\n",
+    )
+    .expect_err("refused");
+    assert!(
+        err.to_string().contains("checks[0].urll: unknown field"),
+        "{err}"
     );
 }
 
