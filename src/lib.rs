@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod daemon;
+pub mod file;
 pub mod flow;
 pub mod judge;
 pub mod outcome;
