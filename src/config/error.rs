@@ -70,7 +70,7 @@ pub enum ConfigError {
     Read {
         file: String,
         #[source]
-        source: std::io::Error,
+        source: crate::file::ReadError,
     },
     /// Everything else: where, which field, and what is wrong.
     #[error("{location}: {field}: {message}")]

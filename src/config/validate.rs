@@ -20,6 +20,7 @@ use super::raw::{
     AuthScheme, RawAuth, RawCheck, RawConfig, RawDefaults, RawExpect, RawTls, SecretSource,
 };
 use super::*;
+use crate::file;
 use crate::judge::{HeaderCheck, HeaderExpect, JsonCheck, JsonExpect, StatusMatcher};
 use crate::schedule::Schedule;
 use crate::secret::{Redactor, Secret, SecretOrigin};
@@ -303,8 +304,9 @@ fn server_tls(
     };
     let certs: Vec<CertificateDer<'static>> = {
         let path = ctx.dir.join(&t.cert_file);
-        CertificateDer::pem_file_iter(&path)
-            .map_err(|e| err("cert_file", format!("cannot read {}: {e}", path.display())))?
+        let pem = file::read(&path, file::Kind::Pem)
+            .map_err(|e| err("cert_file", format!("cannot read {}: {e}", path.display())))?;
+        CertificateDer::pem_slice_iter(&pem)
             .collect::<Result<_, _>>()
             .map_err(|e| {
                 err(
@@ -318,7 +320,9 @@ fn server_tls(
     }
     let key = {
         let path = ctx.dir.join(&t.key_file);
-        PrivateKeyDer::from_pem_file(&path).map_err(|e| {
+        let pem = file::read(&path, file::Kind::Pem)
+            .map_err(|e| err("key_file", format!("cannot read {}: {e}", path.display())))?;
+        PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
             err(
                 "key_file",
                 format!("cannot read a private key from {}: {e}", path.display()),
@@ -342,12 +346,13 @@ fn server_tls(
         (kind @ ("RequireAndVerifyClientCert" | "VerifyClientCertIfGiven"), Some(ca)) => {
             let path = ctx.dir.join(ca);
             let mut roots = rustls::RootCertStore::empty();
-            for cert in CertificateDer::pem_file_iter(&path).map_err(|e| {
+            let pem = file::read(&path, file::Kind::Pem).map_err(|e| {
                 err(
                     "client_ca_file",
                     format!("cannot read {}: {e}", path.display()),
                 )
-            })? {
+            })?;
+            for cert in CertificateDer::pem_slice_iter(&pem) {
                 let cert = cert.map_err(|e| {
                     err(
                         "client_ca_file",
@@ -530,9 +535,9 @@ fn load_secrets(
                     format!("environment variable {var} is not set"),
                 )
             })?,
-            SecretSource::File(file) => {
-                let full = ctx.dir.join(file);
-                let text = std::fs::read_to_string(&full).map_err(|e| {
+            SecretSource::File(relative) => {
+                let full = ctx.dir.join(relative);
+                let text = file::read_to_string(&full, file::Kind::Secret).map_err(|e| {
                     ctx.err(
                         source.span(),
                         &field,
@@ -1106,8 +1111,9 @@ fn tls_settings(
         Some(path) => {
             let full = ctx.dir.join(path);
             let err = |msg: String| ctx.err(spanned.span(), format!("{field}.ca_file"), msg);
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&full)
-                .map_err(|e| err(format!("cannot read {}: {e}", full.display())))?
+            let pem = file::read(&full, file::Kind::Pem)
+                .map_err(|e| err(format!("cannot read {}: {e}", full.display())))?;
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
                 .collect::<Result<_, _>>()
                 .map_err(|e| err(format!("{} is not valid PEM: {e}", full.display())))?;
             if certs.is_empty() {
