@@ -9,15 +9,50 @@ pub struct Location {
 }
 
 impl Location {
+    /// The place of byte `offset` in `source`. Scans `source` once; to place
+    /// many offsets in one file, build a [`LineIndex`] instead.
     pub fn at(file: &str, source: &str, offset: usize) -> Location {
-        let offset = offset.min(source.len());
-        let before = source.get(..offset).unwrap_or(source);
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
+        LineIndex::new(source).location(file, offset)
+    }
+}
+
+/// Where each line of a file starts, found in one pass, so that placing an
+/// offset is a binary search rather than a scan from the start of the file
+/// (which made loading a config of n checks take time in n²).
+pub struct LineIndex<'a> {
+    source: &'a str,
+    /// Byte offset of the first character of every line; `starts[0] == 0`.
+    starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    pub fn new(source: &'a str) -> LineIndex<'a> {
+        let mut starts = vec![0];
+        starts.extend(
+            source
+                .bytes()
+                .enumerate()
+                .filter(|&(_, b)| b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
+        LineIndex { source, starts }
+    }
+
+    /// The 1-based line and column (in characters) of byte `offset`;
+    /// offsets past the end count as the end.
+    pub fn location(&self, file: &str, offset: usize) -> Location {
+        let offset = offset.min(self.source.len());
+        // The last line start at or before `offset`; `starts[0]` is 0.
+        let line = self.starts.partition_point(|&start| start <= offset);
+        let line_start = self.starts.get(line.wrapping_sub(1)).copied().unwrap_or(0);
+        let column = self
+            .source
+            .get(line_start..offset)
+            .map_or(0, |s| s.chars().count())
+            + 1;
         Location {
             file: file.to_owned(),
-            line,
+            line: line.max(1),
             column,
         }
     }
@@ -35,7 +70,7 @@ pub enum ConfigError {
     Read {
         file: String,
         #[source]
-        source: std::io::Error,
+        source: crate::file::ReadError,
     },
     /// Everything else: where, which field, and what is wrong.
     #[error("{location}: {field}: {message}")]
@@ -44,4 +79,27 @@ pub enum ConfigError {
         field: String,
         message: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_index_places_offsets_like_a_scan_from_the_start() {
+        let source = "a = 1\n\nname = \"é€x\"\r\nlast";
+        let index = LineIndex::new(source);
+        for offset in
+            (0..=source.len() + 3).filter(|&o| o >= source.len() || source.is_char_boundary(o))
+        {
+            let before = &source[..offset.min(source.len())];
+            let line = before.matches('\n').count() + 1;
+            let start = before.rfind('\n').map_or(0, |i| i + 1);
+            let column = before[start..].chars().count() + 1;
+            let got = index.location("f", offset);
+            assert_eq!((got.line, got.column), (line, column), "offset {offset}");
+        }
+        assert_eq!(Location::at("f", "", 0).to_string(), "f:1:1");
+        assert_eq!(Location::at("f", "x\n", 2).to_string(), "f:2:1");
+    }
 }

@@ -16,8 +16,8 @@ use url::Url;
 
 use super::raw::{RawCapture, RawDefaults, RawFlow, RawStep};
 use super::validate::{
-    Ctx, OwnSchedule, auth, expectations, header_name, method, probe_url, request_limits, schedule,
-    tls_profile, vars_of,
+    Ctx, MAX_NAME_LEN, OwnSchedule, auth, expectations, header_name, method, probe_url,
+    request_limits, schedule, tls_profile, valid_name, vars_of,
 };
 use super::*;
 use crate::template::{Templater, Vars};
@@ -41,11 +41,13 @@ pub(super) fn flow(
     tls_profiles: &mut Vec<TlsSettings>,
 ) -> Result<Flow, ConfigError> {
     let name = raw.name.get_ref().trim().to_owned();
-    if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+    if !valid_name(&name) {
         return Err(ctx.err(
             raw.name.span(),
             format!("{field}.name"),
-            "a flow name must be 1 to 200 characters without control characters",
+            format!(
+                "a flow name must be 1 to {MAX_NAME_LEN} characters without control characters"
+            ),
         ));
     }
     let steps = raw.steps.get_ref();
@@ -106,12 +108,13 @@ pub(super) fn flow(
     for (position, (step_field, spanned)) in all_steps.iter().enumerate() {
         let s = spanned.get_ref();
         let step_name = s.name.get_ref().trim().to_owned();
-        if step_name.is_empty() || step_name.len() > 200 || step_name.chars().any(char::is_control)
-        {
+        if !valid_name(&step_name) {
             return Err(ctx.err(
                 s.name.span(),
                 format!("{step_field}.name"),
-                "a step name must be 1 to 200 characters without control characters",
+                format!(
+                    "a step name must be 1 to {MAX_NAME_LEN} characters without control characters"
+                ),
             ));
         }
         if !names.insert(step_name.clone()) {

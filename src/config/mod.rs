@@ -9,6 +9,7 @@
 mod error;
 mod flow;
 mod raw;
+mod templated;
 mod validate;
 
 use std::net::SocketAddr;
@@ -378,9 +379,11 @@ impl Flow {
 /// Reads and validates a config file. Secrets come from the process
 /// environment and from files named in `[secrets]`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let source = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-        file: path.display().to_string(),
-        source: e,
+    let source = crate::file::read_to_string(path, crate::file::Kind::Config).map_err(|e| {
+        ConfigError::Read {
+            file: path.display().to_string(),
+            source: e,
+        }
     })?;
     from_str(&source, path, &|name| std::env::var(name).ok())
 }

@@ -15,10 +15,12 @@ use rustls::pki_types::pem::PemObject;
 use toml::Spanned;
 use url::Url;
 
+use super::error::LineIndex;
 use super::raw::{
     AuthScheme, RawAuth, RawCheck, RawConfig, RawDefaults, RawExpect, RawTls, SecretSource,
 };
 use super::*;
+use crate::file;
 use crate::judge::{HeaderCheck, HeaderExpect, JsonCheck, JsonExpect, StatusMatcher};
 use crate::schedule::Schedule;
 use crate::secret::{Redactor, Secret, SecretOrigin};
@@ -26,11 +28,20 @@ use crate::template::{Templater, Vars};
 
 /// The most checks one matrix may expand into.
 const MAX_MATRIX_EXPANSION: usize = 10_000;
-const MAX_NAME_LEN: usize = 200;
+/// The longest check, flow or step name, in characters (not bytes: a name
+/// in Greek or Japanese gets as many letters as one in English).
+pub(super) const MAX_NAME_LEN: usize = 200;
+
+/// Whether `name` (trimmed) is a usable check, flow or step name.
+pub(super) fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().count() <= MAX_NAME_LEN && !name.chars().any(char::is_control)
+}
 
 pub(super) struct Ctx<'a> {
     file: String,
     source: &'a str,
+    /// Built once per load: placing an offset must not scan the file.
+    lines: LineIndex<'a>,
     dir: &'a Path,
 }
 
@@ -42,10 +53,15 @@ impl Ctx<'_> {
         message: impl Into<String>,
     ) -> ConfigError {
         ConfigError::Invalid {
-            location: Location::at(&self.file, self.source, span.start),
+            location: self.lines.location(&self.file, span.start),
             field: field.into(),
             message: message.into(),
         }
+    }
+
+    /// The 1-based line of a byte offset.
+    fn line(&self, offset: usize) -> usize {
+        self.lines.location("", offset).line
     }
 }
 
@@ -57,6 +73,7 @@ pub(super) fn validate(
     let ctx = Ctx {
         file: path.display().to_string(),
         source,
+        lines: LineIndex::new(source),
         dir: path.parent().unwrap_or(Path::new(".")),
     };
     let raw = parse(&ctx)?;
@@ -125,7 +142,7 @@ pub(super) fn validate(
                     ),
                 ));
             }
-            let line = Location::at("", source, raw_check.get_ref().name.span().start).line;
+            let line = ctx.line(raw_check.get_ref().name.span().start);
             seen.insert(check.name.clone(), line);
             redactable.note(&check.request.auth);
             checks.push(Arc::new(check));
@@ -152,7 +169,7 @@ pub(super) fn validate(
                 ),
             ));
         }
-        let line = Location::at("", source, raw_flow.name.span().start).line;
+        let line = ctx.line(raw_flow.name.span().start);
         seen.insert(flow.name.clone(), line);
         for step in flow.steps.iter().chain(&flow.cleanup) {
             redactable.note(&step.request.auth);
@@ -287,8 +304,9 @@ fn server_tls(
     };
     let certs: Vec<CertificateDer<'static>> = {
         let path = ctx.dir.join(&t.cert_file);
-        CertificateDer::pem_file_iter(&path)
-            .map_err(|e| err("cert_file", format!("cannot read {}: {e}", path.display())))?
+        let pem = file::read(&path, file::Kind::Pem)
+            .map_err(|e| err("cert_file", format!("cannot read {}: {e}", path.display())))?;
+        CertificateDer::pem_slice_iter(&pem)
             .collect::<Result<_, _>>()
             .map_err(|e| {
                 err(
@@ -302,7 +320,9 @@ fn server_tls(
     }
     let key = {
         let path = ctx.dir.join(&t.key_file);
-        PrivateKeyDer::from_pem_file(&path).map_err(|e| {
+        let pem = file::read(&path, file::Kind::Pem)
+            .map_err(|e| err("key_file", format!("cannot read {}: {e}", path.display())))?;
+        PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
             err(
                 "key_file",
                 format!("cannot read a private key from {}: {e}", path.display()),
@@ -326,12 +346,13 @@ fn server_tls(
         (kind @ ("RequireAndVerifyClientCert" | "VerifyClientCertIfGiven"), Some(ca)) => {
             let path = ctx.dir.join(ca);
             let mut roots = rustls::RootCertStore::empty();
-            for cert in CertificateDer::pem_file_iter(&path).map_err(|e| {
+            let pem = file::read(&path, file::Kind::Pem).map_err(|e| {
                 err(
                     "client_ca_file",
                     format!("cannot read {}: {e}", path.display()),
                 )
-            })? {
+            })?;
+            for cert in CertificateDer::pem_slice_iter(&pem) {
                 let cert = cert.map_err(|e| {
                     err(
                         "client_ca_file",
@@ -448,25 +469,51 @@ impl Redactable {
 }
 
 fn parse(ctx: &Ctx<'_>) -> Result<RawConfig, ConfigError> {
-    let de = toml::Deserializer::parse(ctx.source).map_err(|e| toml_error(ctx, &e, ""))?;
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        // `Spanned` wraps values in a private field; users never wrote it.
-        let path = e
-            .path()
-            .to_string()
-            .split('.')
-            .filter(|segment| !segment.starts_with("$__"))
-            .collect::<Vec<_>>()
-            .join(".");
-        toml_error(ctx, e.inner(), if path == "." { "" } else { &path })
-    })
+    let root = toml::de::DeTable::parse(ctx.source).map_err(|e| toml_error(ctx, &e, ""))?;
+    // Looked for before the document is consumed, reported after: an
+    // unknown or mistyped field is the better message.
+    let misplaced = super::templated::misplaced(root.get_ref());
+    let raw = serde_path_to_error::deserialize(toml::Deserializer::from(root))
+        .map_err(|e| toml_error(ctx, e.inner(), &field_path(e.path())))?;
+    match misplaced {
+        Some(m) => Err(m.into_error(ctx)),
+        None => Ok(raw),
+    }
+}
+
+/// The path as users write it: `flows[0].steps[1].method`. Built from the
+/// segments, not from the path's text: every `Spanned` value adds a segment
+/// of its own (`$__serde_spanned_private_value`) that users never wrote,
+/// and in the text an index is glued to the segment before it, so dropping
+/// that segment from the text dropped the index with it.
+fn field_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path {
+        let name = match segment {
+            Segment::Seq { index } => {
+                out.push_str(&format!("[{index}]"));
+                continue;
+            }
+            Segment::Map { key } | Segment::Enum { variant: key } if key.starts_with("$__") => {
+                continue;
+            }
+            Segment::Map { key } | Segment::Enum { variant: key } => key.as_str(),
+            Segment::Unknown => "?",
+        };
+        if !out.is_empty() {
+            out.push('.');
+        }
+        out.push_str(name);
+    }
+    out
 }
 
 fn toml_error(ctx: &Ctx<'_>, e: &toml::de::Error, path: &str) -> ConfigError {
     let offset = e.span().map_or(0, |s| s.start);
     let field = if path.is_empty() { "(file)" } else { path };
     ConfigError::Invalid {
-        location: Location::at(&ctx.file, ctx.source, offset),
+        location: ctx.lines.location(&ctx.file, offset),
         field: field.to_owned(),
         message: e.message().trim().replace('\n', "; "),
     }
@@ -488,9 +535,9 @@ fn load_secrets(
                     format!("environment variable {var} is not set"),
                 )
             })?,
-            SecretSource::File(file) => {
-                let full = ctx.dir.join(file);
-                let text = std::fs::read_to_string(&full).map_err(|e| {
+            SecretSource::File(relative) => {
+                let full = ctx.dir.join(relative);
+                let text = file::read_to_string(&full, file::Kind::Secret).map_err(|e| {
                     ctx.err(
                         source.span(),
                         &field,
@@ -525,7 +572,7 @@ fn expand_check(
 ) -> Result<Vec<Check>, ConfigError> {
     let raw = spanned.get_ref();
     let name = raw.name.get_ref().trim();
-    if name.is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
+    if !valid_name(name) {
         return Err(ctx.err(
             raw.name.span(),
             format!("{field}.name"),
@@ -1064,8 +1111,9 @@ fn tls_settings(
         Some(path) => {
             let full = ctx.dir.join(path);
             let err = |msg: String| ctx.err(spanned.span(), format!("{field}.ca_file"), msg);
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&full)
-                .map_err(|e| err(format!("cannot read {}: {e}", full.display())))?
+            let pem = file::read(&full, file::Kind::Pem)
+                .map_err(|e| err(format!("cannot read {}: {e}", full.display())))?;
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
                 .collect::<Result<_, _>>()
                 .map_err(|e| err(format!("{} is not valid PEM: {e}", full.display())))?;
             if certs.is_empty() {

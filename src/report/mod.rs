@@ -451,9 +451,11 @@ impl Report {
     /// Reads the previous report for `--against`.
     pub fn load(path: &Path) -> Result<Report, ReportFileError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ReportFileError {
-            file: file.clone(),
-            error: PreviousError::Read(e),
+        let text = crate::file::read_to_string(path, crate::file::Kind::Report).map_err(|e| {
+            ReportFileError {
+                file: file.clone(),
+                error: PreviousError::Read(e),
+            }
         })?;
         Report::from_json(&text).map_err(|error| ReportFileError { file, error })
     }
@@ -481,7 +483,7 @@ impl Report {
 /// Why a previous report could not be read.
 #[derive(Debug)]
 pub enum PreviousError {
-    Read(std::io::Error),
+    Read(crate::file::ReadError),
     Parse {
         line: usize,
         column: usize,

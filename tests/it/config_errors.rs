@@ -216,6 +216,104 @@ max_body_bytes = "big"
         field: "checks[0].max_body_bytes",
         message: "invalid type: string \"big\", expected u64",
     },
+    // --- field paths keep every array index ---
+    Case {
+        // Steps are `Spanned` inside a `Spanned` list: the index used to be
+        // dropped with serde_spanned's segment (`flows[0].steps.methd`).
+        name: "typo in a flow's second step names the step",
+        toml: r#"[[flows]]
+name = "f"
+[[flows.steps]]
+name = "one"
+url = "http://example.com/"
+[[flows.steps]]
+name = "two"
+url = "http://example.com/"
+methd = "GET"
+"#,
+        line: 9,
+        column: 1,
+        field: "flows[0].steps[1].methd",
+        message: "unknown field `methd`, expected one of `name`, `url`, `method`,",
+    },
+    Case {
+        name: "typo in the second flow's third step, inline",
+        toml: r#"[[flows]]
+name = "f"
+steps = [{ name = "one", url = "http://example.com/" }]
+
+[[flows]]
+name = "g"
+steps = [
+  { name = "one", url = "http://example.com/" },
+  { name = "two", url = "http://example.com/" },
+  { name = "three", url = "http://example.com/", expct = {} },
+]
+"#,
+        line: 10,
+        column: 50,
+        field: "flows[1].steps[2].expct",
+        message: "unknown field `expct`",
+    },
+    Case {
+        name: "typo in a cleanup step",
+        toml: r#"[[flows]]
+name = "f"
+steps = [{ name = "one", url = "http://example.com/" }]
+cleanup = [
+  { name = "a", url = "http://example.com/" },
+  { name = "b", url = "http://example.com/", timout = "1s" },
+]
+"#,
+        line: 6,
+        column: 46,
+        field: "flows[0].cleanup[1].timout",
+        message: "unknown field `timout`",
+    },
+    Case {
+        name: "wrong type deep in a step's expectations",
+        toml: r#"[[flows]]
+name = "f"
+[[flows.steps]]
+name = "one"
+url = "http://example.com/"
+[[flows.steps]]
+name = "two"
+url = "http://example.com/"
+expect = { json = [{ pointer = "/a", exists = true }, { pointer = "/b", exists = "yes" }] }
+"#,
+        line: 9,
+        column: 82,
+        field: "flows[0].steps[1].expect.json[1].exists",
+        message: "invalid type: string \"yes\", expected a boolean",
+    },
+    Case {
+        name: "bad status pattern in a step names the step and the pattern",
+        toml: r#"[[flows]]
+name = "f"
+[[flows.steps]]
+name = "one"
+url = "http://example.com/"
+expect = { status = [200, "2xy"] }
+"#,
+        // The span toml gives is the list's.
+        line: 6,
+        column: 21,
+        field: "flows[0].steps[0].expect.status[1]",
+        message: "invalid status pattern \"2xy\"",
+    },
+    Case {
+        name: "bad matrix value names the list index",
+        toml: r#"[[checks]]
+name = "a"
+url = "http://example.com/{{ v }}"
+matrix = { v = [1, 2.5] }
+"#,
+        line: 4,
+        column: 16,
+        field: "checks[0].matrix.v[1]",
+        message: "matrix values must be strings, integers or booleans",
+    },
     // --- names ---
     Case {
         name: "duplicate check names point at the second name",
@@ -270,6 +368,40 @@ url = "http://example.com/"
         column: 8,
         field: "checks[0].name",
         message: "a check name must be 1 to 200 characters",
+    },
+    Case {
+        // 201 characters (603 bytes): names are limited in characters.
+        name: "a check name of 201 non-ASCII characters",
+        toml: r#"[[checks]]
+name = "名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名名"
+url = "http://example.com/"
+"#,
+        line: 2,
+        column: 8,
+        field: "checks[0].name",
+        message: "a check name must be 1 to 200 characters without control characters",
+    },
+    Case {
+        name: "a flow name of 201 non-ASCII characters",
+        toml: r#"[[flows]]
+name = "ééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééé"
+steps = [{ name = "one", url = "http://example.com/" }]
+"#,
+        line: 2,
+        column: 8,
+        field: "flows[0].name",
+        message: "a flow name must be 1 to 200 characters without control characters",
+    },
+    Case {
+        name: "a step name of 201 non-ASCII characters",
+        toml: r#"[[flows]]
+name = "f"
+steps = [{ name = "ééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééé", url = "http://example.com/" }]
+"#,
+        line: 3,
+        column: 19,
+        field: "flows[0].steps[0].name",
+        message: "a step name must be 1 to 200 characters without control characters",
     },
     // --- schedule ---
     Case {
@@ -513,6 +645,230 @@ headers = { "Bad Header" = "x" }
         column: 28,
         field: "checks[0].headers.Bad Header",
         message: "invalid header name \"Bad Header\"",
+    },
+    // --- template syntax only where templates are expanded ---
+    Case {
+        // Templates in fields that are not templated used to be taken literally.
+        name: "template in a check's group",
+        toml: r#"[[checks]]
+name = "a"
+url = "http://example.com/{{ v }}"
+matrix = { v = ["x"] }
+group = "team-{{ v }}"
+"#,
+        line: 5,
+        column: 9,
+        field: "checks[0].group",
+        message: "group is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body and json",
+    },
+    Case {
+        name: "template in expect.body_contains",
+        toml: r#"[[checks]]
+name = "a"
+url = "http://example.com/{{ v }}"
+matrix = { v = ["x"] }
+expect = { body_contains = ["ok", "{{ v }}"] }
+"#,
+        line: 5,
+        column: 35,
+        field: "checks[0].expect.body_contains[1]",
+        message: "body_contains is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body and json",
+    },
+    Case {
+        name: "template in an expected header value",
+        toml: r#"[[checks]]
+name = "a"
+url = "http://example.com/{{ v }}"
+matrix = { v = ["x"] }
+expect = { headers = [{ name = "x-v", equals = "{{ v }}" }] }
+"#,
+        line: 5,
+        column: 48,
+        field: "checks[0].expect.headers[0].equals",
+        message: "equals is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body and json",
+    },
+    Case {
+        name: "template in an expected JSON value",
+        toml: r#"[[checks]]
+name = "a"
+url = "http://example.com/{{ v }}"
+matrix = { v = ["x"] }
+expect = { json = [{ pointer = "/v", equals = "{{ v }}" }] }
+"#,
+        line: 5,
+        column: 47,
+        field: "checks[0].expect.json[0].equals",
+        message: "equals is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body and json",
+    },
+    Case {
+        name: "template comment in expect.body_not_contains",
+        toml: r#"[[checks]]
+name = "a"
+url = "http://example.com/"
+expect = { body_not_contains = ["{# debug #}"] }
+"#,
+        line: 4,
+        column: 33,
+        field: "checks[0].expect.body_not_contains[0]",
+        message: "body_not_contains is not a template, so \"{#\" here would be used exactly as written",
+    },
+    Case {
+        name: "template in auth.value (the value is not quoted)",
+        toml: r#"[[checks]]
+name = "a"
+url = "http://example.com/{{ v }}"
+matrix = { v = ["x"] }
+auth = { scheme = "bearer", value = "tok-{{ v }}" }
+"#,
+        line: 5,
+        column: 37,
+        field: "checks[0].auth.value",
+        message: "value is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body and json",
+    },
+    Case {
+        name: "template in auth.username",
+        toml: r#"[[checks]]
+name = "a"
+url = "http://example.com/{{ v }}"
+matrix = { v = ["x"] }
+auth = { scheme = "basic", username = "{{ v }}", value = "pw" }
+"#,
+        line: 5,
+        column: 39,
+        field: "checks[0].auth.username",
+        message: "username is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body and json",
+    },
+    Case {
+        name: "template in auth.header",
+        toml: r#"[[checks]]
+name = "a"
+url = "http://example.com/{{ v }}"
+matrix = { v = ["x"] }
+auth = { scheme = "api_key", header = "X-{{ v }}", value = "k" }
+"#,
+        line: 5,
+        column: 39,
+        field: "checks[0].auth.header",
+        message: "header is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body and json",
+    },
+    Case {
+        name: "template in a matrix value",
+        toml: r#"[[checks]]
+name = "a"
+url = "http://example.com/{{ v }}"
+matrix = { v = ["x", "{{ w }}"] }
+"#,
+        line: 4,
+        column: 22,
+        field: "checks[0].matrix.v[1]",
+        message: "v is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body and json",
+    },
+    Case {
+        name: "template in [defaults] group",
+        toml: r#"[defaults]
+group = "{{ env }}"
+"#,
+        line: 2,
+        column: 9,
+        field: "defaults.group",
+        message: "group is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body and json, and in a flow's headers and its steps' url, headers, body and json",
+    },
+    Case {
+        name: "template in a secret's file name",
+        toml: r#"[secrets]
+k = { file = "keys/{{ env }}.txt" }
+"#,
+        line: 2,
+        column: 14,
+        field: "secrets.k.file",
+        message: "file is not a template",
+    },
+    Case {
+        name: "template in a flow's group",
+        toml: r#"[[flows]]
+name = "f"
+group = "{{ run_id }}"
+steps = [{ name = "one", url = "http://example.com/{{ run_id }}" }]
+"#,
+        line: 3,
+        column: 9,
+        field: "flows[0].group",
+        message: "group is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a flow's headers and in its steps' url, headers, body and json",
+    },
+    Case {
+        name: "template in a flow's name",
+        toml: r#"[[flows]]
+name = "f-{{ run_id }}"
+steps = [{ name = "one", url = "http://example.com/{{ run_id }}" }]
+"#,
+        line: 2,
+        column: 8,
+        field: "flows[0].name",
+        message: "name is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a flow's headers and in its steps' url, headers, body and json",
+    },
+    Case {
+        name: "template in a flow's vars",
+        toml: r#"[[flows]]
+name = "f"
+vars = { a = "x", b = "{{ a }}" }
+steps = [{ name = "one", url = "http://example.com/{{ run_id }}" }]
+"#,
+        line: 3,
+        column: 23,
+        field: "flows[0].vars.b",
+        message: "b is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a flow's headers and in its steps' url, headers, body and json",
+    },
+    Case {
+        name: "template in a step's name",
+        toml: r#"[[flows]]
+name = "f"
+steps = [{ name = "one-{{ run_id }}", url = "http://example.com/" }]
+"#,
+        line: 3,
+        column: 19,
+        field: "flows[0].steps[0].name",
+        message: "name is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a flow's headers and in its steps' url, headers, body and json",
+    },
+    Case {
+        name: "template in a second step's expectations",
+        toml: r#"[[flows]]
+name = "f"
+[[flows.steps]]
+name = "one"
+url = "http://example.com/"
+capture = { id = "/id" }
+[[flows.steps]]
+name = "two"
+url = "http://example.com/{{ id }}"
+expect = { body_contains = ["{{ id }}"] }
+"#,
+        line: 10,
+        column: 29,
+        field: "flows[0].steps[1].expect.body_contains[0]",
+        message: "body_contains is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a flow's headers and in its steps' url, headers, body and json",
+    },
+    Case {
+        name: "template in a capture",
+        toml: r#"[[flows]]
+name = "f"
+steps = [{ name = "one", url = "http://example.com/", capture = { id = "/{{ run_id }}" } }]
+"#,
+        line: 3,
+        column: 72,
+        field: "flows[0].steps[0].capture.id",
+        message: "id is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a flow's headers and in its steps' url, headers, body and json",
+    },
+    Case {
+        name: "template in a cleanup step's auth",
+        toml: r#"[[flows]]
+name = "f"
+steps = [{ name = "one", url = "http://example.com/{{ run_id }}" }]
+cleanup = [{ name = "c", url = "http://example.com/", auth = { scheme = "bearer", value = "{{ run_id }}" } }]
+"#,
+        line: 4,
+        column: 91,
+        field: "flows[0].cleanup[0].auth.value",
+        message: "value is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a flow's headers and in its steps' url, headers, body and json",
     },
     // --- matrix ---
     Case {
@@ -1286,6 +1642,42 @@ fn an_empty_secret_is_rejected() {
         err.to_string(),
         "lookout.toml:2:5: secrets.k: the secret is empty"
     );
+}
+
+/// Template syntax outside templated fields is refused; literal braces
+/// in a body are still expressible, as the README says, with an escaped
+/// regex. And a misspelt field is reported before a misplaced template.
+#[test]
+fn braces_in_an_escaped_regex_are_accepted_and_unknown_fields_come_first() {
+    let cfg = load_ok(
+        "[[checks]]\nname = \"a\"\nurl = \"http://example.com/\"\n\
+         expect = { body_regex = '\\{\\{', body_contains = [\"{ }\", \"}}\"] }\n",
+    );
+    assert!(cfg.checks[0].expect.body_regex.is_some());
+    let err = load(
+        "[[checks]]\nname = \"a\"\nurl = \"http://example.com/\"\n\
+         group = \"{{ x }}\"\nurll = \"x\"\n",
+    )
+    .expect_err("refused");
+    assert!(
+        err.to_string().contains("checks[0].urll: unknown field"),
+        "{err}"
+    );
+}
+
+/// Names are limited to 200 characters, not bytes: 200 CJK characters
+/// (600 bytes) or 200 "é" (400 bytes) are a valid name.
+#[test]
+fn names_of_200_non_ascii_characters_are_accepted() {
+    let (cjk, accented) = ("名".repeat(200), "é".repeat(200));
+    let cfg = load_ok(&format!(
+        "[[checks]]\nname = \"{cjk}\"\nurl = \"http://example.com/\"\n\n\
+         [[flows]]\nname = \"{accented}\"\n\
+         steps = [{{ name = \"{cjk}\", url = \"http://example.com/\" }}]\n"
+    ));
+    assert_eq!(cfg.checks[0].name, cjk);
+    assert_eq!(cfg.flows[0].name, accented);
+    assert_eq!(cfg.flows[0].steps[0].name, cjk);
 }
 
 fn check_config(path: &Path) -> std::process::Output {

@@ -5,6 +5,7 @@ mod config_errors;
 mod daemon;
 mod deploy;
 mod examples;
+mod files;
 mod flows;
 mod headers;
 mod history;

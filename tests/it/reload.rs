@@ -503,3 +503,96 @@ async fn secrets_are_reread_and_scrubbed_everywhere() {
     assert!(scrubbed.contains("leaked:"), "{scrubbed}");
     daemon.shutdown().await;
 }
+
+/// A reload whose config now reads its secret from a FIFO fails at once
+/// with the error (the open used to wait for a writer for ever, holding
+/// every later reload); the old config keeps running, and fixing the file
+/// makes the next reload work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_with_a_secret_on_a_fifo_fails_fast_and_keeps_the_old_config() {
+    let target = start_target().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lookout.toml");
+    write(&dir.path().join("key"), "key-7c1e9a");
+    let fifo = crate::files::fifo(dir.path(), "key.fifo");
+    let config = |key_file: &str| {
+        format!(
+            "{}[secrets]\nkey = {{ file = \"{key_file}\" }}\n\
+             [[checks]]\nname = \"a\"\nurl = \"{}\"\n\
+             auth = {{ scheme = \"bearer\", secret = \"key\" }}\n",
+            checks(&[], "100ms"),
+            target.url("/echo")
+        )
+    };
+    write(&path, &config("key"));
+    let daemon = start_with_lifecycle(&path).await;
+    let base = format!("http://{}", daemon.addr);
+    let recorder = daemon.recorder.clone();
+    eventually(Duration::from_secs(10), async || {
+        (runs(&recorder.render_metrics(), "a") >= 1.0).then_some(())
+    })
+    .await;
+
+    let broken = config("key.fifo");
+    write(&path, &broken);
+    // If the read blocks again, a writer lets it return so the test fails
+    // instead of hanging (O_NONBLOCK: no reader, no wait).
+    let unblock = || {
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo);
+    };
+    let line = broken
+        .lines()
+        .position(|l| l.starts_with("key = "))
+        .unwrap()
+        + 1;
+    let want = format!(
+        "{}:{line}:7: secrets.key: cannot read secret file {}: not a regular file (it is a FIFO)",
+        path.display(),
+        fifo.display()
+    );
+    let Ok((status, body)) =
+        tokio::time::timeout(Duration::from_secs(10), post(&format!("{base}/-/reload"))).await
+    else {
+        unblock();
+        panic!("POST /-/reload did not answer within 10 s");
+    };
+    assert_eq!(status, 500, "{body}");
+    assert!(body.starts_with(&want), "{body}");
+    // SIGHUP's path, the same bound.
+    let Ok(result) = tokio::time::timeout(Duration::from_secs(10), daemon.reload()).await else {
+        unblock();
+        panic!("the reload did not return within 10 s");
+    };
+    let err = result.unwrap_err();
+    assert!(err.to_string().starts_with(&want), "{err}");
+    assert_eq!(
+        gauge(
+            &parse(&recorder.render_metrics()),
+            "lookout_config_last_reload_successful",
+            &[]
+        ),
+        Some(0.0)
+    );
+
+    // The old config carries on probing, with its key.
+    let n = runs(&recorder.render_metrics(), "a");
+    eventually(Duration::from_secs(10), async || {
+        (runs(&recorder.render_metrics(), "a") > n).then_some(())
+    })
+    .await;
+    assert!(
+        target
+            .seen()
+            .iter()
+            .all(|s| s.header("authorization") == Some("Bearer key-7c1e9a"))
+    );
+
+    write(&path, &config("key"));
+    let d = daemon.reload().await.unwrap();
+    assert_eq!(d.unchanged, [lookout::record::Job::Check("a".into())]);
+    daemon.shutdown().await;
+}
