@@ -152,10 +152,12 @@ impl Control {
 
     async fn try_reload(&self) -> Result<Reloaded, ReloadError> {
         let path = self.started.source.clone();
+        let overrides = self.started.overrides.clone();
         // Reading files (config, secrets, CA files) blocks.
-        let config = tokio::task::spawn_blocking(move || crate::config::load(&path))
-            .await
-            .map_err(|e| ReloadError::Join(e.to_string()))??;
+        let config =
+            tokio::task::spawn_blocking(move || crate::config::load_with(&path, &overrides))
+                .await
+                .map_err(|e| ReloadError::Join(e.to_string()))??;
         // Everything that can fail comes first: past this point the reload
         // happens whole.
         let runner = Runner::sharing(&config, self.redactor.clone())?;
@@ -340,7 +342,25 @@ impl Daemon {
         });
         control.schedule(&pipeline, &config.checks, &config.flows);
         ready.store(true, Ordering::Release);
-        tracing::info!(%addr, checks = config.checks.len(), flows = config.flows.len(), config = %config.source.display(), "lookout is running");
+        tracing::info!(
+            %addr,
+            checks = config.checks.len(),
+            flows = config.flows.len(),
+            config = %config.source.display(),
+            "lookout is running"
+        );
+        if config.cluster != crate::cluster::Cluster::default() {
+            tracing::info!(
+                shard = %config.cluster.shard,
+                location = config.cluster.location.as_deref().unwrap_or("-"),
+                replica = config.cluster.replica.as_deref().unwrap_or("-"),
+                "runs {} of {} checks and {} of {} flows",
+                config.checks.len(),
+                config.total.checks,
+                config.flows.len(),
+                config.total.flows,
+            );
+        }
         Ok(Daemon {
             addr,
             recorder,

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use lookout::config;
 use lookout::daemon::{Daemon, Options};
 
@@ -31,11 +31,15 @@ enum Command {
         /// flag of the same name). SIGHUP reloads either way.
         #[arg(long = "web.enable-lifecycle")]
         enable_lifecycle: bool,
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
     /// Validate a config file without running it, and list the expanded checks.
     CheckConfig {
         /// The config file.
         file: PathBuf,
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
     /// Read a password from standard input (one line) and print its bcrypt
     /// hash, for `[server] basic_auth_users`.
@@ -61,7 +65,40 @@ enum Command {
         /// percentage (90%).
         #[arg(long, value_name = "SCORE", value_parser = parse_fail_under)]
         fail_under: Option<f64>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
+}
+
+/// Where this instance stands among many; each wins over `[cluster]`.
+#[derive(Args, Clone, Debug, Default)]
+struct ClusterArgs {
+    /// Run only shard i of n (counted from 0, as StatefulSet ordinals):
+    /// `--shard 2/3` is the third of three.
+    #[arg(long, value_name = "i/n")]
+    shard: Option<lookout::cluster::Shard>,
+    /// Run one of this many shards, the index taken from the pod's name
+    /// (`POD_NAME`, else `HOSTNAME`: `lookout-2` is shard 2).
+    #[arg(long, value_name = "n", conflicts_with = "shard",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(lookout::cluster::MAX_SHARDS)))]
+    shard_count: Option<u32>,
+    /// Where this instance probes from (`[cluster] location`).
+    #[arg(long)]
+    location: Option<String>,
+    /// Which copy of its shard this is, when two run side by side.
+    #[arg(long)]
+    replica: Option<String>,
+}
+
+impl ClusterArgs {
+    fn overrides(&self) -> config::ClusterOverrides {
+        config::ClusterOverrides {
+            shard: self.shard,
+            shard_count: self.shard_count,
+            location: self.location.clone(),
+            replica: self.replica.clone(),
+        }
+    }
 }
 
 const REPORT_HELP: &str = "\
@@ -102,18 +139,26 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
-        Command::CheckConfig { file } => check_config(&file),
+        Command::CheckConfig { file, cluster } => check_config(&file, &cluster.overrides()),
         Command::HashPassword { cost } => hash_password(cost),
         Command::Run {
             config,
             enable_lifecycle,
-        } => run(&config, Options { enable_lifecycle }),
+            cluster,
+        } => run(&config, &cluster.overrides(), Options { enable_lifecycle }),
         Command::Report {
             config,
             against,
             format,
             fail_under,
-        } => report(&config, against.as_deref(), format, fail_under),
+            cluster,
+        } => report(
+            &config,
+            &cluster.overrides(),
+            against.as_deref(),
+            format,
+            fail_under,
+        ),
     }
 }
 
@@ -152,8 +197,8 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn check_config(file: &std::path::Path) -> ExitCode {
-    let config = match config::load(file) {
+fn check_config(file: &std::path::Path, overrides: &config::ClusterOverrides) -> ExitCode {
+    let config = match config::load_with(file, overrides) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -163,10 +208,22 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     println!(
         "{}: OK, {} checks, {} flows, listen {}",
         file.display(),
-        config.checks.len(),
-        config.flows.len(),
+        config.total.checks,
+        config.total.flows,
         config.listen
     );
+    if config.cluster != lookout::cluster::Cluster::default() {
+        println!(
+            "shard {} (location {}, replica {}): runs {} of {} checks and {} of {} flows, listed below",
+            config.cluster.shard,
+            config.cluster.location.as_deref().unwrap_or("-"),
+            config.cluster.replica.as_deref().unwrap_or("-"),
+            config.checks.len(),
+            config.total.checks,
+            config.flows.len(),
+            config.total.flows,
+        );
+    }
     for c in &config.checks {
         println!(
             "{}\t[{}]\t{} {}\t{}{}",
@@ -256,8 +313,8 @@ fn hash_password(cost: u32) -> ExitCode {
     }
 }
 
-fn run(path: &std::path::Path, options: Options) -> ExitCode {
-    let config = match config::load(path) {
+fn run(path: &std::path::Path, overrides: &config::ClusterOverrides, options: Options) -> ExitCode {
+    let config = match config::load_with(path, overrides) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -285,6 +342,7 @@ fn run(path: &std::path::Path, options: Options) -> ExitCode {
 
 fn report(
     path: &std::path::Path,
+    overrides: &config::ClusterOverrides,
     against: Option<&std::path::Path>,
     format: ReportFormat,
     fail_under: Option<f64>,
@@ -292,7 +350,7 @@ fn report(
     use lookout::report::{Report, markdown};
     use std::io::Write as _;
 
-    let config = match config::load(path) {
+    let config = match config::load_with(path, overrides) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");

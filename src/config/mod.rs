@@ -24,6 +24,7 @@ use url::Url;
 
 pub use error::{ConfigError, Location};
 
+pub use crate::cluster::{Cluster, Shard};
 use crate::judge::Expectations;
 use crate::schedule::Schedule;
 use crate::secret::{Redactor, Secret};
@@ -60,6 +61,31 @@ pub struct Config {
     /// Knows every secret, to scrub them from anything a target sends back.
     pub redactor: Redactor,
     pub store: crate::store::StoreSettings,
+    /// This instance's shard, location and replica: `checks` and `flows`
+    /// hold only what it runs.
+    pub cluster: Cluster,
+    /// Checks and flows in the file, before placement.
+    pub total: Totals,
+    /// What the command line set over `[cluster]`; a reload keeps it.
+    pub overrides: ClusterOverrides,
+}
+
+/// How many checks and flows the file defines, whoever runs them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub checks: usize,
+    pub flows: usize,
+}
+
+/// `lookout run --shard/--shard-count/--location/--replica`: each, when
+/// given, wins over the same setting in `[cluster]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterOverrides {
+    pub shard: Option<Shard>,
+    /// With no shard: take the index from the pod's name.
+    pub shard_count: Option<u32>,
+    pub location: Option<String>,
+    pub replica: Option<String>,
 }
 
 #[derive(Debug)]
@@ -379,13 +405,18 @@ impl Flow {
 /// Reads and validates a config file. Secrets come from the process
 /// environment and from files named in `[secrets]`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_with(path, &ClusterOverrides::default())
+}
+
+/// `load`, with the command line's settings over `[cluster]`.
+pub fn load_with(path: &Path, overrides: &ClusterOverrides) -> Result<Config, ConfigError> {
     let source = crate::file::read_to_string(path, crate::file::Kind::Config).map_err(|e| {
         ConfigError::Read {
             file: path.display().to_string(),
             source: e,
         }
     })?;
-    from_str(&source, path, &|name| std::env::var(name).ok())
+    from_str_with(&source, path, &|name| std::env::var(name).ok(), overrides)
 }
 
 /// Validates config text. `env` looks up environment variables, so tests can
@@ -395,5 +426,15 @@ pub fn from_str(
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
-    validate::validate(source, path, env)
+    from_str_with(source, path, env, &ClusterOverrides::default())
+}
+
+/// `from_str`, with the command line's settings over `[cluster]`.
+pub fn from_str_with(
+    source: &str,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    overrides: &ClusterOverrides,
+) -> Result<Config, ConfigError> {
+    validate::validate(source, path, env, overrides)
 }

@@ -26,6 +26,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub store: RawStore,
     #[serde(default)]
+    pub cluster: RawCluster,
+    #[serde(default)]
     pub secrets: BTreeMap<String, Spanned<SecretSource>>,
     #[serde(default)]
     pub checks: Vec<Spanned<RawCheck>>,
@@ -61,6 +63,19 @@ pub struct RawScheduler {
     pub max_concurrent_probes: Option<Spanned<usize>>,
     pub max_concurrent_per_target: Option<Spanned<usize>>,
     pub shutdown_grace: Option<HumanDuration>,
+}
+
+/// This instance's place among many: `lookout run --shard`, `--location`
+/// and `--replica` override these.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    /// `"i/n"`, counted from 0.
+    pub shard: Option<Spanned<String>>,
+    /// With no `shard`: the index comes from the pod's name (`lookout-2`).
+    pub shard_count: Option<Spanned<u32>>,
+    pub location: Option<Spanned<String>>,
+    pub replica: Option<Spanned<String>>,
 }
 
 /// The history database.
@@ -116,6 +131,8 @@ pub struct RawCheck {
     #[serde(default)]
     pub matrix: BTreeMap<String, Vec<MatrixValue>>,
     pub expect: Option<Spanned<RawExpect>>,
+    /// Run only from these locations (`[cluster] location`); everywhere when absent.
+    pub locations: Option<Spanned<Vec<String>>>,
 }
 
 /// A multi-step flow: steps run in order on one run's variables.
@@ -140,6 +157,8 @@ pub struct RawFlow {
     pub steps: Spanned<Vec<Spanned<RawStep>>>,
     #[serde(default)]
     pub cleanup: Vec<Spanned<RawStep>>,
+    /// Run only from these locations; everywhere when absent.
+    pub locations: Option<Spanned<Vec<String>>>,
 }
 
 /// One request of a flow: a check without a schedule, plus captures.

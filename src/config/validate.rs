@@ -69,6 +69,7 @@ pub(super) fn validate(
     source: &str,
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
+    overrides: &ClusterOverrides,
 ) -> Result<Config, ConfigError> {
     let ctx = Ctx {
         file: path.display().to_string(),
@@ -110,7 +111,8 @@ pub(super) fn validate(
         .shutdown_grace
         .map_or(DEFAULT_SHUTDOWN_GRACE, |d| d.0);
 
-    let store = store_settings(&ctx, &raw.store)?;
+    let cluster = cluster(&ctx, &raw.cluster, overrides, env)?;
+    let store = store_settings(&ctx, &raw.store, &cluster)?;
     let server = server_settings(&ctx, &raw.server)?;
     let secrets = load_secrets(&ctx, &raw.secrets, env)?;
     let templater = Templater::default();
@@ -118,6 +120,7 @@ pub(super) fn validate(
     let mut checks: Vec<Arc<Check>> = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut redactable = Redactable::default();
+    let mut total = Totals::default();
 
     for (index, raw_check) in raw.checks.iter().enumerate() {
         let field = format!("checks[{index}]");
@@ -130,7 +133,14 @@ pub(super) fn validate(
             &templater,
             &mut tls_profiles,
         )?;
+        let here = runs_here(
+            &ctx,
+            &field,
+            raw_check.get_ref().locations.as_ref(),
+            &cluster,
+        )?;
         for mut check in expanded {
+            total.checks += 1;
             check.id = checks.len();
             if let Some(first) = seen.get(&check.name) {
                 return Err(ctx.err(
@@ -145,7 +155,14 @@ pub(super) fn validate(
             let line = ctx.line(raw_check.get_ref().name.span().start);
             seen.insert(check.name.clone(), line);
             redactable.note(&check.request.auth);
-            checks.push(Arc::new(check));
+            // Every check is validated, whichever instance runs it.
+            if here
+                && cluster
+                    .shard
+                    .owns(&crate::cluster::check_identity(&check.name))
+            {
+                checks.push(Arc::new(check));
+            }
         }
     }
 
@@ -174,8 +191,16 @@ pub(super) fn validate(
         for step in flow.steps.iter().chain(&flow.cleanup) {
             redactable.note(&step.request.auth);
         }
-        flow.id = flows.len();
-        flows.push(Arc::new(flow));
+        total.flows += 1;
+        let here = runs_here(&ctx, &field, raw_flow.locations.as_ref(), &cluster)?;
+        if here
+            && cluster
+                .shard
+                .owns(&crate::cluster::flow_identity(&flow.name))
+        {
+            flow.id = flows.len();
+            flows.push(Arc::new(flow));
+        }
     }
 
     let redactor = Redactor::new(
@@ -194,6 +219,110 @@ pub(super) fn validate(
         tls_profiles,
         redactor,
         store,
+        cluster,
+        total,
+        overrides: overrides.clone(),
+    })
+}
+
+/// The longest location or replica name.
+const MAX_PLACE_NAME: usize = 63;
+
+/// `[cluster]` with the command line over it. The shard comes from
+/// `--shard`, else `shard`, else the pod's name (`POD_NAME`, else
+/// `HOSTNAME`) with a shard count; none of those: the only shard.
+fn cluster(
+    ctx: &Ctx<'_>,
+    raw: &super::raw::RawCluster,
+    overrides: &ClusterOverrides,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Cluster, ConfigError> {
+    let whole = 0..0;
+    let span = |s: Option<std::ops::Range<usize>>| s.unwrap_or(whole.clone());
+    let from_pod = |count: u32, span: std::ops::Range<usize>, field: &str| {
+        let name = env("POD_NAME")
+            .or_else(|| env("HOSTNAME"))
+            .unwrap_or_default();
+        Shard::from_pod_name(&name, count).map_err(|e| ctx.err(span, field, e.to_string()))
+    };
+    let shard = match (overrides.shard, overrides.shard_count) {
+        (Some(shard), _) => shard,
+        (None, Some(count)) => from_pod(count, whole.clone(), "--shard-count")?,
+        (None, None) => match (&raw.shard, &raw.shard_count) {
+            (Some(text), _) => text
+                .get_ref()
+                .parse::<Shard>()
+                .map_err(|e| ctx.err(text.span(), "cluster.shard", e.to_string()))?,
+            (None, Some(count)) => from_pod(*count.get_ref(), count.span(), "cluster.shard_count")?,
+            (None, None) => Shard::ALL,
+        },
+    };
+    let place = |given: &Option<String>,
+                 raw: &Option<toml::Spanned<String>>,
+                 field: &str|
+     -> Result<Option<String>, ConfigError> {
+        let (value, at) = match (given, raw) {
+            (Some(v), _) => (v.clone(), None),
+            (None, Some(v)) => (v.get_ref().clone(), Some(v.span())),
+            (None, None) => return Ok(None),
+        };
+        if !place_name(&value) {
+            return Err(ctx.err(
+                span(at),
+                field,
+                format!(
+                    "{value:?} is not a {} name: 1 to {MAX_PLACE_NAME} letters, digits,                      '-', '_' or '.', starting with a letter or digit",
+                    field.trim_start_matches("cluster.")
+                ),
+            ));
+        }
+        Ok(Some(value))
+    };
+    Ok(Cluster {
+        shard,
+        location: place(&overrides.location, &raw.location, "cluster.location")?,
+        replica: place(&overrides.replica, &raw.replica, "cluster.replica")?,
+    })
+}
+
+/// A location or replica name: it names files and Prometheus label values.
+fn place_name(s: &str) -> bool {
+    s.len() <= MAX_PLACE_NAME
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Whether a check or flow with these `locations` runs on this instance:
+/// everywhere when it names none; on an instance with no location, always
+/// (one instance runs everything); otherwise where its list names this
+/// instance's location.
+fn runs_here(
+    ctx: &Ctx<'_>,
+    field: &str,
+    locations: Option<&toml::Spanned<Vec<String>>>,
+    cluster: &Cluster,
+) -> Result<bool, ConfigError> {
+    let Some(list) = locations else {
+        return Ok(true);
+    };
+    if list.get_ref().is_empty() {
+        return Err(ctx.err(
+            list.span(),
+            format!("{field}.locations"),
+            "an empty list runs nowhere: leave `locations` out to run everywhere",
+        ));
+    }
+    if let Some(bad) = list.get_ref().iter().find(|l| !place_name(l)) {
+        return Err(ctx.err(
+            list.span(),
+            format!("{field}.locations"),
+            format!("{bad:?} is not a location name: letters, digits, '-', '_' or '.'"),
+        ));
+    }
+    Ok(match &cluster.location {
+        None => true,
+        Some(here) => list.get_ref().iter().any(|l| l == here),
     })
 }
 
@@ -408,10 +537,11 @@ fn server_tls(
 fn store_settings(
     ctx: &Ctx<'_>,
     raw: &super::raw::RawStore,
+    cluster: &Cluster,
 ) -> Result<crate::store::StoreSettings, ConfigError> {
     use crate::store::{StorePath, StoreSettings};
     let path = match &raw.path {
-        None => StorePath::File(ctx.dir.join(DEFAULT_STORE_PATH)),
+        None => StorePath::File(per_instance(&ctx.dir.join(DEFAULT_STORE_PATH), cluster)),
         Some(p) if p.get_ref() == ":memory:" => StorePath::Memory,
         Some(p) if p.get_ref().trim().is_empty() => {
             return Err(ctx.err(
@@ -420,7 +550,7 @@ fn store_settings(
                 "the path is empty (use \":memory:\" to keep no history on disk)",
             ));
         }
-        Some(p) => StorePath::File(ctx.dir.join(p.get_ref())),
+        Some(p) => StorePath::File(per_instance(&ctx.dir.join(p.get_ref()), cluster)),
     };
     let retention = match &raw.retention {
         None => DEFAULT_RETENTION,
@@ -445,6 +575,39 @@ fn store_settings(
         retention,
         keep_results,
     })
+}
+
+/// The history file of this instance: with a location, a shard of several
+/// or a replica, each goes into the name (`lookout.db` becomes
+/// `lookout-eu-west-shard2of3-b.db`), so instances that share a config and
+/// a host never share a file.
+fn per_instance(path: &Path, cluster: &Cluster) -> std::path::PathBuf {
+    let mut tag = String::new();
+    if let Some(location) = &cluster.location {
+        tag.push_str(&format!("-{location}"));
+    }
+    if cluster.shard.is_sharded() {
+        tag.push_str(&format!(
+            "-shard{}of{}",
+            cluster.shard.index(),
+            cluster.shard.count()
+        ));
+    }
+    if let Some(replica) = &cluster.replica {
+        tag.push_str(&format!("-{replica}"));
+    }
+    if tag.is_empty() {
+        return path.to_path_buf();
+    }
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}{tag}.{}", ext.to_string_lossy()),
+        None => format!("{stem}{tag}"),
+    };
+    path.with_file_name(name)
 }
 
 /// Credentials written into the config itself, which the redactor must

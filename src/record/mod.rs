@@ -38,6 +38,9 @@ pub struct Layout {
     check_tls: Vec<TlsSettings>,
     flow_tls: Vec<TlsSettings>,
     pub redactor: crate::secret::Redactor,
+    /// This instance's shard and location, and what the file defines in all.
+    pub cluster: crate::cluster::Cluster,
+    pub total: crate::config::Totals,
     check_series: series::CheckSeries,
     flow_series: flow_series::FlowSeries,
     /// By the address of the `Check` or `Flow`: a run carries its own
@@ -54,7 +57,7 @@ impl Layout {
         checks: Vec<Arc<Check>>,
         flows: Vec<Arc<Flow>>,
         (check_tls, flow_tls): (Vec<TlsSettings>, Vec<TlsSettings>),
-        redactor: crate::secret::Redactor,
+        config: &Config,
     ) -> Layout {
         let slots = checks
             .iter()
@@ -75,7 +78,9 @@ impl Layout {
             flows,
             check_tls,
             flow_tls,
-            redactor,
+            redactor: config.redactor.clone(),
+            cluster: config.cluster.clone(),
+            total: config.total,
             slots,
         }
     }
@@ -227,12 +232,7 @@ impl Recorder {
                 .collect(),
             config.flows.iter().map(|f| config.tls_of_flow(f)).collect(),
         );
-        let layout = Layout::new(
-            config.checks.clone(),
-            config.flows.clone(),
-            tls,
-            config.redactor.clone(),
-        );
+        let layout = Layout::new(config.checks.clone(), config.flows.clone(), tls, config);
         let metrics = Metrics::new(config.max_concurrent_probes);
         for (group, tally) in layout.board.groups() {
             metrics.set_group(
@@ -262,6 +262,12 @@ impl Recorder {
     /// The current config's redactor (a reload re-reads the secrets).
     pub fn redactor(&self) -> crate::secret::Redactor {
         self.layout().redactor.clone()
+    }
+
+    /// This instance's shard and location, and the file's totals.
+    pub fn placement(&self) -> (crate::cluster::Cluster, crate::config::Totals) {
+        let layout = self.layout();
+        (layout.cluster.clone(), layout.total)
     }
 
     /// The current config's board.
@@ -302,12 +308,7 @@ impl Recorder {
             |f| config.tls_of_flow(f),
             &mut diff,
         );
-        let layout = Layout::new(
-            checks.clone(),
-            flows.clone(),
-            (check_tls, flow_tls),
-            config.redactor.clone(),
-        );
+        let layout = Layout::new(checks.clone(), flows.clone(), (check_tls, flow_tls), config);
 
         // Held from the copy to the swap: a result recorded meanwhile would
         // land in the old layout after its counts were copied, and be lost.

@@ -151,6 +151,8 @@ const CHANGES_SHOWN: usize = 20;
 pub(crate) async fn status_view(s: &AppState) -> view::StatusView {
     let mut v = view::build(&s.recorder.board(), &s.recorder.redactor());
     v.store_degraded = s.recorder.store.degraded();
+    let (cluster, total) = s.recorder.placement();
+    v.instance = view::InstanceView::new(&cluster, total, v.checks.len(), v.flows.len());
     // Below a thousand checks the scan is cheap enough to do every time.
     let cached = if v.checks.len() + v.flows.len() < CACHE_FROM {
         None

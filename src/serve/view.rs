@@ -21,6 +21,40 @@ pub struct StatusView {
     pub changes: Vec<ChangeView>,
     /// Why the history store cannot write, while it cannot.
     pub store_degraded: Option<String>,
+    /// This instance's place among many; null for a lone instance.
+    pub instance: Option<InstanceView>,
+}
+
+/// Which shard, location and replica this is, and how much of the file it runs.
+#[derive(Debug, Serialize)]
+pub struct InstanceView {
+    /// `i/n`, counted from 0.
+    pub shard: String,
+    pub location: Option<String>,
+    pub replica: Option<String>,
+    pub checks: usize,
+    pub total_checks: usize,
+    pub flows: usize,
+    pub total_flows: usize,
+}
+
+impl InstanceView {
+    pub fn new(
+        cluster: &crate::cluster::Cluster,
+        total: crate::config::Totals,
+        checks: usize,
+        flows: usize,
+    ) -> Option<InstanceView> {
+        (*cluster != crate::cluster::Cluster::default()).then(|| InstanceView {
+            shard: cluster.shard.to_string(),
+            location: cluster.location.clone(),
+            replica: cluster.replica.clone(),
+            checks,
+            total_checks: total.checks,
+            flows,
+            total_flows: total.flows,
+        })
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -598,5 +632,6 @@ pub fn build(board: &Board, redactor: &Redactor) -> StatusView {
         flows,
         changes: Vec::new(),
         store_degraded: None,
+        instance: None,
     }
 }

@@ -1,6 +1,7 @@
 //! One integration-test binary (links once): each module is one area.
 
 mod browser;
+mod cluster;
 mod config_errors;
 mod daemon;
 mod deploy;

@@ -1,0 +1,364 @@
+//! Many probers: `--shard i/n` and `[cluster]` place each check and flow on
+//! exactly one shard, `locations` keeps a check to some locations, and each
+//! instance says where it stands (log, API, page, check-config) and keeps
+//! its own history file.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+use lookout::cluster::Shard;
+use lookout::config::{ClusterOverrides, Config, ConfigError};
+
+use crate::support::assert_table_passed;
+
+fn load(toml: &str, overrides: &ClusterOverrides) -> Result<Config, ConfigError> {
+    load_env(toml, overrides, &|_| None)
+}
+
+fn load_env(
+    toml: &str,
+    overrides: &ClusterOverrides,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    lookout::config::from_str_with(toml, Path::new("/etc/lookout/lookout.toml"), env, overrides)
+}
+
+/// `n` checks and two flows, on a port nothing listens on.
+fn fleet(n: usize, cluster: &str) -> String {
+    let mut out = format!("{cluster}\n[store]\npath = \":memory:\"\n");
+    for i in 0..n {
+        out.push_str(&format!(
+            "[[checks]]\nname = \"c{i}\"\nurl = \"http://127.0.0.1:9/{i}\"\ninterval = \"1h\"\n"
+        ));
+    }
+    for f in ["f1", "f2"] {
+        out.push_str(&format!(
+            "[[flows]]\nname = \"{f}\"\ninterval = \"1h\"\n[[flows.steps]]\nname = \"s\"\nurl = \"http://127.0.0.1:9/{f}\"\n"
+        ));
+    }
+    out
+}
+
+fn shard(text: &str) -> ClusterOverrides {
+    ClusterOverrides {
+        shard: Some(text.parse().unwrap()),
+        ..ClusterOverrides::default()
+    }
+}
+
+fn names(config: &Config) -> BTreeSet<String> {
+    config
+        .checks
+        .iter()
+        .map(|c| c.name.clone())
+        .chain(config.flows.iter().map(|f| f.name.clone()))
+        .collect()
+}
+
+/// Three shards run disjoint sets that cover every check and flow; each
+/// knows the file's totals; ids are positions in what the shard runs.
+#[test]
+fn shards_split_the_file_exactly() {
+    let text = fleet(60, "");
+    let all = names(&load(&text, &ClusterOverrides::default()).unwrap());
+    let mut union = BTreeSet::new();
+    for i in 0..3 {
+        let config = load(&text, &shard(&format!("{i}/3"))).unwrap();
+        assert_eq!(config.total.checks, 60);
+        assert_eq!(config.total.flows, 2);
+        assert!(
+            (12..=28).contains(&config.checks.len()),
+            "shard {i}: {}",
+            config.checks.len()
+        );
+        for (pos, c) in config.checks.iter().enumerate() {
+            assert_eq!(c.id, pos);
+        }
+        for (pos, f) in config.flows.iter().enumerate() {
+            assert_eq!(f.id, pos);
+        }
+        for name in names(&config) {
+            assert!(union.insert(name.clone()), "{name} on two shards");
+        }
+    }
+    assert_eq!(union, all);
+}
+
+/// The command line wins over `[cluster]`; the pod's name gives the
+/// index with a shard count.
+#[test]
+fn where_the_shard_comes_from() {
+    let text = fleet(4, "[cluster]\nshard = \"1/2\"\nlocation = \"edge\"");
+    let from_file = load(&text, &ClusterOverrides::default()).unwrap();
+    assert_eq!(from_file.cluster.shard, "1/2".parse::<Shard>().unwrap());
+    assert_eq!(from_file.cluster.location.as_deref(), Some("edge"));
+    let overridden = load(
+        &text,
+        &ClusterOverrides {
+            shard: Some("0/3".parse().unwrap()),
+            location: Some("internal".into()),
+            replica: Some("b".into()),
+            ..ClusterOverrides::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(overridden.cluster.shard.to_string(), "0/3");
+    assert_eq!(overridden.cluster.location.as_deref(), Some("internal"));
+    assert_eq!(overridden.cluster.replica.as_deref(), Some("b"));
+
+    let pod = |name: &'static str| move |k: &str| (k == "POD_NAME").then(|| name.to_owned());
+    let by_count = ClusterOverrides {
+        shard_count: Some(3),
+        ..ClusterOverrides::default()
+    };
+    let config = load_env(&fleet(4, ""), &by_count, &pod("lookout-2")).unwrap();
+    assert_eq!(config.cluster.shard.to_string(), "2/3");
+    let config = load_env(
+        &fleet(4, "[cluster]\nshard_count = 4"),
+        &ClusterOverrides::default(),
+        &pod("lookout-eu-1"),
+    )
+    .unwrap();
+    assert_eq!(config.cluster.shard.to_string(), "1/4");
+    let err = load_env(&fleet(4, ""), &by_count, &pod("lookout-5")).unwrap_err();
+    assert!(err.to_string().contains("below 3"), "{err}");
+}
+
+#[test]
+fn bad_cluster_settings_say_where() {
+    let cases = [
+        (
+            "[cluster]\nshard = \"3/3\"",
+            "cluster.shard",
+            "the index counts from 0, so it must be below 3",
+        ),
+        (
+            "[cluster]\nshard = \"two\"",
+            "cluster.shard",
+            "a shard is written i/n",
+        ),
+        (
+            "[cluster]\nlocation = \"eu west\"",
+            "cluster.location",
+            "is not a location name",
+        ),
+        (
+            "[cluster]\nreplica = \"-a\"",
+            "cluster.replica",
+            "is not a replica name",
+        ),
+        (
+            "[cluster]\nshard_count = 3",
+            "cluster.shard_count",
+            "StatefulSet pod",
+        ),
+        ("[cluster]\nzone = \"x\"", "cluster", "unknown field `zone`"),
+    ];
+    let mut failures = Vec::new();
+    for (cluster, field, needle) in cases {
+        match load(&fleet(1, cluster), &ClusterOverrides::default()) {
+            Ok(_) => failures.push(format!("{cluster}: accepted")),
+            Err(e) => {
+                let text = e.to_string();
+                if !(text.starts_with("/etc/lookout/lookout.toml:")
+                    && text.contains(field)
+                    && text.contains(needle))
+                {
+                    failures.push(format!("{cluster}: {text}"));
+                }
+            }
+        }
+    }
+    let n = cases.len();
+    assert_table_passed(&failures, n);
+
+    let err = load(
+        "[[checks]]\nname = \"a\"\nurl = \"http://127.0.0.1:9/\"\nlocations = []\n",
+        &ClusterOverrides::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("checks[0].locations"), "{err}");
+}
+
+/// `locations` keeps a check or flow to some locations; an instance with
+/// no location runs everything.
+#[test]
+fn locations_pick_what_runs_where() {
+    let text = r#"
+[store]
+path = ":memory:"
+[[checks]]
+name = "everywhere"
+url = "http://127.0.0.1:9/"
+[[checks]]
+name = "inside"
+url = "http://127.0.0.1:9/"
+locations = ["internal"]
+[[checks]]
+name = "outside"
+url = "http://127.0.0.1:9/"
+locations = ["edge", "eu-west"]
+[[flows]]
+name = "registration"
+locations = ["internal"]
+[[flows.steps]]
+name = "s"
+url = "http://127.0.0.1:9/"
+"#;
+    let at = |location: Option<&str>| {
+        let config = load(
+            text,
+            &ClusterOverrides {
+                location: location.map(str::to_owned),
+                ..ClusterOverrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(config.total.checks, 3);
+        names(&config).into_iter().collect::<Vec<_>>()
+    };
+    assert_eq!(
+        at(Some("internal")),
+        ["everywhere", "inside", "registration"]
+    );
+    assert_eq!(at(Some("edge")), ["everywhere", "outside"]);
+    assert_eq!(
+        at(None),
+        ["everywhere", "inside", "outside", "registration"]
+    );
+}
+
+/// Instances that share a config and a host never share a history file.
+#[test]
+fn each_instance_has_its_own_history_file() {
+    let text = |cluster: &str| {
+        format!("{cluster}\n[[checks]]\nname = \"a\"\nurl = \"http://127.0.0.1:9/\"\n")
+    };
+    let path =
+        |cluster: &str, o: &ClusterOverrides| match load(&text(cluster), o).unwrap().store.path {
+            lookout::store::StorePath::File(p) => p.display().to_string(),
+            other => panic!("{other:?}"),
+        };
+    let none = ClusterOverrides::default();
+    assert_eq!(path("", &none), "/etc/lookout/lookout.db");
+    assert_eq!(path("", &shard("2/3")), "/etc/lookout/lookout-shard2of3.db");
+    assert_eq!(path("", &shard("0/1")), "/etc/lookout/lookout.db");
+    let everything = ClusterOverrides {
+        shard: Some("1/4".parse().unwrap()),
+        location: Some("eu-west".into()),
+        replica: Some("b".into()),
+        ..ClusterOverrides::default()
+    };
+    assert_eq!(
+        path("", &everything),
+        "/etc/lookout/lookout-eu-west-shard1of4-b.db"
+    );
+    assert_eq!(
+        path("[store]\npath = \"data/history.sqlite\"", &shard("1/2")),
+        "/etc/lookout/data/history-shard1of2.sqlite"
+    );
+    let mut seen = BTreeSet::new();
+    for i in 0..3 {
+        for replica in ["a", "b"] {
+            let o = ClusterOverrides {
+                shard: Some(format!("{i}/3").parse().unwrap()),
+                replica: Some(replica.into()),
+                ..ClusterOverrides::default()
+            };
+            assert!(seen.insert(path("", &o)));
+        }
+    }
+}
+
+/// `check-config --shard` lists what the shard runs, out of how many.
+#[test]
+fn check_config_says_which_shard_and_how_much() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lookout.toml");
+    std::fs::write(&file, fleet(30, "")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(["check-config", "--shard", "1/3", "--location", "edge"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let config = load(
+        &fleet(30, ""),
+        &ClusterOverrides {
+            shard: Some("1/3".parse().unwrap()),
+            location: Some("edge".into()),
+            ..ClusterOverrides::default()
+        },
+    )
+    .unwrap();
+    let summary = format!(
+        "shard 1/3 (location edge, replica -): runs {} of 30 checks and {} of 2 flows",
+        config.checks.len(),
+        config.flows.len()
+    );
+    assert!(text.contains(&summary), "{text}");
+    let listed = text.lines().filter(|l| l.starts_with('c')).count();
+    assert_eq!(listed, config.checks.len(), "{text}");
+
+    let bad = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(["check-config", "--shard", "3/3"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+/// A running shard says where it stands in the API and on the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_and_page_say_which_shard() {
+    let config = load(
+        &fleet(9, "[server]\nlisten = \"127.0.0.1:0\"\n[cluster]\nshard = \"2/3\"\nlocation = \"edge\"\nreplica = \"a\""),
+        &ClusterOverrides::default(),
+    )
+    .unwrap();
+    let (runs, flows) = (config.checks.len(), config.flows.len());
+    let daemon = lookout::daemon::Daemon::start(config).await.unwrap();
+    let base = format!("http://{}", daemon.addr);
+    let status = json(&format!("{base}/api/v1/status")).await;
+    assert_eq!(
+        status["instance"],
+        serde_json::json!({
+            "shard": "2/3", "location": "edge", "replica": "a",
+            "checks": runs, "total_checks": 9, "flows": flows, "total_flows": 2,
+        })
+    );
+    let page = reqwest::get(format!("{base}/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(&format!(
+            "Shard 2/3, location edge, replica a: runs {runs} of 9 checks and {flows} of 2 flows"
+        )),
+        "{page}"
+    );
+    daemon.shutdown().await;
+
+    // A lone instance says nothing of shards.
+    let lone = lookout::daemon::Daemon::start(
+        load(
+            &fleet(2, "[server]\nlisten = \"127.0.0.1:0\""),
+            &ClusterOverrides::default(),
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let status = json(&format!("http://{}/api/v1/status", lone.addr)).await;
+    assert!(status["instance"].is_null());
+    lone.shutdown().await;
+}
+
+async fn json(url: &str) -> serde_json::Value {
+    let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+    serde_json::from_str(&text).unwrap()
+}
