@@ -51,7 +51,9 @@ pub struct Config {
     pub server: ServerSettings,
     pub max_concurrent_probes: usize,
     /// Runs against one origin (scheme, host, port) at once: a target that
-    /// hangs can hold this many slots, never the whole limit.
+    /// hangs can hold this many slots, never the whole limit. With `n`
+    /// shards, this shard's part of the configured value: `ceil(value / n)`,
+    /// so a location's shards together keep to what was configured.
     pub max_concurrent_per_target: usize,
     pub shutdown_grace: Duration,
     pub checks: Vec<Arc<Check>>,

@@ -112,6 +112,10 @@ pub(super) fn validate(
         .map_or(DEFAULT_SHUTDOWN_GRACE, |d| d.0);
 
     let cluster = cluster(&ctx, &raw.cluster, overrides, env)?;
+    // The limit is the fleet's in each location: shards share it, each
+    // taking an equal part (rounded up, at least one).
+    let max_concurrent_per_target =
+        max_concurrent_per_target.div_ceil(cluster.shard.count() as usize);
     let store = store_settings(&ctx, &raw.store, &cluster)?;
     let server = server_settings(&ctx, &raw.server)?;
     let secrets = load_secrets(&ctx, &raw.secrets, env)?;

@@ -85,6 +85,16 @@ fn shards_split_the_file_exactly() {
     assert_eq!(union, all);
 }
 
+/// Shards share the per-target limit: a location's shards together keep to it.
+#[test]
+fn shards_share_the_per_target_limit() {
+    let text = fleet(3, "[scheduler]\nmax_concurrent_per_target = 10");
+    for (shard_text, want) in [("0/1", 10), ("0/2", 5), ("2/3", 4), ("5/16", 1)] {
+        let config = load(&text, &shard(shard_text)).unwrap();
+        assert_eq!(config.max_concurrent_per_target, want, "{shard_text}");
+    }
+}
+
 /// The command line wins over `[cluster]`; the pod's name gives the
 /// index with a shard count.
 #[test]
