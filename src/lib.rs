@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod file;
+pub mod fleet;
 pub mod flow;
 pub mod judge;
 pub mod outcome;

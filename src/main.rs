@@ -68,7 +68,26 @@ enum Command {
         #[command(flatten)]
         cluster: ClusterArgs,
     },
+    /// Serve the fleet's status page and API, read from Prometheus: every
+    /// lookout's results (shards, locations, replicas) joined by the rules
+    /// in deploy/prometheus/rules/lookout-global.yml.
+    View {
+        /// The Prometheus HTTP API's base URL (or Thanos Query's, Mimir's…);
+        /// else `[view] prometheus`.
+        #[arg(long, value_name = "URL")]
+        prometheus: Option<String>,
+        /// Where to listen; else `[view] listen`, else 127.0.0.1:9899.
+        #[arg(long, value_name = "HOST:PORT")]
+        listen: Option<std::net::SocketAddr>,
+        /// The fleet's config: `[view]`, `[server]` (TLS, basic auth), and
+        /// the checks' URLs, schedules and step order.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
 }
+
+/// Where `lookout view` listens without `--listen`, `[view] listen` or a config.
+const DEFAULT_VIEW_LISTEN: &str = "127.0.0.1:9899";
 
 /// Where this instance stands among many; each wins over `[cluster]`.
 #[derive(Args, Clone, Debug, Default)]
@@ -97,6 +116,7 @@ impl ClusterArgs {
             shard_count: self.shard_count,
             location: self.location.clone(),
             replica: self.replica.clone(),
+            whole_file: false,
         }
     }
 }
@@ -139,6 +159,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
+        Command::View {
+            prometheus,
+            listen,
+            config,
+        } => view(prometheus.as_deref(), listen, config.as_deref()),
         Command::CheckConfig { file, cluster } => check_config(&file, &cluster.overrides()),
         Command::HashPassword { cost } => hash_password(cost),
         Command::Run {
@@ -288,6 +313,111 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
             eprintln!("cannot start the async runtime: {e}");
             ExitCode::FAILURE
         })
+}
+
+fn view(
+    prometheus: Option<&str>,
+    listen: Option<std::net::SocketAddr>,
+    path: Option<&std::path::Path>,
+) -> ExitCode {
+    use lookout::fleet::query::Source;
+    use lookout::fleet::server::{Viewer, ViewerOptions};
+
+    let config = match path.map(|p| config::load_with(p, &config::ClusterOverrides::whole_file())) {
+        None => None,
+        Some(Ok(c)) => Some(c),
+        Some(Err(e)) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let settings = config.as_ref().map(|c| c.view.clone()).unwrap_or_default();
+    let url = match prometheus.map(config::prometheus_url) {
+        Some(Ok(url)) => url,
+        Some(Err(why)) => {
+            eprintln!("--prometheus: {why}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        None => match settings.prometheus.clone() {
+            Some(url) => url,
+            None => {
+                eprintln!("lookout view needs --prometheus URL (or [view] prometheus in --config)");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+    };
+    let listen = listen
+        .or(settings.listen)
+        .or(config.as_ref().map(|c| c.listen))
+        .unwrap_or_else(|| {
+            DEFAULT_VIEW_LISTEN
+                .parse()
+                .expect("the default view address parses")
+        });
+    let source = match Source::new(&url, settings.timeout) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let server = config
+        .as_ref()
+        .map(|c| c.server.clone())
+        .unwrap_or_else(|| config::ServerSettings {
+            tls: None,
+            basic_auth_users: Default::default(),
+            read_header_timeout: config::DEFAULT_READ_HEADER_TIMEOUT,
+            max_connections: config::DEFAULT_MAX_CONNECTIONS,
+        });
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    runtime.block_on(async {
+        let viewer = match Viewer::start(ViewerOptions {
+            source,
+            listen,
+            refresh: settings.refresh,
+            config,
+            server,
+        })
+        .await
+        {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        wait_for_stop().await;
+        tracing::info!("shutting down");
+        viewer.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// SIGTERM or Ctrl-C.
+async fn wait_for_stop() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 fn hash_password(cost: u32) -> ExitCode {

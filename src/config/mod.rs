@@ -28,6 +28,7 @@ pub use crate::cluster::{Cluster, Shard};
 use crate::judge::Expectations;
 use crate::schedule::Schedule;
 use crate::secret::{Redactor, Secret};
+pub use validate::prometheus_url;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9898";
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
@@ -70,6 +71,33 @@ pub struct Config {
     pub total: Totals,
     /// What the command line set over `[cluster]`; a reload keeps it.
     pub overrides: ClusterOverrides,
+    /// `[view]`, for `lookout view`.
+    pub view: ViewSettings,
+}
+
+pub const DEFAULT_VIEW_REFRESH: Duration = Duration::from_secs(15);
+pub const DEFAULT_VIEW_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where `lookout view` reads the fleet's results, and how often.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ViewSettings {
+    pub prometheus: Option<Url>,
+    pub listen: Option<SocketAddr>,
+    /// How often the picture is read again.
+    pub refresh: Duration,
+    /// How long one read may take, all queries together.
+    pub timeout: Duration,
+}
+
+impl Default for ViewSettings {
+    fn default() -> Self {
+        ViewSettings {
+            prometheus: None,
+            listen: None,
+            refresh: DEFAULT_VIEW_REFRESH,
+            timeout: DEFAULT_VIEW_TIMEOUT,
+        }
+    }
 }
 
 /// How many checks and flows the file defines, whoever runs them.
@@ -88,6 +116,20 @@ pub struct ClusterOverrides {
     pub shard_count: Option<u32>,
     pub location: Option<String>,
     pub replica: Option<String>,
+    /// Keep every check and flow, whatever `[cluster]` and `locations`
+    /// say: `lookout view` shows the whole file.
+    pub whole_file: bool,
+}
+
+impl ClusterOverrides {
+    /// Every check and flow of the file, placed nowhere.
+    pub fn whole_file() -> ClusterOverrides {
+        ClusterOverrides {
+            shard: Some(Shard::ALL),
+            whole_file: true,
+            ..ClusterOverrides::default()
+        }
+    }
 }
 
 #[derive(Debug)]

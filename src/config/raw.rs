@@ -28,6 +28,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub cluster: RawCluster,
     #[serde(default)]
+    pub view: RawView,
+    #[serde(default)]
     pub secrets: BTreeMap<String, Spanned<SecretSource>>,
     #[serde(default)]
     pub checks: Vec<Spanned<RawCheck>>,
@@ -76,6 +78,18 @@ pub struct RawCluster {
     pub shard_count: Option<Spanned<u32>>,
     pub location: Option<Spanned<String>>,
     pub replica: Option<Spanned<String>>,
+}
+
+/// `lookout view`: the fleet's picture from Prometheus.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawView {
+    /// The Prometheus (or Thanos Query, Mimir, …) HTTP API's base URL.
+    pub prometheus: Option<Spanned<String>>,
+    /// Where `lookout view` listens, instead of `[server] listen`.
+    pub listen: Option<Spanned<String>>,
+    pub refresh: Option<Spanned<HumanDuration>>,
+    pub timeout: Option<Spanned<HumanDuration>>,
 }
 
 /// The history database.

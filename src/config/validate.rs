@@ -112,6 +112,7 @@ pub(super) fn validate(
         .map_or(DEFAULT_SHUTDOWN_GRACE, |d| d.0);
 
     let cluster = cluster(&ctx, &raw.cluster, overrides, env)?;
+    let view = view_settings(&ctx, &raw.view)?;
     // The limit is the fleet's in each location: shards share it, each
     // taking an equal part (rounded up, at least one).
     let max_concurrent_per_target =
@@ -226,7 +227,64 @@ pub(super) fn validate(
         cluster,
         total,
         overrides: overrides.clone(),
+        view,
     })
+}
+
+fn view_settings(ctx: &Ctx<'_>, raw: &super::raw::RawView) -> Result<ViewSettings, ConfigError> {
+    let prometheus = match &raw.prometheus {
+        None => None,
+        Some(text) => Some(
+            prometheus_url(text.get_ref())
+                .map_err(|why| ctx.err(text.span(), "view.prometheus", why))?,
+        ),
+    };
+    let listen = match &raw.listen {
+        None => None,
+        Some(l) => Some(SocketAddr::from_str(l.get_ref()).map_err(|e| {
+            ctx.err(
+                l.span(),
+                "view.listen",
+                format!("invalid address {:?}: {e}", l.get_ref()),
+            )
+        })?),
+    };
+    let within = |d: &Option<toml::Spanned<super::raw::HumanDuration>>,
+                  field: &str,
+                  default: Duration|
+     -> Result<Duration, ConfigError> {
+        match d {
+            None => Ok(default),
+            Some(d)
+                if !(Duration::from_secs(1)..=Duration::from_secs(3600))
+                    .contains(&d.get_ref().0) =>
+            {
+                Err(ctx.err(d.span(), field, "must be between 1s and 1h"))
+            }
+            Some(d) => Ok(d.get_ref().0),
+        }
+    };
+    Ok(ViewSettings {
+        prometheus,
+        listen,
+        refresh: within(&raw.refresh, "view.refresh", DEFAULT_VIEW_REFRESH)?,
+        timeout: within(&raw.timeout, "view.timeout", DEFAULT_VIEW_TIMEOUT)?,
+    })
+}
+
+/// A Prometheus HTTP API base URL: http or https, a host, no credentials
+/// in it (they would show in errors and on the page).
+pub fn prometheus_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|e| format!("invalid URL {text:?}: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!(
+            "{text:?} is not an http:// or https:// URL with a host"
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("the URL must not hold credentials".to_owned());
+    }
+    Ok(url)
 }
 
 /// The longest location or replica name.
@@ -282,10 +340,15 @@ fn cluster(
         }
         Ok(Some(value))
     };
+    let location = place(&overrides.location, &raw.location, "cluster.location")?;
+    let replica = place(&overrides.replica, &raw.replica, "cluster.replica")?;
+    if overrides.whole_file {
+        return Ok(Cluster::default());
+    }
     Ok(Cluster {
         shard,
-        location: place(&overrides.location, &raw.location, "cluster.location")?,
-        replica: place(&overrides.replica, &raw.replica, "cluster.replica")?,
+        location,
+        replica,
     })
 }
 
@@ -310,6 +373,7 @@ fn runs_here(
     let Some(list) = locations else {
         return Ok(true);
     };
+    let everywhere = cluster.location.is_none();
     if list.get_ref().is_empty() {
         return Err(ctx.err(
             list.span(),
@@ -324,10 +388,11 @@ fn runs_here(
             format!("{bad:?} is not a location name: letters, digits, '-', '_' or '.'"),
         ));
     }
-    Ok(match &cluster.location {
-        None => true,
-        Some(here) => list.get_ref().iter().any(|l| l == here),
-    })
+    Ok(everywhere
+        || cluster
+            .location
+            .as_ref()
+            .is_some_and(|here| list.get_ref().contains(here)))
 }
 
 /// A limit counted in connections or probes: at least 1, and at most

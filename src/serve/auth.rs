@@ -15,7 +15,7 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-use super::AppState;
+use super::access::Access;
 
 /// Verified credentials remembered at most; the set starts over when full.
 const REMEMBERED: usize = 1024;
@@ -139,8 +139,8 @@ fn credentials(req: &Request) -> Option<(String, String)> {
     Some((user.to_owned(), password.to_owned()))
 }
 
-pub async fn require(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(auth) = s.access.auth() else {
+pub async fn require(State(access): State<Arc<Access>>, req: Request, next: Next) -> Response {
+    let Some(auth) = access.auth() else {
         return next.run(req).await;
     };
     // Liveness probes carry no credentials.

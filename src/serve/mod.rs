@@ -3,7 +3,7 @@
 //! block on a probe. Every answer carries the headers of [`headers`].
 
 pub mod access;
-mod assets;
+pub(crate) mod assets;
 pub mod auth;
 mod detail;
 pub mod headers;
@@ -67,7 +67,7 @@ pub fn router(state: AppState) -> Router {
         // Only /-/reload takes a body, and it reads none.
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state.access.clone(),
             auth::require,
         ))
         // Outermost: basic auth's 401s and the fallback's 404s get them too.
@@ -75,7 +75,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn not_found() -> Response {
+pub(crate) async fn not_found() -> Response {
     (StatusCode::NOT_FOUND, "not found\n").into_response()
 }
 
@@ -213,8 +213,13 @@ struct StatusPage {
 }
 
 async fn page(State(s): State<AppState>) -> Response {
+    status_page(status_view(&s).await)
+}
+
+/// The status page of a view: this instance's, or the fleet's (`lookout view`).
+pub fn status_page(view: view::StatusView) -> Response {
     let page = StatusPage {
-        view: status_view(&s).await,
+        view,
         version: env!("CARGO_PKG_VERSION"),
         css: assets::status_css(),
     };

@@ -23,6 +23,66 @@ pub struct StatusView {
     pub store_degraded: Option<String>,
     /// This instance's place among many; null for a lone instance.
     pub instance: Option<InstanceView>,
+    /// `lookout view`: the score of each location the fleet probes from.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub locations: Vec<LocationView>,
+    /// `lookout view`: where the picture came from, and whether it is current.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceView>,
+}
+
+/// One location of a fleet, as Prometheus sees it.
+#[derive(Debug, Serialize)]
+pub struct LocationView {
+    /// `""` when the results carry no `location` label.
+    pub name: String,
+    #[serde(flatten)]
+    pub score: ScoreView,
+    /// Every check and flow fails from here while others pass: the prober's
+    /// own network is down, not the targets. Its results do not vote.
+    pub down: bool,
+}
+
+/// A check's or flow's last result from one location.
+#[derive(Debug, Serialize)]
+pub struct LocationResult {
+    pub location: String,
+    /// passing, failing, or down (the location's prober is cut off).
+    pub state: &'static str,
+    pub status_code: Option<u16>,
+    pub duration_seconds: Option<f64>,
+}
+
+impl LocationResult {
+    /// "edge ✓ 200"
+    pub fn text(&self) -> String {
+        let name = if self.location.is_empty() {
+            "–"
+        } else {
+            &self.location
+        };
+        let mark = match self.state {
+            "passing" => "✓",
+            "failing" => "✗",
+            _ => "?",
+        };
+        match self.status_code {
+            Some(code) => format!("{name} {mark} {code}"),
+            None => format!("{name} {mark}"),
+        }
+    }
+}
+
+/// Where `lookout view` read the picture.
+#[derive(Debug, Serialize)]
+pub struct SourceView {
+    /// The Prometheus HTTP API's base URL.
+    pub prometheus: String,
+    /// When the picture shown was read.
+    pub fetched_at: Option<DateTime<Utc>>,
+    /// The last read failed: this is the one before it.
+    pub stale: bool,
+    pub error: Option<String>,
 }
 
 /// Which shard, location and replica this is, and how much of the file it runs.
@@ -89,6 +149,15 @@ pub struct ScoreChange {
 }
 
 impl ScoreView {
+    /// A score of these counts, with no trend.
+    pub fn of(passing: u64, failing: u64, pending: u64) -> ScoreView {
+        ScoreView::from(Tally {
+            passing,
+            failing,
+            pending,
+        })
+    }
+
     fn from(t: Tally) -> ScoreView {
         ScoreView {
             score: t.score(),
@@ -224,6 +293,9 @@ pub struct CheckView {
     pub last_failure: Option<Failure>,
     /// The detail page.
     pub link: String,
+    /// `lookout view`: the last result from each location.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub locations: Vec<LocationResult>,
 }
 
 impl CheckView {
@@ -276,7 +348,7 @@ impl CheckView {
     }
 }
 
-fn auth_view(auth: &Auth) -> Option<AuthView> {
+pub(crate) fn auth_view(auth: &Auth) -> Option<AuthView> {
     auth.secret().map(|s| AuthView {
         scheme: auth.scheme(),
         placement: auth.placement().unwrap_or_default(),
@@ -312,6 +384,7 @@ pub(crate) fn check_view(c: &Check, e: &Entry, redactor: &Redactor) -> CheckView
         recent: e.recent.iter().copied().collect(),
         last_failure: e.last_failure.clone(),
         link: detail_link(&c.name),
+        locations: Vec::new(),
     }
 }
 
@@ -463,6 +536,9 @@ pub struct FlowView {
     pub recent: Vec<Spark>,
     pub last_failure: Option<Failure>,
     pub link: String,
+    /// `lookout view`: the last result from each location.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub locations: Vec<LocationResult>,
 }
 
 #[derive(Debug, Serialize)]
@@ -605,6 +681,7 @@ pub(crate) fn flow_view(f: &Flow, e: &Entry, redactor: &Redactor) -> FlowView {
         recent: e.recent.iter().copied().collect(),
         last_failure: e.last_failure.clone(),
         link: detail_link(&f.name),
+        locations: Vec::new(),
     }
 }
 
@@ -633,5 +710,7 @@ pub fn build(board: &Board, redactor: &Redactor) -> StatusView {
         changes: Vec::new(),
         store_degraded: None,
         instance: None,
+        locations: Vec::new(),
+        source: None,
     }
 }
