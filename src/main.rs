@@ -51,9 +51,15 @@ enum Command {
     /// Run every check and flow once and print a report (Markdown or JSON).
     #[command(after_help = REPORT_HELP)]
     Report {
-        /// The config file.
-        #[arg(long, short, default_value = "config.toml")]
-        config: PathBuf,
+        /// The config file (default config.toml; with --prometheus, only
+        /// for URLs, schedules and step order, and optional).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Report on the fleet as Prometheus holds it (every shard,
+        /// location and replica, joined by lookout-global.yml) instead of
+        /// running the checks here.
+        #[arg(long, value_name = "URL")]
+        prometheus: Option<String>,
         /// A previous `--format json` report to compare with: score changes,
         /// and what was fixed, broke, appeared or went away.
         #[arg(long, value_name = "PREVIOUS.json")]
@@ -173,12 +179,14 @@ fn main() -> ExitCode {
         } => run(&config, &cluster.overrides(), Options { enable_lifecycle }),
         Command::Report {
             config,
+            prometheus,
             against,
             format,
             fail_under,
             cluster,
         } => report(
-            &config,
+            config.as_deref(),
+            prometheus.as_deref(),
             &cluster.overrides(),
             against.as_deref(),
             format,
@@ -471,7 +479,8 @@ fn run(path: &std::path::Path, overrides: &config::ClusterOverrides, options: Op
 }
 
 fn report(
-    path: &std::path::Path,
+    path: Option<&std::path::Path>,
+    prometheus: Option<&str>,
     overrides: &config::ClusterOverrides,
     against: Option<&std::path::Path>,
     format: ReportFormat,
@@ -480,7 +489,18 @@ fn report(
     use lookout::report::{Report, markdown};
     use std::io::Write as _;
 
-    let config = match config::load_with(path, overrides) {
+    let path = match (path, prometheus) {
+        (Some(p), _) => Some(p),
+        (None, None) => Some(std::path::Path::new("config.toml")),
+        (None, Some(_)) => None,
+    };
+    // A global report shows the whole file: every shard's checks.
+    let overrides = if prometheus.is_some() {
+        &config::ClusterOverrides::whole_file()
+    } else {
+        overrides
+    };
+    let config = match path.map(|p| config::load_with(p, overrides)).transpose() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -498,14 +518,46 @@ fn report(
         Ok(r) => r,
         Err(code) => return code,
     };
-    let once = match runtime.block_on(lookout::run::run_once(&config)) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
+    let report = match (prometheus, &config) {
+        (Some(url), config) => {
+            let url = match config::prometheus_url(url) {
+                Ok(u) => u,
+                Err(why) => {
+                    eprintln!("--prometheus: {why}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            let timeout = config
+                .as_ref()
+                .map_or(config::DEFAULT_VIEW_TIMEOUT, |c| c.view.timeout);
+            let snapshot = match lookout::fleet::query::Source::new(&url, timeout) {
+                Ok(source) => runtime.block_on(source.snapshot()),
+                Err(e) => Err(e),
+            };
+            match snapshot {
+                Ok(snapshot) => Report::from_view(
+                    &snapshot.view(config.as_ref()),
+                    url.as_str().trim_end_matches('/'),
+                    previous.as_ref(),
+                ),
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            }
         }
+        (None, Some(config)) => {
+            let once = match runtime.block_on(lookout::run::run_once(config)) {
+                Ok(o) => o,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            Report::build(config, &once, chrono::Utc::now(), previous.as_ref())
+        }
+        (None, None) => return ExitCode::from(EXIT_CONFIG),
     };
-    let report = Report::build(&config, &once, chrono::Utc::now(), previous.as_ref());
     let text = match format {
         ReportFormat::Markdown => markdown::render(&report),
         ReportFormat::Json => report.to_json(),

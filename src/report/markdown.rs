@@ -25,12 +25,37 @@ pub fn render(report: &Report) -> String {
     header(&mut out, report);
     summary(&mut out, report);
     groups(&mut out, report);
+    locations(&mut out, report);
     if let Some(c) = &report.comparison {
         changes(&mut out, c);
     }
     checks(&mut out, report);
     flows(&mut out, report);
     out
+}
+
+/// A global report's scores by location; nothing for one instance's.
+fn locations(out: &mut String, report: &Report) {
+    if report.locations.is_empty() {
+        return;
+    }
+    out.push_str("## Scores by location\n\n| location | passing/total | score | |\n| --- | ---: | ---: | --- |\n");
+    for l in &report.locations {
+        let _ = writeln!(
+            out,
+            "| {} | {}/{} | {} | {} |",
+            text(if l.name.is_empty() { "–" } else { &l.name }),
+            l.score.passing,
+            l.score.total,
+            l.score.percent(),
+            if l.down {
+                "down: every check fails from here while others pass"
+            } else {
+                ""
+            }
+        );
+    }
+    out.push('\n');
 }
 
 fn header(out: &mut String, report: &Report) {

@@ -61,6 +61,16 @@ use crate::config::{Auth, Config, Step};
 use crate::outcome::{CheckResult, FlowResult, StepResult, StepRun};
 use crate::run::Once;
 use crate::secret::{Redactor, SecretOrigin};
+use crate::serve::view::{AuthView, StatusView};
+
+fn view_auth(a: &AuthView) -> AuthEntry {
+    AuthEntry {
+        scheme: a.scheme.to_owned(),
+        placement: a.placement.clone(),
+        key_fingerprint: a.key_fingerprint.clone(),
+        secret_name: a.secret_name.clone(),
+    }
+}
 
 /// The version of the JSON format written in `report_version`. It changes
 /// only when a field is removed or changes meaning.
@@ -84,6 +94,19 @@ pub struct Report {
     /// The changes since a previous report, when there was one.
     #[serde(default)]
     pub comparison: Option<Comparison>,
+    /// A global report (`--prometheus`): the score from each location.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub locations: Vec<LocationScore>,
+}
+
+/// A location's own score in a global report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LocationScore {
+    pub name: String,
+    #[serde(flatten)]
+    pub score: Score,
+    /// Every check fails from here while others pass: the prober is cut off.
+    pub down: bool,
 }
 
 /// Passing over total, where a flow counts as one check.
@@ -418,6 +441,108 @@ impl Report {
             checks,
             flows,
             comparison: None,
+            locations: Vec::new(),
+        };
+        report.comparison = previous.map(|p| compare(p, &report, r));
+        report
+    }
+
+    /// The global report: the fleet as `lookout view` shows it (`view` read
+    /// from Prometheus), in the same form, with each location's score. A
+    /// check passes unless it fails by quorum; its reason is the diagnosis
+    /// ("fails from edge (404), passes from internal (200)"). `source`
+    /// names where the results came from, in place of a config file.
+    pub fn from_view(view: &StatusView, source: &str, previous: Option<&Report>) -> Report {
+        let r = &Redactor::default();
+        let passed =
+            |state: crate::record::board::State| state == crate::record::board::State::Passing;
+        let outcome = |ok: bool| if ok { "success" } else { "quorum" }.to_owned();
+        let checks = view
+            .checks
+            .iter()
+            .filter(|c| c.state != crate::record::board::State::Pending)
+            .map(|c| CheckEntry {
+                name: c.name.clone(),
+                group: c.group.clone(),
+                ok: passed(c.state),
+                method: c.method.clone(),
+                url: c.url.clone(),
+                status: c.status_code,
+                duration_seconds: c.duration_seconds.unwrap_or(0.0),
+                outcome: outcome(passed(c.state)),
+                reason: c.reason.clone(),
+                auth: c.auth.as_ref().map(view_auth),
+            })
+            .collect();
+        let flows = view
+            .flows
+            .iter()
+            .filter(|f| f.state != crate::record::board::State::Pending)
+            .map(|f| FlowEntry {
+                name: f.name.clone(),
+                group: f.group.clone(),
+                ok: passed(f.state),
+                outcome: outcome(passed(f.state)),
+                status: f
+                    .steps
+                    .iter()
+                    .find(|s| s.state == "failed")
+                    .and_then(|s| s.status_code),
+                duration_seconds: f.duration_seconds.unwrap_or(0.0),
+                steps_passed: f.steps_passed.unwrap_or(0),
+                steps_total: f.steps_total,
+                stage_score: f.stage_score.unwrap_or(0.0),
+                failed_step: f.failed_step.clone(),
+                reason: f.reason.clone(),
+                cleanup_failed: false,
+                steps: f
+                    .steps
+                    .iter()
+                    .map(|s| StepEntry {
+                        name: s.name.clone(),
+                        result: match s.state {
+                            "passed" => StepState::Passed,
+                            "failed" => StepState::Failed,
+                            _ => StepState::Skipped,
+                        },
+                        outcome: s.state.to_owned(),
+                        status: s.status_code,
+                        duration_seconds: s.duration_seconds.unwrap_or(0.0),
+                        reason: s.reason.clone(),
+                        auth: s.auth.as_ref().map(view_auth),
+                    })
+                    .collect(),
+                cleanup: Vec::new(),
+            })
+            .collect();
+        let score = |v: &crate::serve::view::ScoreView| {
+            Score::from_counts(v.passing, v.passing + v.failing)
+        };
+        let mut report = Report {
+            report_version: REPORT_VERSION,
+            generated_at: view.generated_at,
+            config: source.to_owned(),
+            overall: score(&view.overall),
+            groups: view
+                .groups
+                .iter()
+                .map(|g| GroupScore {
+                    name: g.name.clone(),
+                    score: score(&g.score),
+                })
+                .collect(),
+            checks,
+            flows,
+            comparison: None,
+            locations: view
+                .locations
+                .iter()
+                .map(|l| LocationScore {
+                    name: l.name.clone(),
+                    score: score(&l.score),
+                    down: l.down,
+                })
+                .collect(),
         };
         report.comparison = previous.map(|p| compare(p, &report, r));
         report
@@ -793,6 +918,7 @@ mod tests {
             checks: Vec::new(),
             flows: Vec::new(),
             comparison: None,
+            locations: Vec::new(),
         };
         assert!(!report.below(0.9));
         assert!(report.below(0.91));

@@ -296,3 +296,12 @@ url = "{ok}"
         std::fs::copy(&shot, docs).unwrap();
     }
 }
+
+/// The DOM of `url` as headless Chromium renders it, for other tests'
+/// pages; `None` (having said SKIPPED) where Chromium is missing and tools
+/// are not required.
+pub async fn dump_dom(url: &str) -> Option<String> {
+    let bin = chromium()?;
+    let ran = chromium_async(&bin, vec!["--dump-dom".to_owned()], url.to_owned()).await;
+    Some(ran.stdout)
+}

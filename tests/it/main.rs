@@ -7,6 +7,7 @@ mod daemon;
 mod deploy;
 mod examples;
 mod files;
+mod fleet;
 mod flows;
 mod headers;
 mod history;

@@ -472,3 +472,106 @@ mod tests {
         );
     }
 }
+
+/// A real Prometheus on 127.0.0.1 (Debian's `prometheus`), killed on drop.
+pub struct Prometheus {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+    pub base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Labels and value of each series an instant query answered.
+pub type Samples = Vec<(std::collections::BTreeMap<String, String>, f64)>;
+
+impl Prometheus {
+    /// Starts `bin` with `config` (YAML; relative paths resolve in a
+    /// temporary directory) and `args`, on a free port, and waits (20 s at
+    /// most) until it is ready.
+    pub async fn start(bin: &Path, config: &str, args: &[&str]) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("prometheus.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = dir.path().join("prometheus.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = std::process::Command::new(bin)
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(args)
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("prometheus starts");
+        let mut prom = Prometheus {
+            child,
+            log,
+            base: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = prom.child.try_wait().unwrap() {
+                panic!("prometheus exited with {status}:\n{}", prom.log_tail());
+            }
+            let ready = reqwest::get(format!("{}/-/ready", prom.base)).await;
+            if ready.is_ok_and(|r| r.status() == 200) {
+                return prom;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "prometheus not ready:\n{}",
+                prom.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// An instant query's series; panics on an API error.
+    pub async fn query(&self, q: &str) -> Samples {
+        let url =
+            url::Url::parse_with_params(&format!("{}/api/v1/query", self.base), &[("query", q)])
+                .unwrap();
+        let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["status"], "success", "{q}: {v}\n{}", self.log_tail());
+        v["data"]["result"]
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        let labels = r["metric"]
+                            .as_object()
+                            .map(|m| {
+                                m.iter()
+                                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned()))
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        let value = r["value"][1].as_str().and_then(|s| s.parse().ok());
+                        (labels, value.unwrap_or(f64::NAN))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
