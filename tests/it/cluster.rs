@@ -3,7 +3,7 @@
 //! instance says where it stands (log, API, page, check-config) and keeps
 //! its own history file.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 
@@ -371,4 +371,73 @@ async fn the_api_and_page_say_which_shard() {
 async fn json(url: &str) -> serde_json::Value {
     let text = reqwest::get(url).await.unwrap().text().await.unwrap();
     serde_json::from_str(&text).unwrap()
+}
+
+/// Restarting a location from 3 shards to 4: no check goes unprobed for
+/// more than one interval, and once the new shards run, none is probed
+/// twice in an interval (each has exactly one owner again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebalancing_from_three_shards_to_four() {
+    use std::time::{Duration, Instant};
+    let target = crate::support::start_target().await;
+    let n = 40;
+    let mut text =
+        String::from("[server]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \":memory:\"\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            "[[checks]]\nname = \"c{i}\"\nurl = \"{}\"\ninterval = \"500ms\"\n",
+            target.url(&format!("/status/200?c={i}"))
+        ));
+    }
+    let start = async |count: u32| {
+        let mut out = Vec::new();
+        for i in 0..count {
+            let config = load(&text, &shard(&format!("{i}/{count}"))).unwrap();
+            out.push(lookout::daemon::Daemon::start(config).await.unwrap());
+        }
+        out
+    };
+    let old = start(3).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let restart = Instant::now();
+    for d in old {
+        d.shutdown().await;
+    }
+    let new = start(4).await;
+    let restarted = Instant::now();
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    for d in new {
+        d.shutdown().await;
+    }
+
+    let interval = Duration::from_millis(500);
+    let mut runs: BTreeMap<String, Vec<Instant>> = BTreeMap::new();
+    for s in target.seen_on("/status/200") {
+        runs.entry(s.query.clone()).or_default().push(s.at);
+    }
+    assert_eq!(runs.len(), n, "every check ran");
+    // What the restart itself took (stopping drains in-flight probes) is
+    // not the placement's to answer for.
+    let pause = restarted - restart;
+    for (check, at) in &runs {
+        let gaps: Vec<Duration> = at.windows(2).map(|w| w[1] - w[0]).collect();
+        let longest = gaps.iter().max().copied().unwrap_or_default();
+        assert!(
+            longest <= 2 * interval + pause + Duration::from_millis(150),
+            "{check} went unprobed for {longest:?} (restart took {pause:?})"
+        );
+        // Settled: from one interval after the new shards started.
+        let settled: Vec<&Instant> = at.iter().filter(|t| **t > restarted + interval).collect();
+        for w in settled.windows(2) {
+            assert!(
+                *w[1] - *w[0] >= interval / 2,
+                "{check} probed twice within an interval after the restart"
+            );
+        }
+        assert!(
+            settled.len() >= 3,
+            "{check} kept running: {}",
+            settled.len()
+        );
+    }
 }

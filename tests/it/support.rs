@@ -31,6 +31,8 @@ pub struct Seen {
     pub query: String,
     pub headers: Vec<(String, String)>,
     pub peer_port: u16,
+    /// When the request arrived.
+    pub at: std::time::Instant,
 }
 
 impl Seen {
@@ -122,6 +124,7 @@ async fn record(State(shared): State<Shared>, req: Request, next: Next) -> Respo
             })
             .collect(),
         peer_port,
+        at: std::time::Instant::now(),
     };
     shared.seen.lock().unwrap().push(seen);
     next.run(req).await
