@@ -555,12 +555,44 @@ const MAY_BE_EMPTY: [(&str, &str); 2] = [
 
 /// Rules that must return nothing here: lookout is healthy (scraped, store
 /// up in memory, nothing dropped, config loaded). Their metrics must have series.
-const QUIET: [&str; 4] = [
+/// The "somewhere" warnings are quiet too: every check and flow that fails
+/// here fails from every usable location (east and west; cut-off is down
+/// and does not vote), which is a quorum.
+const QUIET: [&str; 6] = [
     "LookoutTargetMissing",
     "LookoutStoreDegraded",
     "LookoutStoreDroppingRecords",
     "LookoutConfigReloadFailed",
+    "LookoutCheckFailingSomewhere",
+    "LookoutFlowFailingSomewhere",
 ];
+
+/// The alerts about one lookout process, labelled with its `instance`.
+/// Every other alert is fleet-wide: one per check, flow, group or location,
+/// whatever the replicas, so it must carry none of the per-process labels.
+const PER_INSTANCE: [&str; 6] = [
+    "LookoutDown",
+    "LookoutTargetMissing",
+    "LookoutScheduleLagging",
+    "LookoutStoreDegraded",
+    "LookoutStoreDroppingRecords",
+    "LookoutConfigReloadFailed",
+];
+
+/// Labels that differ between the processes behind one location.
+const PER_PROCESS_LABELS: [&str; 4] = ["instance", "pod", "replica", "shard"];
+
+/// An alert the e2e scenario must raise.
+struct Expected {
+    alert: &'static str,
+    /// The label that picks the alert, and its value.
+    label: &'static str,
+    value: String,
+    /// How many of it must be active.
+    count: usize,
+    /// Words its description must hold.
+    names: &'static [&'static str],
+}
 
 /// One PromQL expression from a dashboard or a rule.
 struct Query {
@@ -740,6 +772,32 @@ url = "{echo}"
     );
     let daemon = Daemon::start(config(&toml)).await.unwrap();
     let lookout = daemon.addr.to_string();
+    // A prober whose network is down: the same two "web" checks, against a
+    // port nothing listens on, so every check it runs fails.
+    let nowhere = format!("http://127.0.0.1:{}/", free_port());
+    let cut_off = Daemon::start(config(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[scheduler]
+shutdown_grace = "2s"
+[defaults]
+interval = "200ms"
+timeout = "1s"
+
+[[checks]]
+name = "ok-echo"
+group = "web"
+url = "{nowhere}"
+
+[[checks]]
+name = "fails-503"
+group = "web"
+url = "{nowhere}"
+"#
+    )))
+    .await
+    .unwrap();
     // A second "lookout" that is not running: LookoutDown must fire for it.
     let dead = format!("127.0.0.1:{}", free_port());
 
@@ -748,10 +806,32 @@ url = "{echo}"
         .iter()
         .map(|p| format!("  - {:?}", p.display().to_string()))
         .collect();
+    // Three locations as Prometheus labels them: "east" runs the daemon as
+    // two HA replicas (two targets, one process: the same results twice),
+    // "west" once, and "cut-off" is the prober that reaches nothing. The
+    // dead target is in west.
+    let targets = [
+        (
+            lookout.as_str(),
+            "location: east, replica: r1, instance: east-r1",
+        ),
+        (
+            lookout.as_str(),
+            "location: east, replica: r2, instance: east-r2",
+        ),
+        (lookout.as_str(), "location: west, instance: west-1"),
+        (
+            &cut_off.addr.to_string(),
+            "location: cut-off, instance: cut-off-1",
+        ),
+        (dead.as_str(), "location: west"),
+    ]
+    .map(|(addr, labels)| format!("      - targets: [{addr:?}]\n        labels: {{{labels}}}\n"))
+    .concat();
     let prom_config = format!(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
          rule_files:\n{}\n\
-         scrape_configs:\n  - job_name: lookout\n    static_configs:\n      - targets: [{lookout:?}, {dead:?}]\n",
+         scrape_configs:\n  - job_name: lookout\n    static_configs:\n{targets}",
         rules.join("\n")
     );
     let config_path = dir.path().join("prometheus.yml");
@@ -799,10 +879,11 @@ url = "{echo}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let scraped = format!(r#"count_over_time(up{{job="lookout", instance="{lookout}"}}[1m]) >= 3"#);
+    // Every target (the dead one answers up == 0) scraped three times.
+    let scraped = r#"count(count_over_time(up{job="lookout"}[1m]) >= 3) == 5"#;
     let deadline = Instant::now() + Duration::from_secs(20);
     for _ in 0..100 {
-        if prom.query(&client, &scraped).await == Ok(1) {
+        if prom.query(&client, scraped).await == Ok(1) {
             break;
         }
         assert!(
@@ -906,24 +987,55 @@ url = "{echo}"
 
     // The alerts this scenario must raise (pending or firing: most have a
     // `for` longer than the test), by alert name and the label that picks
-    // the series, and some it must not.
-    let expected: Vec<(&str, &str, String)> = vec![
-        ("LookoutCheckFailing", "check", "fails-503".into()),
-        ("LookoutFlowFailing", "flow", "signup".into()),
-        ("LookoutGroupHealthLow", "group", "web".into()),
-        ("LookoutGroupHealthLow", "group", "accounts".into()),
-        ("LookoutCheckSlow", "check", "slow-1200".into()),
-        (
+    // the series; how many of each (one, whatever the replicas; LookoutCheckSlow
+    // once per location); what the description must name and must not
+    // (cut-off is down: its failures do not vote, so it is not named).
+    // And some it must not raise.
+    let one = |alert, label, value: &str, names: &'static [&'static str]| Expected {
+        alert,
+        label,
+        value: value.to_owned(),
+        count: 1,
+        names,
+    };
+    let expected: Vec<Expected> = vec![
+        one(
+            "LookoutCheckFailing",
+            "check",
+            "fails-503",
+            &["from 2 of its 2 locations", "503 from east, 503 from west"],
+        ),
+        one(
+            "LookoutFlowFailing",
+            "flow",
+            "signup",
+            &["from 2 of its 2 locations (east, west)"],
+        ),
+        one("LookoutGroupHealthLow", "group", "web", &[]),
+        one("LookoutGroupHealthLow", "group", "accounts", &[]),
+        Expected {
+            count: 2,
+            ..one("LookoutCheckSlow", "check", "slow-1200", &[])
+        },
+        one(
             "LookoutCertificateExpiringSoon",
             "check",
-            "tls-expiring".into(),
+            "tls-expiring",
+            &[],
         ),
-        (
+        one(
             "LookoutCertificateExpiringVerySoon",
             "check",
-            "tls-expiring".into(),
+            "tls-expiring",
+            &[],
         ),
-        ("LookoutDown", "instance", dead.clone()),
+        one(
+            "LookoutLocationDown",
+            "location",
+            "cut-off",
+            &["its network, DNS or egress is down, not the targets"],
+        ),
+        one("LookoutDown", "instance", &dead, &[]),
     ];
     let unexpected: Vec<(&str, &str, String)> = vec![
         ("LookoutCheckFailing", "check", "ok-echo".into()),
@@ -931,9 +1043,14 @@ url = "{echo}"
         ("LookoutCheckSlow", "check", "ok-echo".into()),
         ("LookoutGroupHealthLow", "group", "api".into()),
         ("LookoutGroupHealthLow", "group", "edge".into()),
-        ("LookoutDown", "instance", lookout.clone()),
-        ("LookoutStoreDegraded", "instance", lookout.clone()),
-        ("LookoutConfigReloadFailed", "instance", lookout.clone()),
+        ("LookoutLocationDown", "location", "east".into()),
+        ("LookoutLocationDown", "location", "west".into()),
+        ("LookoutDown", "instance", "east-r1".into()),
+        ("LookoutDown", "instance", "east-r2".into()),
+        ("LookoutDown", "instance", "west-1".into()),
+        ("LookoutDown", "instance", "cut-off-1".into()),
+        ("LookoutStoreDegraded", "instance", "east-r1".into()),
+        ("LookoutConfigReloadFailed", "instance", "west-1".into()),
     ];
 
     // Rates need a few scrapes and recorded series an evaluation, so check
@@ -946,34 +1063,59 @@ url = "{echo}"
         wrong.extend(check_variables(&prom, &client).await);
         wrong.extend(check_merged(&prom, &client, &merged).await);
         let alerts = active_alerts(&prom, &client).await;
-        let active = |(alert, label, value): &(&str, &str, String)| {
+        let active = |alert: &str, label: &str, value: &str| {
             alerts
                 .iter()
-                .filter(|(n, l, _)| n.as_str() == *alert && l.get(*label) == Some(value))
+                .filter(|(n, l, _)| n == alert && l.get(label).is_some_and(|v| v == value))
                 .collect::<Vec<_>>()
         };
         for e in &expected {
-            let found = active(e);
-            if found.is_empty() {
-                wrong.push(format!("alert {} for {}={} is not active", e.0, e.1, e.2));
+            let found = active(e.alert, e.label, &e.value);
+            if found.len() != e.count {
+                wrong.push(format!(
+                    "alert {} for {}={}: {} active, wanted {}: {found:?}",
+                    e.alert,
+                    e.label,
+                    e.value,
+                    found.len(),
+                    e.count
+                ));
             }
             // The templates render with real labels: summary and
-            // description both name the check, flow, group or instance (a
-            // misspelt `$labels.x` renders as nothing), and no query or
-            // value is missing ("<no value>").
+            // description both name the check, flow, group, location or
+            // instance (a misspelt `$labels.x` renders as nothing), and no
+            // query or value is missing ("<no value>"). The description
+            // names what it must, and never the down location unless it
+            // is about it.
             for (_, _, annotations) in found {
                 let rendered = |a: &str| annotations.get(a).map_or("", String::as_str);
+                let description = rendered("description");
                 let ok = ["summary", "description"]
                     .iter()
-                    .all(|a| rendered(a).contains(&e.2) && !rendered(a).contains("<no value>"));
+                    .all(|a| rendered(a).contains(&e.value) && !rendered(a).contains("<no value>"))
+                    && e.names.iter().all(|n| description.contains(n))
+                    && (e.value == "cut-off" || !description.contains("cut-off"));
                 if !ok {
-                    wrong.push(format!("alert {} annotations: {annotations:?}", e.0));
+                    wrong.push(format!("alert {} annotations: {annotations:?}", e.alert));
                 }
             }
         }
-        for u in &unexpected {
-            if !active(u).is_empty() {
-                wrong.push(format!("alert {} for {}={} is active", u.0, u.1, u.2));
+        for (alert, label, value) in &unexpected {
+            if !active(alert, label, value).is_empty() {
+                wrong.push(format!("alert {alert} for {label}={value} is active"));
+            }
+        }
+        // Fleet-wide alerts carry no per-process label, so the two east
+        // replicas raise each of them once.
+        for (name, labels, _) in &alerts {
+            if !PER_INSTANCE.contains(&name.as_str()) {
+                for l in PER_PROCESS_LABELS {
+                    if labels.contains_key(l) {
+                        wrong.push(format!(
+                            "alert {name} has the per-process label {l}: {labels:?}"
+                        ));
+                    }
+                }
             }
         }
         wrong.extend(rules_health(&prom, &client).await);
@@ -998,6 +1140,7 @@ url = "{echo}"
     );
     drop(prom);
     daemon.shutdown().await;
+    cut_off.shutdown().await;
 }
 
 /// Grafana's merge joins rows whose common columns are all equal: the
