@@ -1458,8 +1458,10 @@ impl Drop for Child {
 
 /// The compose stack's Alertmanager config, loaded by a real Alertmanager
 /// on loopback: alerts posted to it are inhibited exactly as the comments
-/// say (per lookout instance while it is down; the 14-day certificate alert
-/// under the 3-day one for the same check), and nothing else is.
+/// say (a down lookout instance's own per-instance alerts; the 14-day
+/// certificate alert under the 3-day one for the same check), and nothing
+/// else is: not the fleet-wide check, flow and location alerts, which carry
+/// no `instance`, and not a check's "somewhere" warning under its page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alertmanager_inhibits_as_documented() {
     let Some(binary) = tool_any(
@@ -1499,30 +1501,78 @@ async fn alertmanager_inhibits_as_documented() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // (labels, whether it must be inhibited)
-    let cases: [(&[(&str, &str)], bool); 6] = [
-        (&[("alertname", "LookoutDown"), ("instance", "a")], false),
+    // (labels, whether it must be inhibited), with the labels the rules in
+    // deploy/prometheus/rules/lookout-alerts.yml give each alert.
+    let cases: [(&[(&str, &str)], bool); 11] = [
         (
             &[
-                ("alertname", "LookoutCheckFailing"),
+                ("alertname", "LookoutDown"),
+                ("job", "lookout"),
                 ("instance", "a"),
-                ("check", "x"),
+            ],
+            false,
+        ),
+        // The down instance's own alerts say nothing new.
+        (
+            &[
+                ("alertname", "LookoutScheduleLagging"),
+                ("job", "lookout"),
+                ("instance", "a"),
             ],
             true,
         ),
-        // Another lookout's alert: its instance is up.
+        // Another instance's: it is up.
+        (
+            &[
+                ("alertname", "LookoutStoreDegraded"),
+                ("job", "lookout"),
+                ("instance", "b"),
+            ],
+            false,
+        ),
+        // Fleet-wide: one check failing by quorum, whichever instance is
+        // down; the other replicas and locations still see it.
         (
             &[
                 ("alertname", "LookoutCheckFailing"),
-                ("instance", "b"),
-                ("check", "y"),
+                ("group", "g"),
+                ("check", "x"),
             ],
+            false,
+        ),
+        // Exclusive with LookoutCheckFailing by construction (the same
+        // verdict series), so no rule hides one under the other.
+        (
+            &[
+                ("alertname", "LookoutCheckFailingSomewhere"),
+                ("group", "g"),
+                ("check", "x"),
+            ],
+            false,
+        ),
+        (
+            &[
+                ("alertname", "LookoutCheckSlow"),
+                ("job", "lookout"),
+                ("location", "eu"),
+                ("group", "g"),
+                ("check", "x"),
+            ],
+            false,
+        ),
+        // A prober that is up but cut off, elsewhere than instance a.
+        (
+            &[("alertname", "LookoutLocationDown"), ("location", "ap")],
+            false,
+        ),
+        (
+            &[("alertname", "LookoutGroupHealthLow"), ("group", "g")],
             false,
         ),
         (
             &[
                 ("alertname", "LookoutCertificateExpiringVerySoon"),
-                ("instance", "b"),
+                ("group", "g"),
                 ("check", "z"),
             ],
             false,
@@ -1530,7 +1580,7 @@ async fn alertmanager_inhibits_as_documented() {
         (
             &[
                 ("alertname", "LookoutCertificateExpiringSoon"),
-                ("instance", "b"),
+                ("group", "g"),
                 ("check", "z"),
             ],
             true,
@@ -1538,7 +1588,7 @@ async fn alertmanager_inhibits_as_documented() {
         (
             &[
                 ("alertname", "LookoutCertificateExpiringSoon"),
-                ("instance", "b"),
+                ("group", "g"),
                 ("check", "w"),
             ],
             false,
@@ -1551,7 +1601,6 @@ async fn alertmanager_inhibits_as_documented() {
                 .iter()
                 .map(|(k, v)| (k.to_string(), Value::from(*v)))
                 .collect();
-            l.insert("job".into(), "lookout".into());
             l.insert("severity".into(), "warning".into());
             serde_json::json!({ "labels": l })
         })
@@ -1566,12 +1615,20 @@ async fn alertmanager_inhibits_as_documented() {
     assert!(posted.status().is_success(), "{}", posted.status());
 
     // The inhibitor sees new alerts a moment after the API takes them.
+    // An alert by its labels, severity aside: `alertname{k=v,...}`.
     let key = |labels: &Value| {
+        let mut pairs: Vec<String> = labels
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| *k != "alertname" && *k != "severity")
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+            .collect();
+        pairs.sort();
         format!(
-            "{}/{}/{}",
+            "{}{{{}}}",
             labels["alertname"].as_str().unwrap_or(""),
-            labels["instance"].as_str().unwrap_or(""),
-            labels["check"].as_str().unwrap_or("")
+            pairs.join(",")
         )
     };
     let mut failures = Vec::new();
