@@ -79,7 +79,9 @@ async fn serve_text(text: String) -> std::net::SocketAddr {
 }
 
 fn placement(n: usize, runs: usize) {
-    let ids: Vec<String> = (0..n).map(|i| check_identity(&format!("c{i:05}"))).collect();
+    let ids: Vec<String> = (0..n)
+        .map(|i| check_identity(&format!("c{i:05}")))
+        .collect();
     println!("| shards | placing {n} checks, median of {runs}, ms | per check, µs |");
     println!("| ---: | ---: | ---: |");
     for count in [1u32, 2, 3, 4, 8] {
@@ -115,7 +117,15 @@ async fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let rules: Vec<String> = ["lookout-global.yml", "lookout-recording.yml"]
         .iter()
-        .map(|f| format!("  - {:?}", root.join("deploy/prometheus/rules").join(f).display().to_string()))
+        .map(|f| {
+            format!(
+                "  - {:?}",
+                root.join("deploy/prometheus/rules")
+                    .join(f)
+                    .display()
+                    .to_string()
+            )
+        })
         .collect();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("prometheus.yml");
@@ -137,7 +147,10 @@ async fn main() {
     let mut prometheus = Command::new(bin)
         .arg(format!("--config.file={}", config.display()))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -152,7 +165,9 @@ async fn main() {
     let snapshot = loop {
         if let Ok(s) = source.snapshot().await
             && s.checks.len() == n
-            && s.checks.iter().all(|c| c.seen.len() == 3 && c.quorum_failing.is_some())
+            && s.checks
+                .iter()
+                .all(|c| c.seen.len() == 3 && c.quorum_failing.is_some())
         {
             break s;
         }
@@ -209,7 +224,14 @@ async fn main() {
             let mut bytes = 0;
             for _ in 0..runs {
                 let t = Instant::now();
-                let body = client.get(&url).send().await.unwrap().bytes().await.unwrap();
+                let body = client
+                    .get(&url)
+                    .send()
+                    .await
+                    .unwrap()
+                    .bytes()
+                    .await
+                    .unwrap();
                 times.push(ms(t.elapsed()));
                 bytes = body.len();
             }
@@ -224,12 +246,20 @@ async fn main() {
 
     println!(
         "| what ({n} checks × 3 locations, {} passing of {}) | median of {runs}, ms | size |",
-        overall.passing,
-        overall.total
+        overall.passing, overall.total
     );
     println!("| --- | ---: | ---: |");
-    println!("| one read of the fleet from Prometheus (18 queries) | {:.1} | |", median(read));
+    println!(
+        "| one read of the fleet from Prometheus (18 queries) | {:.1} | |",
+        median(read)
+    );
     println!("| the view built and serialized | {:.1} | |", median(build));
-    println!("| `GET /api/v1/status` of `lookout view` | {api_ms:.1} | {:.1} MB |", api_bytes as f64 / 1e6);
-    println!("| `GET /` of `lookout view` | {page_ms:.1} | {:.1} MB |", page_bytes as f64 / 1e6);
+    println!(
+        "| `GET /api/v1/status` of `lookout view` | {api_ms:.1} | {:.1} MB |",
+        api_bytes as f64 / 1e6
+    );
+    println!(
+        "| `GET /` of `lookout view` | {page_ms:.1} | {:.1} MB |",
+        page_bytes as f64 / 1e6
+    );
 }

@@ -267,6 +267,37 @@ async fn shards_locations_and_replicas_make_one_picture() {
     let down = central.query("lookout_location:down:bool == 1").await;
     assert!(down.is_empty(), "no location is down: {down:?}");
 
+    // The alerts (pending: their `for` is minutes): the quorum page on the
+    // two checks that fail from everywhere, the warning on the route that
+    // fails from b only, and nothing else of the kind.
+    let alerts = central.query("ALERTS{alertstate=\"pending\"}").await;
+    let named = |name: &str| -> Vec<String> {
+        let mut out: Vec<String> = alerts
+            .iter()
+            .filter(|(l, _)| l.get("alertname").map(String::as_str) == Some(name))
+            .map(|(l, _)| l.get("check").cloned().unwrap_or_default())
+            .collect();
+        out.sort();
+        out
+    };
+    assert_eq!(
+        named("LookoutCheckFailing"),
+        ["down-1", "down-2"],
+        "{alerts:?}"
+    );
+    assert_eq!(
+        named("LookoutCheckFailingSomewhere"),
+        ["mlflow-route"],
+        "{alerts:?}"
+    );
+    for quiet in [
+        "LookoutLocationDown",
+        "LookoutFlowFailing",
+        "LookoutFlowFailingSomewhere",
+    ] {
+        assert!(named(quiet).is_empty(), "{quiet}: {alerts:?}");
+    }
+
     // The view: the same picture, per location, with the diagnosis.
     let source = lookout::fleet::query::Source::new(
         &url::Url::parse(&central.base).unwrap(),
