@@ -4,7 +4,7 @@
 //!    1 to 8 shards (what every instance does at each load and reload).
 //! 2. The fleet's view: three synthetic "locations" (exporters serving the
 //!    per-check series N lookouts would, 5 % failing in each, a different
-//!    5 %), a real Prometheus scraping them with the kit's rules, and
+//!    5 %, and 2 % failing everywhere), a real Prometheus scraping them with the kit's rules, and
 //!    `lookout view` reading it: one read of the fleet (`Source::snapshot`,
 //!    all queries), building the view, and `/api/v1/status` and `/` over
 //!    HTTP.
@@ -45,13 +45,14 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// The series one location's lookouts export for N checks; check i fails
-/// here when `(i + location) % 20 == 0`.
+/// here when `(i + location) % 20 == 0` (one location of three at most),
+/// and from everywhere when `i % 50 == 0` (2 %, failing by quorum).
 fn exposition(n: usize, location: usize) -> String {
     let now = chrono::Utc::now().timestamp();
     let mut out = String::with_capacity(n * 420);
     for i in 0..n {
         let labels = format!("check=\"c{i:05}\",group=\"g{:02}\"", i % 20);
-        let ok = (i + location) % 20 != 0;
+        let ok = (i + location) % 20 != 0 && i % 50 != 0;
         out.push_str(&format!(
             "probe_success{{{labels}}} {}\nprobe_http_status_code{{{labels}}} {}\n\
              probe_duration_seconds{{{labels}}} 0.0{}\nlookout_check_last_run_timestamp_seconds{{{labels}}} {now}\n",

@@ -164,6 +164,26 @@ fn bad_cluster_settings_say_where() {
             "StatefulSet pod",
         ),
         ("[cluster]\nzone = \"x\"", "cluster", "unknown field `zone`"),
+        (
+            "[view]\nprometheus = \"ftp://prom\"",
+            "view.prometheus",
+            "is not an http:// or https:// URL",
+        ),
+        (
+            "[view]\nprometheus = \"http://u:p@prom:9090\"",
+            "view.prometheus",
+            "must not hold credentials",
+        ),
+        (
+            "[view]\nrefresh = \"500ms\"",
+            "view.refresh",
+            "between 1s and 1h",
+        ),
+        (
+            "[view]\nlisten = \"nowhere\"",
+            "view.listen",
+            "invalid address",
+        ),
     ];
     let mut failures = Vec::new();
     for (cluster, field, needle) in cases {

@@ -411,12 +411,21 @@ async fn shards_locations_and_replicas_make_one_picture() {
         })
         .collect();
     assert_eq!(report_locations, per_location);
+    // Against the previous global report: the same picture, so no change.
+    let dir = tempfile::tempdir().unwrap();
+    let previous = dir.path().join("previous.json");
+    std::fs::write(&previous, &out.stdout).unwrap();
     let markdown = std::process::Command::new(env!("CARGO_BIN_EXE_lookout"))
-        .args(["report", "--prometheus", &central.base])
+        .args(["report", "--prometheus", &central.base, "--against"])
+        .arg(&previous)
         .output()
         .unwrap();
     let markdown = String::from_utf8_lossy(&markdown.stdout);
     assert!(markdown.contains("## Scores by location"), "{markdown}");
+    assert!(
+        markdown.contains("**Compared with**") && markdown.contains("84.6% → 84.6%"),
+        "{markdown}"
+    );
     assert!(
         markdown.contains("fails from b (404), passes from a (200)"),
         "{markdown}"
