@@ -13,11 +13,11 @@
 pub mod query;
 pub mod server;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
-use crate::config::Config;
+use crate::config::{Check, Config, Flow};
 use crate::record::board::State;
 use crate::serve::view::{
     self, CheckView, FlowView, GroupView, LocationResult, LocationView, ScoreView, StatusView,
@@ -196,19 +196,42 @@ impl Snapshot {
     pub fn view(&self, config: Option<&Config>) -> StatusView {
         let (overall, groups) = self.scores();
         let redactor = config.map(|c| c.redactor.clone()).unwrap_or_default();
+        // By name, once: a lookup per monitor would be quadratic at 10k.
+        let configured_checks: HashMap<&str, &Check> = config
+            .map(|c| {
+                c.checks
+                    .iter()
+                    .map(|c| (c.name.as_str(), c.as_ref()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let configured_flows: HashMap<&str, &Flow> = config
+            .map(|c| {
+                c.flows
+                    .iter()
+                    .map(|f| (f.name.as_str(), f.as_ref()))
+                    .collect()
+            })
+            .unwrap_or_default();
         let mut checks: Vec<CheckView> = self
             .checks
             .iter()
-            .map(|m| self.check_view(m, config, &redactor))
+            .map(|m| {
+                self.check_view(
+                    m,
+                    configured_checks.get(m.name.as_str()).copied(),
+                    &redactor,
+                )
+            })
             .collect();
         let mut flows: Vec<FlowView> = self
             .flows
             .iter()
-            .map(|m| self.flow_view(m, config, &redactor))
+            .map(|m| self.flow_view(m, configured_flows.get(m.name.as_str()).copied(), &redactor))
             .collect();
         if let Some(config) = config {
-            let known: std::collections::HashSet<&str> =
-                self.checks.iter().map(|m| m.name.as_str()).collect();
+            // What the file defines and the fleet has no result for yet.
+            let known: HashSet<&str> = self.checks.iter().map(|m| m.name.as_str()).collect();
             for c in config
                 .checks
                 .iter()
@@ -219,10 +242,9 @@ impl Snapshot {
                     group: c.group.clone(),
                     ..Monitor::default()
                 };
-                checks.push(self.check_view(&m, Some(config), &redactor));
+                checks.push(self.check_view(&m, Some(c), &redactor));
             }
-            let known: std::collections::HashSet<&str> =
-                self.flows.iter().map(|m| m.name.as_str()).collect();
+            let known: HashSet<&str> = self.flows.iter().map(|m| m.name.as_str()).collect();
             for f in config
                 .flows
                 .iter()
@@ -233,7 +255,7 @@ impl Snapshot {
                     group: f.group.clone(),
                     ..Monitor::default()
                 };
-                flows.push(self.flow_view(&m, Some(config), &redactor));
+                flows.push(self.flow_view(&m, Some(f), &redactor));
             }
         }
         let locations = self
@@ -276,10 +298,9 @@ impl Snapshot {
     fn check_view(
         &self,
         m: &Monitor,
-        config: Option<&Config>,
+        configured: Option<&Check>,
         redactor: &crate::secret::Redactor,
     ) -> CheckView {
-        let configured = config.and_then(|c| c.checks.iter().find(|c| c.name == m.name));
         let one = m.representative(&self.locations);
         let state = m.state();
         CheckView {
@@ -318,10 +339,9 @@ impl Snapshot {
     fn flow_view(
         &self,
         m: &Monitor,
-        config: Option<&Config>,
+        configured: Option<&Flow>,
         redactor: &crate::secret::Redactor,
     ) -> FlowView {
-        let configured = config.and_then(|c| c.flows.iter().find(|f| f.name == m.name));
         let one = m.representative(&self.locations);
         let state = m.state();
         // Step order from the config; without it, by name.
