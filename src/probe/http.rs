@@ -159,6 +159,20 @@ async fn exchange(
                         obs.status = Some(status.as_u16());
                         return obs;
                     }
+                    // 307 and 308 keep the method and the body, and a body
+                    // may hold a credential written in the config.
+                    if body.is_some() && !redirect_becomes_get(status, &method) {
+                        let mut obs = Observation::failed(
+                            FailureKind::Redirect,
+                            format!(
+                                "status {status} would send the request body to another \
+                                 origin ({}); not followed",
+                                clean(&next.origin().ascii_serialization(), redactor)
+                            ),
+                        );
+                        obs.status = Some(status.as_u16());
+                        return obs;
+                    }
                     send_credentials = false;
                 }
                 if redirect_becomes_get(status, &method) {

@@ -64,6 +64,32 @@ impl Decoded {
         changed.then_some(out)
     }
 
+    /// Up to `depth` layers: `text` decoded once, the result decoded again
+    /// (`%252F` → `%2F` → `/`), and so on while anything changes; each
+    /// layer maps back to the original text.
+    pub fn layers(original: &str, depth: usize) -> Vec<Decoded> {
+        let mut out: Vec<Decoded> = Vec::new();
+        while out.len() < depth {
+            let next = match out.last() {
+                None => Decoded::new(original),
+                Some(last) => Decoded::new(&last.text).map(|d| d.through(last)),
+            };
+            match next {
+                Some(d) => out.push(d),
+                None => break,
+            }
+        }
+        out
+    }
+
+    /// This layer's map, made to point through `below` to the original.
+    fn through(mut self, below: &Decoded) -> Decoded {
+        for r in &mut self.origin {
+            *r = below.original(r.clone());
+        }
+        self
+    }
+
     fn push(&mut self, s: &str, from: Range<usize>) {
         self.text.push_str(s);
         self.origin.extend(std::iter::repeat_n(from, s.len()));
@@ -209,6 +235,18 @@ mod tests {
         let d = Decoded::new(text).unwrap();
         let at = d.text.find("x/y").unwrap();
         assert_eq!(&text[d.original(at..at + 3)], r"x\/y");
+    }
+
+    #[test]
+    fn layers_decode_an_escape_of_an_escape() {
+        let text = "k=a%252Fb&amp;#47;c";
+        let layers = Decoded::layers(text, 3);
+        assert_eq!(layers.len(), 2);
+        assert_eq!(layers[0].text, "k=a%2Fb&#47;c");
+        assert_eq!(layers[1].text, "k=a/b/c");
+        let at = layers[1].text.find("a/b/c").unwrap();
+        assert_eq!(&text[layers[1].original(at..at + 5)], "a%252Fb&amp;#47;c");
+        assert!(Decoded::layers("plain", 3).is_empty());
     }
 
     #[test]

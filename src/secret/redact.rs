@@ -6,7 +6,7 @@
 //! encoded in either case, form-encoded (space as `+`), as the base64 of
 //! Basic auth's `user:password`, or cut short where someone truncated the
 //! text. The redactor looks for each secret in the text as it is and in the
-//! text with one layer of escapes decoded ([`super::decode`]), and it looks
+//! text with up to three layers of escapes decoded ([`super::decode`]), and it looks
 //! for every run of [`PIECE_CHARS`] characters of a secret, not only the
 //! whole: a secret cut at a truncation boundary, split over two lines or
 //! escaped one character at a time still leaves no such run behind. A piece
@@ -30,6 +30,11 @@ use super::decode::Decoded;
 /// stands. A secret shorter than this is redacted whole only.
 pub const PIECE_CHARS: usize = 8;
 
+/// How many layers of escapes are taken off: an escape of an escape
+/// (`%252F`, `&amp;#47;`) is how a value comes back after being put in a
+/// URL that was itself put in a URL, as single sign-on `return_to`s are.
+const LAYERS: usize = 3;
+
 /// Replaces every known secret, in every form a target might echo it, with
 /// `[redacted sha256:…]`.
 #[derive(Clone, Default)]
@@ -49,8 +54,6 @@ enum Search {
 }
 
 struct Inner {
-    /// Every form of every secret, whole: is a secret in this URL?
-    whole: AhoCorasick,
     /// Every run of `PIECE_CHARS` characters of every form (a shorter form
     /// whole), searched with overlaps so runs that chain cover a secret.
     pieces: AhoCorasick,
@@ -77,16 +80,14 @@ impl Redactor {
         basic_pairs: impl IntoIterator<Item = (&'a str, &'a Secret)>,
     ) -> Self {
         let mut markers: Vec<String> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
         let mut forms: Vec<(String, usize)> = Vec::new();
         let mut marker_of = |secret: &Secret| {
             let marker = format!("[redacted {}]", secret.fingerprint());
-            match markers.iter().position(|m| *m == marker) {
-                Some(i) => i,
-                None => {
-                    markers.push(marker);
-                    markers.len() - 1
-                }
-            }
+            *index.entry(marker.clone()).or_insert_with(|| {
+                markers.push(marker);
+                markers.len() - 1
+            })
         };
         for secret in secrets {
             let owner = marker_of(secret);
@@ -118,19 +119,11 @@ impl Redactor {
             }
         }
         let (pieces, owner): (Vec<String>, Vec<usize>) = pieces.into_iter().unzip();
-        // An NFA: the DFA aho-corasick would pick for a few long patterns
-        // takes seconds to build for a repetitive 16 KiB secret (measured:
-        // 4 s against 3 ms), and this one only decides redirects.
-        let whole = AhoCorasick::builder()
-            .kind(Some(aho_corasick::AhoCorasickKind::NoncontiguousNFA))
-            .match_kind(MatchKind::LeftmostLongest)
-            .build(forms.iter().map(|(f, _)| f));
         let pieces = AhoCorasick::builder()
             .match_kind(MatchKind::Standard)
             .build(&pieces);
-        let search = match (whole, pieces) {
-            (Ok(whole), Ok(pieces)) => Search::Secrets(Arc::new(Inner {
-                whole,
+        let search = match pieces {
+            Ok(pieces) => Search::Secrets(Arc::new(Inner {
                 pieces,
                 owner,
                 markers,
@@ -138,7 +131,7 @@ impl Redactor {
             // Only a pattern set far past any config's size fails to build:
             // better a daemon that shows no target text than one that shows
             // it unredacted.
-            _ => Search::Everything,
+            Err(_) => Search::Everything,
         };
         Redactor { search }
     }
@@ -152,7 +145,7 @@ impl Redactor {
             Search::Secrets(inner) => inner,
         };
         let mut hits = inner.pieces_in(text, |r| r);
-        if let Some(decoded) = Decoded::new(text) {
+        for decoded in Decoded::layers(text, LAYERS) {
             hits.extend(inner.pieces_in(&decoded.text, |r| decoded.original(r)));
         }
         if hits.is_empty() {
@@ -175,17 +168,20 @@ impl Redactor {
         Cow::Owned(out)
     }
 
-    /// Whether `text` holds a whole secret in any form (plain, escaped,
-    /// percent-encoded, base64 Basic): for deciding where a request may go,
-    /// not what may be shown.
+    /// Whether `text` holds a secret, whole or any run of `PIECE_CHARS` of
+    /// its characters, in any form (plain, escaped up to `LAYERS` times,
+    /// base64 Basic): for deciding where a request may go, not what may be
+    /// shown. A false alarm only keeps a request from leaving its origin.
     pub fn finds_secret(&self, text: &str) -> bool {
         let inner = match &self.search {
             Search::Nothing => return false,
             Search::Everything => return true,
             Search::Secrets(inner) => inner,
         };
-        inner.whole.is_match(text)
-            || Decoded::new(text).is_some_and(|d| inner.whole.is_match(&d.text))
+        inner.pieces.is_match(text)
+            || Decoded::layers(text, LAYERS)
+                .iter()
+                .any(|d| inner.pieces.is_match(&d.text))
     }
 }
 
@@ -303,12 +299,20 @@ mod tests {
     }
 
     #[test]
-    fn finds_whole_secrets_only() {
-        let key = secret("hk_test_Zq8Xw3Vb9Nc2Lm4Kp7Rt");
+    fn finds_a_secret_or_a_piece_of_it_in_any_layer() {
+        let key = secret("hk_test_Zq8+Xw3/Vb9=Nc2Lm4Kp7Rt");
         let r = Redactor::new([&key], []);
-        assert!(r.finds_secret("https://evil.example/x/hk_test_Zq8Xw3Vb9Nc2Lm4Kp7Rt"));
-        assert!(r.finds_secret("https://evil.example/#hk%5Ftest%5FZq8Xw3Vb9Nc2Lm4Kp7Rt"));
-        assert!(!r.finds_secret("https://evil.example/x/hk_test_Zq8Xw3"));
+        for url in [
+            "https://evil.example/x/hk_test_Zq8+Xw3/Vb9=Nc2Lm4Kp7Rt",
+            "https://evil.example/#hk%5Ftest%5FZq8%2BXw3%2FVb9%3DNc2Lm4Kp7Rt",
+            // A URL in a URL: single sign-on's return_to, encoded twice.
+            "https://sso.example/login?return_to=https%3A%2F%2Fapi%2Fx%3Fkey%3Dhk_test_Zq8%252BXw3%252FVb9%253DNc2",
+            "https://evil.example/?hint=hk_test_Zq8",
+        ] {
+            assert!(r.finds_secret(url), "{url}");
+            assert!(r.redact(url).contains("[redacted"), "{url}");
+        }
+        assert!(!r.finds_secret("https://evil.example/x/hk_test"));
         assert!(!Redactor::default().finds_secret("anything"));
     }
 

@@ -359,6 +359,21 @@ async fn a_cross_origin_redirect_carrying_a_secret_is_not_followed() {
             "base64 basic pair",
             format!("http://{other_host}/echo?b={base64}"),
         ),
+        // Single sign-on's return_to: a URL holding the key, in a URL, in
+        // the Location; the key is encoded twice.
+        (
+            "encoded twice",
+            format!("http://{other_host}/login?return_to={}", {
+                // Every byte of the key escaped in the inner URL, which is
+                // then escaped again as a query value: `%2568%256B…`.
+                let inner = format!("https://api.example/x?api_key={encoded}");
+                url::form_urlencoded::byte_serialize(inner.as_bytes()).collect::<String>()
+            }),
+        ),
+        (
+            "a piece of it",
+            format!("http://{other_host}/echo?hint={}", &TEST_SECRET[..12]),
+        ),
     ];
     for (auth, user) in [
         (r#"{ scheme = "api_key", secret = "key" }"#, None),
@@ -462,4 +477,41 @@ async fn status_patterns_express_route_exists() {
     assert_eq!(outcome, Outcome::Success);
     let (_, outcome) = probe(&config(&one_check(&target.url("/status/404"), exists)), "c").await;
     assert_eq!(outcome.reason(), Some("status 404, expected not 404"));
+}
+
+/// A 307 or 308 keeps the body, which may hold a credential written in the
+/// config: to another origin it is not followed; within the origin it is.
+#[tokio::test]
+async fn a_redirect_that_keeps_the_body_stays_on_its_origin() {
+    let first = start_target().await;
+    let other = start_target().await;
+    for status in [307, 308] {
+        let to = other.url("/echo");
+        let away = format!(
+            "{}?status={status}&to={}",
+            first.url("/redirect"),
+            url::form_urlencoded::byte_serialize(to.as_bytes()).collect::<String>()
+        );
+        let check = "method = \"POST\"\nbody = \"client_secret=literal-s3cret\"";
+        let cfg = config(&one_check(&away, check));
+        let (obs, outcome) = probe(&cfg, "c").await;
+        match &outcome {
+            Outcome::Failure { kind, reason } => {
+                assert_eq!(*kind, FailureKind::Redirect, "{reason}");
+                assert!(reason.contains("would send the request body"), "{reason}");
+            }
+            Outcome::Success => panic!("{status}: followed to another origin"),
+        }
+        assert_eq!(obs.status, Some(status));
+        assert!(
+            other.seen().is_empty(),
+            "{status}: the other origin was asked"
+        );
+
+        let within = format!("{}?status={status}&to=/echo", first.url("/redirect"));
+        let cfg = config(&one_check(&within, check));
+        let (obs, outcome) = probe(&cfg, "c").await;
+        assert_eq!(outcome, Outcome::Success, "{status} within the origin");
+        assert_eq!(obs.redirects, 1);
+    }
 }

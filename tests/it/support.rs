@@ -87,7 +87,7 @@ pub async fn start_target() -> Target {
         .route("/slow/{ms}", get(slow))
         .route("/hang", get(hang))
         .route("/huge", get(huge))
-        .route("/redirect", get(redirect))
+        .route("/redirect", any(redirect))
         .route("/echo-key", get(echo_key))
         .route("/validate", post(validate))
         .layer(middleware::from_fn_with_state(shared.clone(), record))
@@ -170,7 +170,13 @@ async fn redirect(Query(q): Query<std::collections::HashMap<String, String>>) ->
     } else {
         q.get("to").cloned().unwrap_or_else(|| "/echo".into())
     };
-    (StatusCode::FOUND, [(header::LOCATION, to)]).into_response()
+    // `?status=307` (or 308) keeps the method and body.
+    let status = q
+        .get("status")
+        .and_then(|s| s.parse().ok())
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .unwrap_or(StatusCode::FOUND);
+    (status, [(header::LOCATION, to)]).into_response()
 }
 
 /// Rejects the key and echoes it back, as careless services do.
