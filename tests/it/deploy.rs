@@ -257,6 +257,7 @@ fn the_example_configs_pass_check_config() {
         ("kubernetes/config.toml", "0.0.0.0:9898", true),
         ("systemd/config.toml", "127.0.0.1:9898", false),
         ("kubernetes/fleet/config.toml", "0.0.0.0:9898", true),
+        ("compose/fleet/lookout.toml", "0.0.0.0:9898", false),
     ] {
         let path = deploy(rel);
         let ran = run(
@@ -456,8 +457,18 @@ struct Compose {
 
 impl Compose {
     fn load() -> Compose {
-        let dir = deploy("compose");
-        let doc = yaml(&dir.join("compose.yaml"));
+        Compose::load_dir(deploy("compose"))
+    }
+
+    /// The compose.yaml of `dir`, with YAML merge keys (`<<: *anchor`)
+    /// applied, as compose reads it.
+    fn load_dir(dir: PathBuf) -> Compose {
+        let path = dir.join("compose.yaml");
+        let mut doc: serde_norway::Value = serde_norway::from_str(&read(&path))
+            .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()));
+        doc.apply_merge()
+            .unwrap_or_else(|e| panic!("{}: merge keys: {e}", path.display()));
+        let doc = serde_json::to_value(doc).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         Compose { dir, doc }
     }
 
@@ -730,10 +741,14 @@ fn compose_configs_pass_their_own_checkers() {
         assert!(ran.success, "amtool check-config:\n{}", ran.text());
     }
 
-    // Compose's own validation: the v2 plugin if there is one, else
-    // Debian's docker-compose 1.29, which knows every key used here but the
-    // top-level `name` (added to the Compose Specification later).
-    let text = read(&compose.dir.join("compose.yaml"));
+    compose_config_validates(&compose.dir);
+}
+
+/// Compose's own validation of `dir`/compose.yaml: the v2 plugin if there
+/// is one, else Debian's docker-compose 1.29, which knows every key used
+/// here but the top-level `name` (added to the Compose Specification later).
+fn compose_config_validates(dir: &Path) {
+    let text = read(&dir.join("compose.yaml"));
     let plugin = find_tool("docker")
         .filter(|docker| run(Command::new(docker).args(["compose", "version"]), None).success);
     let (mut cmd, input) = if let Some(docker) = plugin {
@@ -753,12 +768,506 @@ fn compose_configs_pass_their_own_checkers() {
         return;
     };
     let ran = run(
-        cmd.current_dir(&compose.dir)
+        cmd.current_dir(dir)
             .env("PLATFORM_API_KEY", "dummy")
             .env("GRAFANA_ADMIN_PASSWORD", "dummy"),
         input.as_deref(),
     );
-    assert!(ran.success, "docker compose config:\n{}", ran.text());
+    assert!(
+        ran.success,
+        "docker compose config ({}):\n{}",
+        dir.display(),
+        ran.text()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// docker compose: two locations (deploy/compose/fleet/)
+
+fn compose_fleet() -> Compose {
+    Compose::load_dir(deploy("compose/fleet"))
+}
+
+impl Compose {
+    fn service_names(&self) -> Vec<String> {
+        map(&self.doc["services"], "services")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// A service's command, in exec form.
+    fn command(&self, service: &str) -> Vec<String> {
+        seq(&self.service(service)["command"], "command")
+            .iter()
+            .map(|a| s(a, "command arg").to_owned())
+            .collect()
+    }
+
+    /// The networks a service joins (a list or a mapping).
+    fn networks(&self, service: &str) -> BTreeSet<String> {
+        match &self.service(service)["networks"] {
+            Value::Array(names) => names.iter().map(|n| s(n, "network").to_owned()).collect(),
+            Value::Object(names) => names.keys().cloned().collect(),
+            _ => BTreeSet::from(["default".to_owned()]),
+        }
+    }
+
+    /// Whether `from` can reach the service `to` by name.
+    fn reaches(&self, from: &str, to: &str) -> bool {
+        from == to || !self.networks(from).is_disjoint(&self.networks(to))
+    }
+
+    fn image(&self, service: &str) -> &str {
+        s(&self.service(service)["image"], "image")
+    }
+}
+
+/// One lookout prober of the fleet's compose file.
+struct ComposeProber {
+    service: String,
+    location: String,
+    /// `--shard i/n`, or the only shard.
+    shard: (u32, u32),
+    cluster_args: Vec<String>,
+}
+
+fn compose_probers(compose: &Compose) -> Vec<ComposeProber> {
+    compose
+        .service_names()
+        .into_iter()
+        .filter(|name| compose.image(name) == "lookout:local")
+        .filter(|name| compose.command(name).first().is_some_and(|c| c == "run"))
+        .map(|service| {
+            let what = format!("compose service {service}");
+            let cluster = cluster_args(&compose.command(&service), &what);
+            let shard = match flag_value(&cluster, "--shard", &what) {
+                None => (0, 1),
+                Some(text) => {
+                    let (i, n) = text.split_once('/').expect("--shard i/n");
+                    (i.parse().unwrap(), n.parse().unwrap())
+                }
+            };
+            assert_eq!(flag_value(&cluster, "--shard-count", &what), None, "{what}");
+            ComposeProber {
+                location: flag_value(&cluster, "--location", &what)
+                    .unwrap_or_else(|| panic!("{what}: --location"))
+                    .to_owned(),
+                shard,
+                cluster_args: cluster,
+                service,
+            }
+        })
+        .collect()
+}
+
+/// The Prometheus agents of the fleet's compose file, by service.
+fn compose_agents(compose: &Compose) -> Vec<String> {
+    compose
+        .service_names()
+        .into_iter()
+        .filter(|name| compose.image(name).starts_with("prom/prometheus:"))
+        .filter(|name| {
+            compose
+                .command(name)
+                .iter()
+                .any(|a| a == "--agent" || a == "--enable-feature=agent")
+        })
+        .collect()
+}
+
+/// `.env.example` in the compose file's folder defines every `${VAR}` the
+/// file uses, and `.env` is git-ignored there.
+fn env_example_defines_every_variable(compose: &Compose) {
+    let text = read(&compose.dir.join("compose.yaml"));
+    let example = read(&compose.dir.join(".env.example"));
+    let defined: BTreeSet<&str> = example
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim()))
+        .collect();
+    for part in text.split("${").skip(1) {
+        let var: String = part
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        assert!(defined.contains(var.as_str()), ".env.example defines {var}");
+    }
+    // A `.env` line (no slash) in a .gitignore here or above ignores it
+    // here too.
+    let ignored = compose
+        .dir
+        .ancestors()
+        .take_while(|d| d.starts_with(repo()))
+        .filter_map(|d| std::fs::read_to_string(d.join(".gitignore")).ok())
+        .any(|text| text.lines().any(|l| l.trim() == ".env"));
+    assert!(ignored, "{}/.env is git-ignored", compose.dir.display());
+}
+
+#[test]
+fn compose_fleet_has_two_locations_and_references_files_that_exist() {
+    let compose = compose_fleet();
+    let volumes = map(&compose.doc["volumes"], "volumes");
+    let networks = map(&compose.doc["networks"], "networks");
+    for name in compose.service_names() {
+        let service = compose.service(&name);
+        for port in service.get("ports").map_or(&[][..], |p| seq(p, "ports")) {
+            let port = s(port, "port");
+            assert!(port.starts_with("127.0.0.1:"), "{name}: port {port}");
+        }
+        if service.get("build").is_none() {
+            let image = compose.image(&name);
+            let tag = image.rsplit_once(':').map(|(_, t)| t).unwrap_or("");
+            assert!(!tag.is_empty() && tag != "latest", "{name}: pin {image}");
+        }
+        for (source, target, bind) in compose.mounts(&name) {
+            if bind {
+                let path = compose.dir.join(&source);
+                assert!(path.exists(), "{name}: {source} (for {target}) exists");
+            } else {
+                assert!(volumes.contains_key(&source), "{name}: volume {source}");
+            }
+        }
+        for network in compose.networks(&name) {
+            assert!(networks.contains_key(&network), "{name}: network {network}");
+        }
+    }
+    env_example_defines_every_variable(&compose);
+
+    // Every lookout container, prober or view: built from the repository,
+    // hardened, the config from ./lookout.toml.
+    let config_path = compose.dir.join("lookout.toml");
+    let config = toml_file(&config_path);
+    assert!(
+        secret_env_vars(&config_path).is_empty(),
+        "the fleet example needs no .env"
+    );
+    let listen: std::net::SocketAddr = config["server"]["listen"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut data_volumes = BTreeSet::new();
+    for name in compose.service_names() {
+        if compose.image(&name) != "lookout:local" {
+            continue;
+        }
+        let service = compose.service(&name);
+        let context = compose.dir.join(s(&service["build"]["context"], "context"));
+        assert!(
+            context.join("Cargo.toml").is_file(),
+            "{name}: the repository"
+        );
+        assert!(
+            context
+                .join(s(&service["build"]["dockerfile"], "dockerfile"))
+                .is_file()
+        );
+        assert_eq!(service["read_only"], true, "{name}");
+        assert_eq!(service["cap_drop"], serde_json::json!(["ALL"]), "{name}");
+        assert_eq!(
+            compose.source_of(&name, "/etc/lookout/config.toml"),
+            compose.dir.join("./lookout.toml"),
+            "{name}"
+        );
+        let command = compose.command(&name);
+        assert_eq!(
+            flag_value(&command, "--config", &name),
+            Some("/etc/lookout/config.toml")
+        );
+        if command[0] == "run" {
+            // The history on a volume of its own.
+            let store = config["store"]["path"].as_str().unwrap();
+            let volume = compose
+                .mounts(&name)
+                .into_iter()
+                .find(|(_, t, bind)| !bind && store.starts_with(&format!("{t}/")))
+                .unwrap_or_else(|| panic!("{name}: the store {store} is on a volume"));
+            assert!(
+                data_volumes.insert(volume.0.clone()),
+                "{name} shares {}",
+                volume.0
+            );
+            assert!(
+                seq(&service["ports"], "ports")
+                    .iter()
+                    .any(|p| s(p, "port").ends_with(&format!(":{}", listen.port()))),
+                "{name}: its own page is published"
+            );
+        }
+    }
+
+    // Locations: at least two, one of them in several shards, each shard
+    // of a location exactly once.
+    let probers = compose_probers(&compose);
+    let mut locations: BTreeMap<&str, Vec<&ComposeProber>> = BTreeMap::new();
+    for p in &probers {
+        locations.entry(&p.location).or_default().push(p);
+    }
+    assert!(locations.len() >= 2, "{:?}", locations.keys());
+    assert!(
+        locations.values().any(|ps| ps.len() >= 2),
+        "a location in several shards"
+    );
+    for (location, ps) in &locations {
+        let n = ps[0].shard.1;
+        let mut indices: Vec<u32> = ps
+            .iter()
+            .map(|p| {
+                assert_eq!(p.shard.1, n, "{}: {location} has {n} shards", p.service);
+                p.shard.0
+            })
+            .collect();
+        indices.sort();
+        assert_eq!(indices, (0..n).collect::<Vec<_>>(), "{location}'s shards");
+    }
+
+    // One agent per location: its external label is the location of what
+    // it scrapes, each prober scraped by exactly one agent with its shard
+    // as a target label, and everything remote-written to the central
+    // Prometheus.
+    let agents = compose_agents(&compose);
+    assert_eq!(
+        agents.len(),
+        locations.len(),
+        "one agent per location: {agents:?}"
+    );
+    let mut scraped: BTreeMap<String, usize> = BTreeMap::new();
+    let mut receivers = BTreeSet::new();
+    for agent in &agents {
+        // Prometheus 3 runs as an agent with --agent and ignores
+        // --enable-feature=agent (and 2.x knows only the latter), which
+        // would leave a full server that forwards nothing it should not.
+        let tag = compose.image(agent).rsplit_once(":v").unwrap().1;
+        let major: u32 = tag.split('.').next().unwrap().parse().unwrap();
+        let flag = if major >= 3 {
+            "--agent"
+        } else {
+            "--enable-feature=agent"
+        };
+        assert!(
+            compose.command(agent).iter().any(|a| a == flag),
+            "{agent}: {flag} for Prometheus {tag}"
+        );
+        let cfg = yaml(&compose.source_of(agent, "/etc/prometheus/prometheus.yml"));
+        let location = s(&cfg["global"]["external_labels"]["location"], "location");
+        assert!(
+            locations.contains_key(location),
+            "{agent}: location {location}"
+        );
+        let jobs = seq(&cfg["scrape_configs"], "scrape_configs");
+        assert_eq!(jobs.len(), 1, "{agent}");
+        assert_eq!(jobs[0]["job_name"], "lookout", "{agent}: LookoutDown's job");
+        for sc in seq(&jobs[0]["static_configs"], "static_configs") {
+            for target in seq(&sc["targets"], "targets") {
+                let target = s(target, "target");
+                let (host, port) = target.rsplit_once(':').unwrap();
+                let prober = probers
+                    .iter()
+                    .find(|p| p.service == host)
+                    .unwrap_or_else(|| panic!("{agent} scrapes {host}, not a prober"));
+                assert_eq!(port, listen.port().to_string(), "{agent}: {target}");
+                assert_eq!(prober.location, location, "{agent}: {host}'s location");
+                assert_eq!(
+                    sc["labels"]["shard"],
+                    prober.shard.0.to_string(),
+                    "{agent}: {host}'s shard label"
+                );
+                assert!(compose.reaches(agent, host), "{agent} reaches {host}");
+                *scraped.entry(host.to_owned()).or_default() += 1;
+            }
+        }
+        for rw in seq(&cfg["remote_write"], "remote_write") {
+            let url = reqwest::Url::parse(s(&rw["url"], "remote_write url")).unwrap();
+            let host = url.host_str().unwrap().to_owned();
+            assert_eq!(url.path(), "/api/v1/write", "{agent}");
+            assert!(compose.reaches(agent, &host), "{agent} reaches {host}");
+            receivers.insert(host);
+        }
+    }
+    for p in &probers {
+        assert_eq!(
+            scraped.get(&p.service),
+            Some(&1),
+            "{} scraped once",
+            p.service
+        );
+    }
+
+    // The central Prometheus: takes remote writes, and loads the rules of
+    // deploy/prometheus/prometheus.yml, all of them.
+    assert_eq!(receivers.len(), 1, "one central Prometheus: {receivers:?}");
+    let central = receivers.into_iter().next().unwrap();
+    assert!(
+        compose
+            .command(&central)
+            .contains(&"--web.enable-remote-write-receiver".to_owned()),
+        "{central} takes remote writes"
+    );
+    assert!(
+        compose
+            .command(&central)
+            .contains(&"--config.file=/etc/prometheus/prometheus.yml".to_owned())
+    );
+    let prom = yaml(&compose.source_of(&central, "/etc/prometheus/prometheus.yml"));
+    let shared = yaml(&deploy("prometheus/prometheus.yml"));
+    assert_eq!(prom["rule_files"], shared["rule_files"]);
+    assert_eq!(prom["global"], shared["global"]);
+    let rules_dir = compose.source_of(&central, "/etc/prometheus/rules");
+    for rule_file in seq(&prom["rule_files"], "rule_files") {
+        let file = s(rule_file, "rule file").strip_prefix("rules/").unwrap();
+        assert!(rules_dir.join(file).is_file(), "{file}");
+    }
+    assert!(prom.get("scrape_configs").is_none(), "the agents scrape");
+    let am = s(
+        &prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"][0],
+        "alertmanager",
+    );
+    let am_host = am.split(':').next().unwrap();
+    assert!(compose.reaches(&central, am_host), "{central} reaches {am}");
+    // The single-instance stack's Alertmanager config, inhibitions and all.
+    assert_eq!(
+        read(&compose.source_of(am_host, "/etc/alertmanager/alertmanager.yml")),
+        read(&deploy("compose/alertmanager.yml"))
+    );
+
+    // The view reads the central Prometheus.
+    let views: Vec<String> = compose
+        .service_names()
+        .into_iter()
+        .filter(|n| compose.image(n) == "lookout:local" && compose.command(n)[0] == "view")
+        .collect();
+    assert_eq!(views.len(), 1, "{views:?}");
+    let view = &views[0];
+    let command = compose.command(view);
+    let url = reqwest::Url::parse(flag_value(&command, "--prometheus", view).unwrap()).unwrap();
+    assert_eq!(
+        url.host_str(),
+        Some(central.as_str()),
+        "{view} reads {central}"
+    );
+    assert!(compose.reaches(view, &central));
+    let view_listen: std::net::SocketAddr = flag_value(&command, "--listen", view)
+        .expect("--listen")
+        .parse()
+        .unwrap();
+    assert!(view_listen.ip().is_unspecified());
+    assert!(
+        seq(&compose.service(view)["ports"], "ports")
+            .iter()
+            .any(|p| s(p, "port").ends_with(&format!(":{}", view_listen.port()))),
+        "{view}'s page is published"
+    );
+
+    // Grafana's dashboards read the central Prometheus too.
+    let grafana = compose.container_root("grafana");
+    let datasources = yaml(
+        &grafana
+            .path()
+            .join("etc/grafana/provisioning/datasources/lookout.yaml"),
+    );
+    let url = reqwest::Url::parse(s(&datasources["datasources"][0]["url"], "url")).unwrap();
+    assert_eq!(url.host_str(), Some(central.as_str()));
+    assert!(compose.reaches("grafana", &central));
+    let home = s(
+        &compose.service("grafana")["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"],
+        "home dashboard",
+    );
+    assert!(grafana.path().join(&home[1..]).is_file(), "{home}");
+}
+
+/// Each location's probers run what lookout says the location runs, each
+/// check once, every check runs somewhere, and each prober can reach what
+/// it checks on the networks it joins.
+#[test]
+fn compose_fleet_probers_reach_what_they_check() {
+    let compose = compose_fleet();
+    let config = compose.dir.join("lookout.toml");
+    let urls: BTreeMap<String, reqwest::Url> = toml_file(&config)["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_owned(),
+                reqwest::Url::parse(c["url"].as_str().unwrap()).unwrap(),
+            )
+        })
+        .collect();
+    let probers = compose_probers(&compose);
+    let (_, all) = instance_runs(&config, None, &[]);
+    let mut anywhere = BTreeSet::new();
+    let locations: BTreeSet<&str> = probers.iter().map(|p| p.location.as_str()).collect();
+    for location in locations {
+        let (_, expected) = instance_runs(
+            &config,
+            None,
+            &["--location".to_owned(), location.to_owned()],
+        );
+        anywhere.extend(expected.iter().cloned());
+        let mut runs: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+        for p in probers.iter().filter(|p| p.location == location) {
+            let (placement, names) = instance_runs(&config, None, &p.cluster_args);
+            let want = format!("shard {}/{} (location {location},", p.shard.0, p.shard.1);
+            assert!(placement.starts_with(&want), "{}: {placement}", p.service);
+            for name in names {
+                let url = &urls[&name];
+                let host = url.host_str().unwrap();
+                assert!(
+                    host == "127.0.0.1" || compose.reaches(&p.service, host),
+                    "{} checks {name} ({url}), but shares no network with {host}",
+                    p.service
+                );
+                runs.entry(name).or_default().push(&p.service);
+            }
+        }
+        assert_eq!(
+            runs.keys().cloned().collect::<BTreeSet<_>>(),
+            expected,
+            "{location}: its probers run the location's checks"
+        );
+        for (check, services) in &runs {
+            assert_eq!(services.len(), 1, "{check} runs on {services:?}");
+        }
+    }
+    assert_eq!(anywhere, all, "every check runs in some location");
+}
+
+#[test]
+fn compose_fleet_configs_pass_their_own_checkers() {
+    let compose = compose_fleet();
+    if let Some(promtool) = tool("promtool", "promtool check config (compose fleet)") {
+        // The central Prometheus, with its rules as the container sees them.
+        let root = compose.container_root("prometheus");
+        let ran = run(
+            Command::new(&promtool)
+                .args(["check", "config"])
+                .arg(root.path().join("etc/prometheus/prometheus.yml")),
+            None,
+        );
+        assert!(ran.success, "promtool check config:\n{}", ran.text());
+        assert!(
+            ran.text().contains("SUCCESS: 3 rule files found"),
+            "{}",
+            ran.text()
+        );
+        // The agents, as agents (no rules, no alerting, no local storage).
+        for agent in compose_agents(&compose) {
+            let file = compose.source_of(&agent, "/etc/prometheus/prometheus.yml");
+            let ran = run(
+                Command::new(&promtool)
+                    .args(["check", "config", "--agent"])
+                    .arg(&file),
+                None,
+            );
+            assert!(
+                ran.success,
+                "promtool check config --agent {agent}:\n{}",
+                ran.text()
+            );
+        }
+    }
+    compose_config_validates(&compose.dir);
 }
 
 // ---------------------------------------------------------------------------
