@@ -1270,6 +1270,99 @@ fn compose_fleet_configs_pass_their_own_checkers() {
     compose_config_validates(&compose.dir);
 }
 
+/// The Prometheus configs in deploy/README.md marked
+/// `<!-- promtool check config -->` (or `... --agent -->`) say what the
+/// text says and pass that check, with deploy/prometheus/rules/ beside
+/// them as `rules/`.
+#[test]
+fn deploy_readme_prometheus_configs_pass_promtool() {
+    let readme = read(&deploy("README.md"));
+    let mut blocks = Vec::new();
+    let mut lines = readme.lines();
+    while let Some(line) = lines.next() {
+        let Some(flags) = line
+            .trim()
+            .strip_prefix("<!-- promtool check config")
+            .and_then(|rest| rest.strip_suffix("-->"))
+        else {
+            continue;
+        };
+        let agent = match flags.trim() {
+            "" => false,
+            "--agent" => true,
+            other => panic!("deploy/README.md: promtool marker with {other:?}"),
+        };
+        assert_eq!(
+            lines.next().map(str::trim),
+            Some("```yaml"),
+            "a yaml block after the marker"
+        );
+        let body: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "```").collect();
+        blocks.push((agent, body.join("\n") + "\n"));
+    }
+    assert!(
+        blocks.len() >= 3 && blocks.iter().any(|(agent, _)| *agent),
+        "the agent, central and federation configs: {blocks:?}"
+    );
+    let shared = yaml(&deploy("prometheus/prometheus.yml"));
+    for (agent, body) in &blocks {
+        let config: Value = serde_norway::from_str(body).unwrap_or_else(|e| panic!("{e}:\n{body}"));
+        if *agent {
+            assert!(
+                config["global"]["external_labels"]["location"].is_string(),
+                "{body}"
+            );
+            for rw in seq(&config["remote_write"], "remote_write") {
+                let url = reqwest::Url::parse(s(&rw["url"], "url")).unwrap();
+                assert_eq!(url.path(), "/api/v1/write", "the receiver's path");
+            }
+            assert_eq!(config["scrape_configs"][0]["job_name"], "lookout");
+        } else {
+            assert_eq!(config["rule_files"], shared["rule_files"], "{body}");
+        }
+        for job in config
+            .get("scrape_configs")
+            .map_or(&[][..], |j| seq(j, "scrape_configs"))
+        {
+            if job["metrics_path"] == "/federate" {
+                assert_eq!(job["honor_labels"], true, "{body}");
+                assert_eq!(
+                    job["params"]["match[]"],
+                    serde_json::json!(["{job=\"lookout\"}"])
+                );
+            }
+        }
+    }
+
+    let Some(promtool) = tool("promtool", "promtool check config (deploy/README.md)") else {
+        return;
+    };
+    for (agent, body) in &blocks {
+        let dir = tempfile::tempdir().unwrap();
+        copy_tree(&deploy("prometheus/rules"), &dir.path().join("rules"));
+        let file = dir.path().join("prometheus.yml");
+        std::fs::write(&file, body).unwrap();
+        let mut cmd = Command::new(&promtool);
+        cmd.args(["check", "config"]);
+        if *agent {
+            cmd.arg("--agent");
+        }
+        let ran = run(cmd.arg(&file), None);
+        assert!(
+            ran.success,
+            "promtool check config:\n{body}\n{}",
+            ran.text()
+        );
+        if !agent {
+            assert!(
+                ran.text().contains("SUCCESS: 3 rule files found"),
+                "{}",
+                ran.text()
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Kubernetes
 
