@@ -2415,7 +2415,7 @@ fn fleet_servicemonitor_labels_each_pod_with_its_location_replica_and_shard() {
     .unwrap();
     let ran = run(
         Command::new(promtool)
-            .args(["check", "service-discovery", "--timeout=1s"])
+            .args(["check", "service-discovery", "--timeout=2s"])
             .arg(&file)
             .arg("lookout"),
         None,
