@@ -1,5 +1,9 @@
-//! The deployment kit in deploy/: the Dockerfile, the compose stack, the
-//! Kubernetes manifests and the systemd unit, checked offline.
+//! The deployment kit in deploy/: the Dockerfile, the compose stacks (one
+//! lookout, and the fleet of compose/fleet/), the Kubernetes manifests (one
+//! lookout, and the sharded fleet of kubernetes/fleet/) and the systemd
+//! unit, checked offline. For the fleets, lookout's own `check-config` runs
+//! with each pod's or service's args, and the ServiceMonitor's relabelings
+//! run in Rust and in `promtool check service-discovery`.
 //!
 //! The Rust checks always run: the files parse, reference files that exist,
 //! fit together (ports, labels, names, mounts, secrets, config paths), the
