@@ -1,5 +1,9 @@
-//! The deployment kit in deploy/: the Dockerfile, the compose stack, the
-//! Kubernetes manifests and the systemd unit, checked offline.
+//! The deployment kit in deploy/: the Dockerfile, the compose stacks (one
+//! lookout, and the fleet of compose/fleet/), the Kubernetes manifests (one
+//! lookout, and the sharded fleet of kubernetes/fleet/) and the systemd
+//! unit, checked offline. For the fleets, lookout's own `check-config` runs
+//! with each pod's or service's args, and the ServiceMonitor's relabelings
+//! run in Rust and in `promtool check service-discovery`.
 //!
 //! The Rust checks always run: the files parse, reference files that exist,
 //! fit together (ports, labels, names, mounts, secrets, config paths), the
@@ -256,6 +260,8 @@ fn the_example_configs_pass_check_config() {
         ("compose/lookout.toml", "0.0.0.0:9898", true),
         ("kubernetes/config.toml", "0.0.0.0:9898", true),
         ("systemd/config.toml", "127.0.0.1:9898", false),
+        ("kubernetes/fleet/config.toml", "0.0.0.0:9898", true),
+        ("compose/fleet/lookout.toml", "0.0.0.0:9898", false),
     ] {
         let path = deploy(rel);
         let ran = run(
@@ -455,8 +461,18 @@ struct Compose {
 
 impl Compose {
     fn load() -> Compose {
-        let dir = deploy("compose");
-        let doc = yaml(&dir.join("compose.yaml"));
+        Compose::load_dir(deploy("compose"))
+    }
+
+    /// The compose.yaml of `dir`, with YAML merge keys (`<<: *anchor`)
+    /// applied, as compose reads it.
+    fn load_dir(dir: PathBuf) -> Compose {
+        let path = dir.join("compose.yaml");
+        let mut doc: serde_norway::Value = serde_norway::from_str(&read(&path))
+            .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()));
+        doc.apply_merge()
+            .unwrap_or_else(|e| panic!("{}: merge keys: {e}", path.display()));
+        let doc = serde_json::to_value(doc).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         Compose { dir, doc }
     }
 
@@ -729,10 +745,14 @@ fn compose_configs_pass_their_own_checkers() {
         assert!(ran.success, "amtool check-config:\n{}", ran.text());
     }
 
-    // Compose's own validation: the v2 plugin if there is one, else
-    // Debian's docker-compose 1.29, which knows every key used here but the
-    // top-level `name` (added to the Compose Specification later).
-    let text = read(&compose.dir.join("compose.yaml"));
+    compose_config_validates(&compose.dir);
+}
+
+/// Compose's own validation of `dir`/compose.yaml: the v2 plugin if there
+/// is one, else Debian's docker-compose 1.29, which knows every key used
+/// here but the top-level `name` (added to the Compose Specification later).
+fn compose_config_validates(dir: &Path) {
+    let text = read(&dir.join("compose.yaml"));
     let plugin = find_tool("docker")
         .filter(|docker| run(Command::new(docker).args(["compose", "version"]), None).success);
     let (mut cmd, input) = if let Some(docker) = plugin {
@@ -752,12 +772,599 @@ fn compose_configs_pass_their_own_checkers() {
         return;
     };
     let ran = run(
-        cmd.current_dir(&compose.dir)
+        cmd.current_dir(dir)
             .env("PLATFORM_API_KEY", "dummy")
             .env("GRAFANA_ADMIN_PASSWORD", "dummy"),
         input.as_deref(),
     );
-    assert!(ran.success, "docker compose config:\n{}", ran.text());
+    assert!(
+        ran.success,
+        "docker compose config ({}):\n{}",
+        dir.display(),
+        ran.text()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// docker compose: two locations (deploy/compose/fleet/)
+
+fn compose_fleet() -> Compose {
+    Compose::load_dir(deploy("compose/fleet"))
+}
+
+impl Compose {
+    fn service_names(&self) -> Vec<String> {
+        map(&self.doc["services"], "services")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// A service's command, in exec form.
+    fn command(&self, service: &str) -> Vec<String> {
+        seq(&self.service(service)["command"], "command")
+            .iter()
+            .map(|a| s(a, "command arg").to_owned())
+            .collect()
+    }
+
+    /// The networks a service joins (a list or a mapping).
+    fn networks(&self, service: &str) -> BTreeSet<String> {
+        match &self.service(service)["networks"] {
+            Value::Array(names) => names.iter().map(|n| s(n, "network").to_owned()).collect(),
+            Value::Object(names) => names.keys().cloned().collect(),
+            _ => BTreeSet::from(["default".to_owned()]),
+        }
+    }
+
+    /// Whether `from` can reach the service `to` by name.
+    fn reaches(&self, from: &str, to: &str) -> bool {
+        from == to || !self.networks(from).is_disjoint(&self.networks(to))
+    }
+
+    fn image(&self, service: &str) -> &str {
+        s(&self.service(service)["image"], "image")
+    }
+}
+
+/// One lookout prober of the fleet's compose file.
+struct ComposeProber {
+    service: String,
+    location: String,
+    /// `--shard i/n`, or the only shard.
+    shard: (u32, u32),
+    cluster_args: Vec<String>,
+}
+
+fn compose_probers(compose: &Compose) -> Vec<ComposeProber> {
+    compose
+        .service_names()
+        .into_iter()
+        .filter(|name| compose.image(name) == "lookout:local")
+        .filter(|name| compose.command(name).first().is_some_and(|c| c == "run"))
+        .map(|service| {
+            let what = format!("compose service {service}");
+            let cluster = cluster_args(&compose.command(&service), &what);
+            let shard = match flag_value(&cluster, "--shard", &what) {
+                None => (0, 1),
+                Some(text) => {
+                    let (i, n) = text.split_once('/').expect("--shard i/n");
+                    (i.parse().unwrap(), n.parse().unwrap())
+                }
+            };
+            assert_eq!(flag_value(&cluster, "--shard-count", &what), None, "{what}");
+            ComposeProber {
+                location: flag_value(&cluster, "--location", &what)
+                    .unwrap_or_else(|| panic!("{what}: --location"))
+                    .to_owned(),
+                shard,
+                cluster_args: cluster,
+                service,
+            }
+        })
+        .collect()
+}
+
+/// The Prometheus agents of the fleet's compose file, by service.
+fn compose_agents(compose: &Compose) -> Vec<String> {
+    compose
+        .service_names()
+        .into_iter()
+        .filter(|name| compose.image(name).starts_with("prom/prometheus:"))
+        .filter(|name| {
+            compose
+                .command(name)
+                .iter()
+                .any(|a| a == "--agent" || a == "--enable-feature=agent")
+        })
+        .collect()
+}
+
+/// `.env.example` in the compose file's folder defines every `${VAR}` the
+/// file uses, and `.env` is git-ignored there.
+fn env_example_defines_every_variable(compose: &Compose) {
+    let text = read(&compose.dir.join("compose.yaml"));
+    let example = read(&compose.dir.join(".env.example"));
+    let defined: BTreeSet<&str> = example
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim()))
+        .collect();
+    for part in text.split("${").skip(1) {
+        let var: String = part
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        assert!(defined.contains(var.as_str()), ".env.example defines {var}");
+    }
+    // A `.env` line (no slash) in a .gitignore here or above ignores it
+    // here too.
+    let ignored = compose
+        .dir
+        .ancestors()
+        .take_while(|d| d.starts_with(repo()))
+        .filter_map(|d| std::fs::read_to_string(d.join(".gitignore")).ok())
+        .any(|text| text.lines().any(|l| l.trim() == ".env"));
+    assert!(ignored, "{}/.env is git-ignored", compose.dir.display());
+}
+
+#[test]
+fn compose_fleet_has_two_locations_and_references_files_that_exist() {
+    let compose = compose_fleet();
+    let volumes = map(&compose.doc["volumes"], "volumes");
+    let networks = map(&compose.doc["networks"], "networks");
+    for name in compose.service_names() {
+        let service = compose.service(&name);
+        for port in service.get("ports").map_or(&[][..], |p| seq(p, "ports")) {
+            let port = s(port, "port");
+            assert!(port.starts_with("127.0.0.1:"), "{name}: port {port}");
+        }
+        if service.get("build").is_none() {
+            let image = compose.image(&name);
+            let tag = image.rsplit_once(':').map(|(_, t)| t).unwrap_or("");
+            assert!(!tag.is_empty() && tag != "latest", "{name}: pin {image}");
+        }
+        for (source, target, bind) in compose.mounts(&name) {
+            if bind {
+                let path = compose.dir.join(&source);
+                assert!(path.exists(), "{name}: {source} (for {target}) exists");
+            } else {
+                assert!(volumes.contains_key(&source), "{name}: volume {source}");
+            }
+        }
+        for network in compose.networks(&name) {
+            assert!(networks.contains_key(&network), "{name}: network {network}");
+        }
+    }
+    env_example_defines_every_variable(&compose);
+
+    // Every lookout container, prober or view: built from the repository,
+    // hardened, the config from ./lookout.toml.
+    let config_path = compose.dir.join("lookout.toml");
+    let config = toml_file(&config_path);
+    assert!(
+        secret_env_vars(&config_path).is_empty(),
+        "the fleet example needs no .env"
+    );
+    let listen: std::net::SocketAddr = config["server"]["listen"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut data_volumes = BTreeSet::new();
+    for name in compose.service_names() {
+        if compose.image(&name) != "lookout:local" {
+            continue;
+        }
+        let service = compose.service(&name);
+        let context = compose.dir.join(s(&service["build"]["context"], "context"));
+        assert!(
+            context.join("Cargo.toml").is_file(),
+            "{name}: the repository"
+        );
+        assert!(
+            context
+                .join(s(&service["build"]["dockerfile"], "dockerfile"))
+                .is_file()
+        );
+        assert_eq!(service["read_only"], true, "{name}");
+        assert_eq!(service["cap_drop"], serde_json::json!(["ALL"]), "{name}");
+        assert_eq!(
+            compose.source_of(&name, "/etc/lookout/config.toml"),
+            compose.dir.join("./lookout.toml"),
+            "{name}"
+        );
+        let command = compose.command(&name);
+        assert_eq!(
+            flag_value(&command, "--config", &name),
+            Some("/etc/lookout/config.toml")
+        );
+        if command[0] == "run" {
+            // The history on a volume of its own.
+            let store = config["store"]["path"].as_str().unwrap();
+            let volume = compose
+                .mounts(&name)
+                .into_iter()
+                .find(|(_, t, bind)| !bind && store.starts_with(&format!("{t}/")))
+                .unwrap_or_else(|| panic!("{name}: the store {store} is on a volume"));
+            assert!(
+                data_volumes.insert(volume.0.clone()),
+                "{name} shares {}",
+                volume.0
+            );
+            assert!(
+                seq(&service["ports"], "ports")
+                    .iter()
+                    .any(|p| s(p, "port").ends_with(&format!(":{}", listen.port()))),
+                "{name}: its own page is published"
+            );
+        }
+    }
+
+    // Locations: at least two, one of them in several shards, each shard
+    // of a location exactly once.
+    let probers = compose_probers(&compose);
+    let mut locations: BTreeMap<&str, Vec<&ComposeProber>> = BTreeMap::new();
+    for p in &probers {
+        locations.entry(&p.location).or_default().push(p);
+    }
+    assert!(locations.len() >= 2, "{:?}", locations.keys());
+    assert!(
+        locations.values().any(|ps| ps.len() >= 2),
+        "a location in several shards"
+    );
+    for (location, ps) in &locations {
+        let n = ps[0].shard.1;
+        let mut indices: Vec<u32> = ps
+            .iter()
+            .map(|p| {
+                assert_eq!(p.shard.1, n, "{}: {location} has {n} shards", p.service);
+                p.shard.0
+            })
+            .collect();
+        indices.sort();
+        assert_eq!(indices, (0..n).collect::<Vec<_>>(), "{location}'s shards");
+    }
+
+    // One agent per location: its external label is the location of what
+    // it scrapes, each prober scraped by exactly one agent with its shard
+    // as a target label, and everything remote-written to the central
+    // Prometheus.
+    let agents = compose_agents(&compose);
+    assert_eq!(
+        agents.len(),
+        locations.len(),
+        "one agent per location: {agents:?}"
+    );
+    let mut scraped: BTreeMap<String, usize> = BTreeMap::new();
+    let mut receivers = BTreeSet::new();
+    for agent in &agents {
+        // Prometheus 3 runs as an agent with --agent and ignores
+        // --enable-feature=agent (and 2.x knows only the latter), which
+        // would leave a full server that forwards nothing it should not.
+        let tag = compose.image(agent).rsplit_once(":v").unwrap().1;
+        let major: u32 = tag.split('.').next().unwrap().parse().unwrap();
+        let flag = if major >= 3 {
+            "--agent"
+        } else {
+            "--enable-feature=agent"
+        };
+        assert!(
+            compose.command(agent).iter().any(|a| a == flag),
+            "{agent}: {flag} for Prometheus {tag}"
+        );
+        let cfg = yaml(&compose.source_of(agent, "/etc/prometheus/prometheus.yml"));
+        let location = s(&cfg["global"]["external_labels"]["location"], "location");
+        assert!(
+            locations.contains_key(location),
+            "{agent}: location {location}"
+        );
+        let jobs = seq(&cfg["scrape_configs"], "scrape_configs");
+        assert_eq!(jobs.len(), 1, "{agent}");
+        assert_eq!(jobs[0]["job_name"], "lookout", "{agent}: LookoutDown's job");
+        for sc in seq(&jobs[0]["static_configs"], "static_configs") {
+            for target in seq(&sc["targets"], "targets") {
+                let target = s(target, "target");
+                let (host, port) = target.rsplit_once(':').unwrap();
+                let prober = probers
+                    .iter()
+                    .find(|p| p.service == host)
+                    .unwrap_or_else(|| panic!("{agent} scrapes {host}, not a prober"));
+                assert_eq!(port, listen.port().to_string(), "{agent}: {target}");
+                assert_eq!(prober.location, location, "{agent}: {host}'s location");
+                assert_eq!(
+                    sc["labels"]["shard"],
+                    prober.shard.0.to_string(),
+                    "{agent}: {host}'s shard label"
+                );
+                assert!(compose.reaches(agent, host), "{agent} reaches {host}");
+                *scraped.entry(host.to_owned()).or_default() += 1;
+            }
+        }
+        for rw in seq(&cfg["remote_write"], "remote_write") {
+            let url = reqwest::Url::parse(s(&rw["url"], "remote_write url")).unwrap();
+            let host = url.host_str().unwrap().to_owned();
+            assert_eq!(url.path(), "/api/v1/write", "{agent}");
+            assert!(compose.reaches(agent, &host), "{agent} reaches {host}");
+            receivers.insert(host);
+        }
+    }
+    for p in &probers {
+        assert_eq!(
+            scraped.get(&p.service),
+            Some(&1),
+            "{} scraped once",
+            p.service
+        );
+    }
+
+    // The central Prometheus: takes remote writes, and loads the rules of
+    // deploy/prometheus/prometheus.yml, all of them.
+    assert_eq!(receivers.len(), 1, "one central Prometheus: {receivers:?}");
+    let central = receivers.into_iter().next().unwrap();
+    assert!(
+        compose
+            .command(&central)
+            .contains(&"--web.enable-remote-write-receiver".to_owned()),
+        "{central} takes remote writes"
+    );
+    assert!(
+        compose
+            .command(&central)
+            .contains(&"--config.file=/etc/prometheus/prometheus.yml".to_owned())
+    );
+    let prom = yaml(&compose.source_of(&central, "/etc/prometheus/prometheus.yml"));
+    let shared = yaml(&deploy("prometheus/prometheus.yml"));
+    assert_eq!(prom["rule_files"], shared["rule_files"]);
+    assert_eq!(prom["global"], shared["global"]);
+    let rules_dir = compose.source_of(&central, "/etc/prometheus/rules");
+    for rule_file in seq(&prom["rule_files"], "rule_files") {
+        let file = s(rule_file, "rule file").strip_prefix("rules/").unwrap();
+        assert!(rules_dir.join(file).is_file(), "{file}");
+    }
+    assert!(prom.get("scrape_configs").is_none(), "the agents scrape");
+    let am = s(
+        &prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"][0],
+        "alertmanager",
+    );
+    let am_host = am.split(':').next().unwrap();
+    assert!(compose.reaches(&central, am_host), "{central} reaches {am}");
+    // The single-instance stack's Alertmanager config, inhibitions and all.
+    assert_eq!(
+        read(&compose.source_of(am_host, "/etc/alertmanager/alertmanager.yml")),
+        read(&deploy("compose/alertmanager.yml"))
+    );
+
+    // The view reads the central Prometheus.
+    let views: Vec<String> = compose
+        .service_names()
+        .into_iter()
+        .filter(|n| compose.image(n) == "lookout:local" && compose.command(n)[0] == "view")
+        .collect();
+    assert_eq!(views.len(), 1, "{views:?}");
+    let view = &views[0];
+    let command = compose.command(view);
+    let url = reqwest::Url::parse(flag_value(&command, "--prometheus", view).unwrap()).unwrap();
+    assert_eq!(
+        url.host_str(),
+        Some(central.as_str()),
+        "{view} reads {central}"
+    );
+    assert!(compose.reaches(view, &central));
+    let view_listen: std::net::SocketAddr = flag_value(&command, "--listen", view)
+        .expect("--listen")
+        .parse()
+        .unwrap();
+    assert!(view_listen.ip().is_unspecified());
+    assert!(
+        seq(&compose.service(view)["ports"], "ports")
+            .iter()
+            .any(|p| s(p, "port").ends_with(&format!(":{}", view_listen.port()))),
+        "{view}'s page is published"
+    );
+
+    // Grafana's dashboards read the central Prometheus too.
+    let grafana = compose.container_root("grafana");
+    let datasources = yaml(
+        &grafana
+            .path()
+            .join("etc/grafana/provisioning/datasources/lookout.yaml"),
+    );
+    let url = reqwest::Url::parse(s(&datasources["datasources"][0]["url"], "url")).unwrap();
+    assert_eq!(url.host_str(), Some(central.as_str()));
+    assert!(compose.reaches("grafana", &central));
+    let home = s(
+        &compose.service("grafana")["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"],
+        "home dashboard",
+    );
+    assert!(grafana.path().join(&home[1..]).is_file(), "{home}");
+}
+
+/// Each location's probers run what lookout says the location runs, each
+/// check once, every check runs somewhere, and each prober can reach what
+/// it checks on the networks it joins.
+#[test]
+fn compose_fleet_probers_reach_what_they_check() {
+    let compose = compose_fleet();
+    let config = compose.dir.join("lookout.toml");
+    let urls: BTreeMap<String, reqwest::Url> = toml_file(&config)["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_owned(),
+                reqwest::Url::parse(c["url"].as_str().unwrap()).unwrap(),
+            )
+        })
+        .collect();
+    let probers = compose_probers(&compose);
+    let (_, all) = instance_runs(&config, None, &[]);
+    let mut anywhere = BTreeSet::new();
+    let locations: BTreeSet<&str> = probers.iter().map(|p| p.location.as_str()).collect();
+    for location in locations {
+        let (_, expected) = instance_runs(
+            &config,
+            None,
+            &["--location".to_owned(), location.to_owned()],
+        );
+        anywhere.extend(expected.iter().cloned());
+        let mut runs: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+        for p in probers.iter().filter(|p| p.location == location) {
+            let (placement, names) = instance_runs(&config, None, &p.cluster_args);
+            let want = format!("shard {}/{} (location {location},", p.shard.0, p.shard.1);
+            assert!(placement.starts_with(&want), "{}: {placement}", p.service);
+            for name in names {
+                let url = &urls[&name];
+                let host = url.host_str().unwrap();
+                assert!(
+                    host == "127.0.0.1" || compose.reaches(&p.service, host),
+                    "{} checks {name} ({url}), but shares no network with {host}",
+                    p.service
+                );
+                runs.entry(name).or_default().push(&p.service);
+            }
+        }
+        assert_eq!(
+            runs.keys().cloned().collect::<BTreeSet<_>>(),
+            expected,
+            "{location}: its probers run the location's checks"
+        );
+        for (check, services) in &runs {
+            assert_eq!(services.len(), 1, "{check} runs on {services:?}");
+        }
+    }
+    assert_eq!(anywhere, all, "every check runs in some location");
+}
+
+#[test]
+fn compose_fleet_configs_pass_their_own_checkers() {
+    let compose = compose_fleet();
+    if let Some(promtool) = tool("promtool", "promtool check config (compose fleet)") {
+        // The central Prometheus, with its rules as the container sees them.
+        let root = compose.container_root("prometheus");
+        let ran = run(
+            Command::new(&promtool)
+                .args(["check", "config"])
+                .arg(root.path().join("etc/prometheus/prometheus.yml")),
+            None,
+        );
+        assert!(ran.success, "promtool check config:\n{}", ran.text());
+        assert!(
+            ran.text().contains("SUCCESS: 3 rule files found"),
+            "{}",
+            ran.text()
+        );
+        // The agents, as agents (no rules, no alerting, no local storage).
+        for agent in compose_agents(&compose) {
+            let file = compose.source_of(&agent, "/etc/prometheus/prometheus.yml");
+            let ran = run(
+                Command::new(&promtool)
+                    .args(["check", "config", "--agent"])
+                    .arg(&file),
+                None,
+            );
+            assert!(
+                ran.success,
+                "promtool check config --agent {agent}:\n{}",
+                ran.text()
+            );
+        }
+    }
+    compose_config_validates(&compose.dir);
+}
+
+/// The Prometheus configs in deploy/README.md marked
+/// `<!-- promtool check config -->` (or `... --agent -->`) say what the
+/// text says and pass that check, with deploy/prometheus/rules/ beside
+/// them as `rules/`.
+#[test]
+fn deploy_readme_prometheus_configs_pass_promtool() {
+    let readme = read(&deploy("README.md"));
+    let mut blocks = Vec::new();
+    let mut lines = readme.lines();
+    while let Some(line) = lines.next() {
+        let Some(flags) = line
+            .trim()
+            .strip_prefix("<!-- promtool check config")
+            .and_then(|rest| rest.strip_suffix("-->"))
+        else {
+            continue;
+        };
+        let agent = match flags.trim() {
+            "" => false,
+            "--agent" => true,
+            other => panic!("deploy/README.md: promtool marker with {other:?}"),
+        };
+        assert_eq!(
+            lines.next().map(str::trim),
+            Some("```yaml"),
+            "a yaml block after the marker"
+        );
+        let body: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "```").collect();
+        blocks.push((agent, body.join("\n") + "\n"));
+    }
+    assert!(
+        blocks.len() >= 3 && blocks.iter().any(|(agent, _)| *agent),
+        "the agent, central and federation configs: {blocks:?}"
+    );
+    let shared = yaml(&deploy("prometheus/prometheus.yml"));
+    for (agent, body) in &blocks {
+        let config: Value = serde_norway::from_str(body).unwrap_or_else(|e| panic!("{e}:\n{body}"));
+        if *agent {
+            assert!(
+                config["global"]["external_labels"]["location"].is_string(),
+                "{body}"
+            );
+            for rw in seq(&config["remote_write"], "remote_write") {
+                let url = reqwest::Url::parse(s(&rw["url"], "url")).unwrap();
+                assert_eq!(url.path(), "/api/v1/write", "the receiver's path");
+            }
+            assert_eq!(config["scrape_configs"][0]["job_name"], "lookout");
+        } else {
+            assert_eq!(config["rule_files"], shared["rule_files"], "{body}");
+        }
+        for job in config
+            .get("scrape_configs")
+            .map_or(&[][..], |j| seq(j, "scrape_configs"))
+        {
+            if job["metrics_path"] == "/federate" {
+                assert_eq!(job["honor_labels"], true, "{body}");
+                assert_eq!(
+                    job["params"]["match[]"],
+                    serde_json::json!(["{job=\"lookout\"}"])
+                );
+            }
+        }
+    }
+
+    let Some(promtool) = tool("promtool", "promtool check config (deploy/README.md)") else {
+        return;
+    };
+    for (agent, body) in &blocks {
+        let dir = tempfile::tempdir().unwrap();
+        copy_tree(&deploy("prometheus/rules"), &dir.path().join("rules"));
+        let file = dir.path().join("prometheus.yml");
+        std::fs::write(&file, body).unwrap();
+        let mut cmd = Command::new(&promtool);
+        cmd.args(["check", "config"]);
+        if *agent {
+            cmd.arg("--agent");
+        }
+        let ran = run(cmd.arg(&file), None);
+        assert!(
+            ran.success,
+            "promtool check config:\n{body}\n{}",
+            ran.text()
+        );
+        if !agent {
+            assert!(
+                ran.text().contains("SUCCESS: 3 rule files found"),
+                "{}",
+                ran.text()
+            );
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -919,6 +1526,42 @@ fn labels_within(sub: &Value, sup: &Value, what: &str) {
     }
 }
 
+/// The hardening every lookout pod in the kits has: non-root, RuntimeDefault
+/// seccomp, no service-account token, one container with a read-only root
+/// filesystem, no privilege escalation, no capabilities, and requests and
+/// limits. Returns the container.
+fn assert_hardened<'a>(pod_spec: &'a Value, what: &str) -> &'a Value {
+    let psc = &pod_spec["securityContext"];
+    assert_eq!(psc["runAsNonRoot"], true, "{what}: runAsNonRoot");
+    assert!(
+        psc["runAsUser"].as_u64().is_some_and(|uid| uid != 0),
+        "{what}: runAsUser {}",
+        psc["runAsUser"]
+    );
+    assert_eq!(psc["seccompProfile"]["type"], "RuntimeDefault", "{what}");
+    assert_eq!(pod_spec["automountServiceAccountToken"], false, "{what}");
+    let containers = seq(&pod_spec["containers"], "containers");
+    assert_eq!(containers.len(), 1, "{what}: one container");
+    let c = &containers[0];
+    let csc = &c["securityContext"];
+    assert_eq!(csc["readOnlyRootFilesystem"], true, "{what}");
+    assert_eq!(csc["allowPrivilegeEscalation"], false, "{what}");
+    assert_eq!(
+        csc["capabilities"]["drop"],
+        serde_json::json!(["ALL"]),
+        "{what}"
+    );
+    for kind in ["requests", "limits"] {
+        for r in ["cpu", "memory"] {
+            assert!(
+                c["resources"][kind][r].is_string(),
+                "{what}: resources.{kind}.{r}"
+            );
+        }
+    }
+    c
+}
+
 #[test]
 fn kubernetes_objects_fit_together() {
     let deployment = k8s("deployment.yaml");
@@ -950,23 +1593,7 @@ fn kubernetes_objects_fit_together() {
     );
 
     let pod_spec = &pod["spec"];
-    let psc = &pod_spec["securityContext"];
-    assert_eq!(psc["runAsNonRoot"], true);
-    assert_ne!(psc["runAsUser"], 0);
-    assert_eq!(psc["seccompProfile"]["type"], "RuntimeDefault");
-    assert_eq!(pod_spec["automountServiceAccountToken"], false);
-    let containers = seq(&pod_spec["containers"], "containers");
-    assert_eq!(containers.len(), 1);
-    let c = &containers[0];
-    let csc = &c["securityContext"];
-    assert_eq!(csc["readOnlyRootFilesystem"], true);
-    assert_eq!(csc["allowPrivilegeEscalation"], false);
-    assert_eq!(csc["capabilities"]["drop"], serde_json::json!(["ALL"]));
-    for kind in ["requests", "limits"] {
-        for r in ["cpu", "memory"] {
-            assert!(c["resources"][kind][r].is_string(), "resources.{kind}.{r}");
-        }
-    }
+    let c = assert_hardened(pod_spec, "Deployment lookout");
 
     // Ports: the config's listen port, named, and what the Service, the
     // probes and the ServiceMonitor use.
@@ -1062,6 +1689,952 @@ fn kubernetes_objects_fit_together() {
     assert!(Duration::from_secs(termination) > grace);
 }
 
+// ---------------------------------------------------------------------------
+// Kubernetes: the fleet (deploy/kubernetes/fleet/)
+
+fn fleet_dir() -> PathBuf {
+    deploy("kubernetes/fleet")
+}
+
+/// The fleet's manifests (every .yaml but the kustomization) by file name.
+fn fleet_manifests() -> BTreeMap<String, Value> {
+    std::fs::read_dir(fleet_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".yaml") && n != "kustomization.yaml")
+        .map(|n| {
+            let doc = yaml(&fleet_dir().join(&n));
+            (n, doc)
+        })
+        .collect()
+}
+
+fn of_kind<'a>(objects: &'a BTreeMap<String, Value>, kind: &str) -> Vec<&'a Value> {
+    objects.values().filter(|o| o["kind"] == kind).collect()
+}
+
+fn name_of(object: &Value) -> &str {
+    s(&object["metadata"]["name"], "metadata.name")
+}
+
+fn pod_labels(workload: &Value) -> &Value {
+    &workload["spec"]["template"]["metadata"]["labels"]
+}
+
+/// Whether a selector's labels are all among `labels`.
+fn selects(selector: &Value, labels: &Value) -> bool {
+    let labels = map(labels, "labels");
+    map(selector, "selector")
+        .iter()
+        .all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// The one container's args.
+fn args_of(pod_spec: &Value, what: &str) -> Vec<String> {
+    let containers = seq(&pod_spec["containers"], what);
+    assert_eq!(containers.len(), 1, "{what}: one container");
+    seq(&containers[0]["args"], what)
+        .iter()
+        .map(|a| s(a, "arg").to_owned())
+        .collect()
+}
+
+/// The value after `flag` in `args`, if the flag is there (once at most).
+fn flag_value<'a>(args: &'a [String], flag: &str, what: &str) -> Option<&'a str> {
+    let at: Vec<usize> = args
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| *a == flag)
+        .map(|(i, _)| i)
+        .collect();
+    assert!(at.len() <= 1, "{what}: {flag} is given {} times", at.len());
+    at.first().map(|&i| {
+        args.get(i + 1)
+            .unwrap_or_else(|| panic!("{what}: {flag} has no value"))
+            .as_str()
+    })
+}
+
+/// The args after `run`, without `--config` and its value: where this
+/// instance stands (`--shard`, `--shard-count`, `--location`, `--replica`).
+fn cluster_args(args: &[String], what: &str) -> Vec<String> {
+    let run = args
+        .iter()
+        .position(|a| a == "run")
+        .unwrap_or_else(|| panic!("{what}: `run` in {args:?}"));
+    let mut out = Vec::new();
+    let mut rest = args[run + 1..].iter();
+    while let Some(a) = rest.next() {
+        if a == "--config" || a == "-c" {
+            rest.next();
+        } else {
+            out.push(a.clone());
+        }
+    }
+    out
+}
+
+/// One prober StatefulSet of the fleet, as its manifest says.
+struct Prober {
+    name: String,
+    replicas: u32,
+    /// `--location`.
+    location: String,
+    /// `--replica`.
+    replica: Option<String>,
+    /// `--shard-count`.
+    shard_count: u32,
+    cluster_args: Vec<String>,
+    /// The pod template's labels.
+    labels: Value,
+}
+
+impl Prober {
+    /// Its pods' names: the StatefulSet's name and the ordinal.
+    fn pods(&self) -> Vec<(u32, String)> {
+        (0..self.replicas)
+            .map(|i| (i, format!("{}-{i}", self.name)))
+            .collect()
+    }
+}
+
+fn probers(objects: &BTreeMap<String, Value>) -> Vec<Prober> {
+    of_kind(objects, "StatefulSet")
+        .into_iter()
+        .map(|sts| {
+            let name = name_of(sts).to_owned();
+            let what = format!("StatefulSet {name}");
+            let args = args_of(&sts["spec"]["template"]["spec"], &what);
+            let cluster = cluster_args(&args, &what);
+            let shard_count = flag_value(&cluster, "--shard-count", &what)
+                .unwrap_or_else(|| panic!("{what}: --shard-count (the shard from the pod's name)"))
+                .parse()
+                .unwrap_or_else(|e| panic!("{what}: --shard-count: {e}"));
+            Prober {
+                replicas: sts["spec"]["replicas"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("{what}: replicas"))
+                    .try_into()
+                    .unwrap(),
+                location: flag_value(&cluster, "--location", &what)
+                    .unwrap_or_else(|| panic!("{what}: --location"))
+                    .to_owned(),
+                replica: flag_value(&cluster, "--replica", &what).map(str::to_owned),
+                shard_count,
+                cluster_args: cluster,
+                labels: pod_labels(sts).clone(),
+                name,
+            }
+        })
+        .collect()
+}
+
+/// What Prometheus' Kubernetes discovery gives a pod's target before
+/// relabelling: its name, and each label under
+/// `__meta_kubernetes_pod_label_` with the name made a valid label name.
+fn discovered_pod_labels(pod_name: &str, labels: &Value) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::from([("__meta_kubernetes_pod_name".to_owned(), pod_name.to_owned())]);
+    for (k, v) in map(labels, "pod labels") {
+        let sanitized: String = k
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        out.insert(
+            format!("__meta_kubernetes_pod_label_{sanitized}"),
+            s(v, "label").to_owned(),
+        );
+    }
+    out
+}
+
+/// One relabelling of a ServiceMonitor endpoint, applied as Prometheus
+/// does: the source labels joined by `separator` (`;`), matched against
+/// the regex anchored at both ends (`(.*)`), and on a match the target
+/// label set to the expanded replacement (`$1`), or removed when that is
+/// empty. Only `replace`, the one action the kit uses.
+fn relabel(labels: &mut BTreeMap<String, String>, step: &Value) {
+    let action = step.get("action").map_or("replace", |a| s(a, "action"));
+    assert!(
+        action.eq_ignore_ascii_case("replace"),
+        "only `replace` is simulated here: {step}"
+    );
+    let separator = step.get("separator").map_or(";", |v| s(v, "separator"));
+    let value = seq(&step["sourceLabels"], "sourceLabels")
+        .iter()
+        .map(|l| {
+            labels
+                .get(s(l, "source label"))
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join(separator);
+    let regex = step.get("regex").map_or("(.*)", |v| s(v, "regex"));
+    let re = regex::Regex::new(&format!("^(?:{regex})$"))
+        .unwrap_or_else(|e| panic!("regex {regex:?}: {e}"));
+    let Some(caps) = re.captures(&value) else {
+        return;
+    };
+    let mut out = String::new();
+    caps.expand(
+        step.get("replacement")
+            .map_or("$1", |v| s(v, "replacement")),
+        &mut out,
+    );
+    let target = s(&step["targetLabel"], "targetLabel").to_owned();
+    if out.is_empty() {
+        labels.remove(&target);
+    } else {
+        labels.insert(target, out);
+    }
+}
+
+/// The target labels the fleet's ServiceMonitor gives a pod (only those it
+/// adds: not `__`-prefixed).
+fn fleet_target_labels(pod_name: &str, labels: &Value) -> BTreeMap<String, String> {
+    let monitor = yaml(&fleet_dir().join("servicemonitor.yaml"));
+    let endpoints = seq(&monitor["spec"]["endpoints"], "endpoints");
+    assert_eq!(endpoints.len(), 1, "one endpoint");
+    let mut target = discovered_pod_labels(pod_name, labels);
+    for step in seq(&endpoints[0]["relabelings"], "relabelings") {
+        relabel(&mut target, step);
+    }
+    target.retain(|k, _| !k.starts_with("__"));
+    target
+}
+
+#[test]
+fn fleet_manifests_validate_against_the_schemas() {
+    let Some(validate) = tool(
+        "kubernetes-validate",
+        "kubernetes-validate deploy/kubernetes/fleet",
+    ) else {
+        return;
+    };
+    let core: Vec<PathBuf> = fleet_manifests()
+        .iter()
+        .filter(|(_, o)| !CRD_KINDS.contains(&s(&o["kind"], "kind")))
+        .map(|(f, _)| fleet_dir().join(f))
+        .collect();
+    assert!(core.len() >= 6, "{core:?}");
+    let ran = run(Command::new(validate).arg("--strict").args(&core), None);
+    assert!(ran.success, "kubernetes-validate --strict:\n{}", ran.text());
+    let passed = ran.text().matches(" passed for resource ").count();
+    assert_eq!(passed, core.len(), "{}", ran.text());
+}
+
+#[test]
+fn fleet_kustomization_lists_every_manifest_and_renders() {
+    let kz = yaml(&fleet_dir().join("kustomization.yaml"));
+    only_keys(
+        &kz,
+        &[
+            "apiVersion",
+            "kind",
+            "labels",
+            "resources",
+            "configMapGenerator",
+            "images",
+            "namespace",
+        ],
+        "fleet/kustomization.yaml",
+    );
+    let resources: BTreeSet<&str> = seq(&kz["resources"], "resources")
+        .iter()
+        .map(|r| s(r, "resource"))
+        .collect();
+    let files: BTreeSet<String> = fleet_manifests().into_keys().collect();
+    assert_eq!(
+        resources,
+        files.iter().map(String::as_str).collect(),
+        "fleet/kustomization.yaml lists every manifest in fleet/"
+    );
+    let generators = seq(&kz["configMapGenerator"], "configMapGenerator");
+    assert_eq!(generators.len(), 1);
+    assert_eq!(generators[0]["files"], serde_json::json!(["config.toml"]));
+    // The rules are evaluated where every location meets, which need not be
+    // where the probers run: not part of the fleet kit (deploy/README.md).
+    for object in fleet_manifests().values() {
+        assert_ne!(object["kind"], "PrometheusRule");
+    }
+
+    let Some(kubectl) = tool("kubectl", "kubectl kustomize deploy/kubernetes/fleet") else {
+        return;
+    };
+    let ran = run(
+        Command::new(kubectl).arg("kustomize").arg(fleet_dir()),
+        None,
+    );
+    assert!(ran.success, "kubectl kustomize:\n{}", ran.text());
+    let docs = yaml_docs(&ran.stdout, "kubectl kustomize output");
+    let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+    for doc in &docs {
+        *kinds.entry(s(&doc["kind"], "kind")).or_default() += 1;
+        assert_eq!(
+            doc["metadata"]["labels"]["app.kubernetes.io/part-of"], "lookout",
+            "{} {}",
+            doc["kind"], doc["metadata"]["name"]
+        );
+    }
+    assert_eq!(
+        kinds,
+        BTreeMap::from([
+            ("ConfigMap", 1),
+            ("Deployment", 1),
+            ("PodDisruptionBudget", 1),
+            ("Service", 2),
+            ("ServiceMonitor", 1),
+            ("StatefulSet", 3),
+        ])
+    );
+    let cm = docs.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
+    let cm_name = name_of(cm);
+    assert!(cm_name.starts_with("lookout-config-"), "{cm_name}");
+    assert_eq!(
+        s(&cm["data"]["config.toml"], "config.toml"),
+        read(&fleet_dir().join("config.toml"))
+    );
+    // Every prober and the view mount the hashed ConfigMap, so a changed
+    // config rolls them all.
+    for workload in docs
+        .iter()
+        .filter(|d| d["kind"] == "StatefulSet" || d["kind"] == "Deployment")
+    {
+        let volumes = seq(&workload["spec"]["template"]["spec"]["volumes"], "volumes");
+        assert!(
+            volumes.iter().any(|v| v["configMap"]["name"] == cm_name),
+            "{} mounts {cm_name}",
+            name_of(workload)
+        );
+    }
+
+    let Some(validate) = tool(
+        "kubernetes-validate",
+        "kubernetes-validate of the fleet's kustomize output",
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let rendered = dir.path().join("rendered.yaml");
+    std::fs::write(&rendered, &ran.stdout).unwrap();
+    let ran = run(Command::new(validate).arg("--strict").arg(&rendered), None);
+    assert!(ran.success, "kubernetes-validate --strict:\n{}", ran.text());
+    let passed = ran.text().matches(" passed for resource ").count();
+    assert_eq!(
+        passed,
+        docs.len() - 1,
+        "all but the ServiceMonitor:\n{}",
+        ran.text()
+    );
+}
+
+/// A StatefulSet's pod template with what differs between locations and
+/// replicas by design taken out: its name, location and replica labels,
+/// and its cluster args. What is left must be the same for every prober.
+fn prober_template_without_placement(sts: &Value, prober: &Prober) -> Value {
+    let mut spec = sts["spec"].clone();
+    for key in ["replicas", "selector"] {
+        spec.as_object_mut().unwrap().remove(key);
+    }
+    let pod = spec["template"].as_object_mut().unwrap();
+    let labels = pod["metadata"]["labels"].as_object_mut().unwrap();
+    for key in [
+        "app.kubernetes.io/instance",
+        "lookout.dev/location",
+        "lookout.dev/replica",
+    ] {
+        labels.remove(key);
+    }
+    let pod_spec = pod["spec"].as_object_mut().unwrap();
+    if let Some(Value::Array(spread)) = pod_spec.get_mut("topologySpreadConstraints") {
+        for constraint in spread {
+            let m = &mut constraint["labelSelector"]["matchLabels"];
+            assert_eq!(
+                m["lookout.dev/location"], prober.location,
+                "{}: spreads its own location's pods",
+                prober.name
+            );
+            m.as_object_mut().unwrap().remove("lookout.dev/location");
+        }
+    }
+    let container = &mut pod_spec["containers"][0];
+    let mut args = Vec::new();
+    let mut all = seq(&container["args"], "args").iter();
+    while let Some(a) = all.next() {
+        if ["--shard-count", "--location", "--replica"].contains(&s(a, "arg")) {
+            all.next();
+        } else {
+            args.push(a.clone());
+        }
+    }
+    container["args"] = Value::Array(args);
+    spec
+}
+
+#[test]
+fn fleet_statefulsets_fit_together() {
+    let objects = fleet_manifests();
+    let probers = probers(&objects);
+    let statefulsets = of_kind(&objects, "StatefulSet");
+    let deployments = of_kind(&objects, "Deployment");
+    let config_path = fleet_dir().join("config.toml");
+    let config = toml_file(&config_path);
+    let secret = k8s("secret.example.yaml");
+    let kz = yaml(&fleet_dir().join("kustomization.yaml"));
+    let generated = &kz["configMapGenerator"][0]["name"];
+
+    // What the kit shows: more than one location, a location in several
+    // shards, and one whose shards run twice.
+    let locations: BTreeSet<&str> = probers.iter().map(|p| p.location.as_str()).collect();
+    assert!(locations.len() >= 2, "locations: {locations:?}");
+    assert!(
+        probers.iter().any(|p| p.shard_count >= 2),
+        "a sharded location"
+    );
+    assert!(
+        locations
+            .iter()
+            .any(|l| probers.iter().filter(|p| p.location == *l).count() >= 2),
+        "a location with HA replicas"
+    );
+
+    let headless: Vec<&Value> = of_kind(&objects, "Service")
+        .into_iter()
+        .filter(|svc| svc["spec"]["clusterIP"] == "None")
+        .collect();
+    assert_eq!(headless.len(), 1, "one headless Service for the probers");
+    let service = headless[0];
+
+    let mut reference: Option<Value> = None;
+    for (sts, prober) in statefulsets.iter().zip(&probers) {
+        let what = format!("StatefulSet {}", prober.name);
+        let spec = &sts["spec"];
+        let labels = &prober.labels;
+
+        // Sharded by ordinal: as many shards as pods, the index from the
+        // pod's name (POD_NAME), and labels that say the same as the args.
+        assert_eq!(
+            prober.shard_count, prober.replicas,
+            "{what}: --shard-count is `replicas`"
+        );
+        assert_eq!(flag_value(&prober.cluster_args, "--shard", &what), None);
+        assert_eq!(labels["lookout.dev/location"], prober.location, "{what}");
+        assert_eq!(
+            labels.get("lookout.dev/replica").and_then(Value::as_str),
+            prober.replica.as_deref(),
+            "{what}: the replica label is --replica"
+        );
+        assert_eq!(labels["app.kubernetes.io/instance"], prober.name, "{what}");
+        assert_eq!(sts["metadata"]["labels"], *labels, "{what}: its own labels");
+        let pod_spec = &spec["template"]["spec"];
+        let c = assert_hardened(pod_spec, &what);
+        let pod_name = seq(&c["env"], "env")
+            .iter()
+            .find(|e| e["name"] == "POD_NAME")
+            .unwrap_or_else(|| panic!("{what}: POD_NAME"));
+        assert_eq!(
+            pod_name["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name",
+            "{what}: POD_NAME from the downward API"
+        );
+        let args = args_of(pod_spec, &what);
+        assert_eq!(
+            flag_value(&args, "--config", &what),
+            Some("/etc/lookout/config.toml")
+        );
+        assert_eq!(spec["podManagementPolicy"], "Parallel", "{what}");
+
+        // Its own pods only: no other workload's pods match its selector.
+        let selector = &spec["selector"]["matchLabels"];
+        assert!(selects(selector, labels), "{what}: selects its pods");
+        for other in statefulsets.iter().chain(&deployments) {
+            if name_of(other) != prober.name {
+                assert!(
+                    !selects(selector, pod_labels(other)),
+                    "{what}'s selector also matches {}'s pods",
+                    name_of(other)
+                );
+            }
+        }
+        assert_eq!(spec["serviceName"], service["metadata"]["name"], "{what}");
+        assert!(
+            selects(&service["spec"]["selector"], labels),
+            "{what}: behind the headless Service"
+        );
+
+        // The config from the generated ConfigMap; the history on a volume
+        // of each pod's own, where [store] path points; /tmp for SQLite.
+        let volumes: BTreeMap<&str, &Value> = seq(&pod_spec["volumes"], "volumes")
+            .iter()
+            .map(|v| (s(&v["name"], "volume name"), v))
+            .collect();
+        let claims: BTreeSet<&str> = seq(&spec["volumeClaimTemplates"], "volumeClaimTemplates")
+            .iter()
+            .map(name_of)
+            .collect();
+        let mounts: BTreeMap<&str, &str> = seq(&c["volumeMounts"], "volumeMounts")
+            .iter()
+            .map(|m| (s(&m["mountPath"], "mountPath"), s(&m["name"], "mount name")))
+            .collect();
+        assert_eq!(
+            volumes[mounts["/etc/lookout"]]["configMap"]["name"],
+            *generated
+        );
+        assert!(
+            claims.contains(mounts["/var/lib/lookout"]),
+            "{what}: the history on a volumeClaimTemplate"
+        );
+        assert!(
+            config["store"]["path"]
+                .as_str()
+                .unwrap()
+                .starts_with("/var/lib/lookout/")
+        );
+        assert!(volumes.contains_key(mounts["/tmp"]), "{what}: /tmp");
+        assert_eq!(
+            spec["persistentVolumeClaimRetentionPolicy"]["whenScaled"], "Delete",
+            "{what}: a removed shard's volume goes with it"
+        );
+
+        // Probes on the named port, as in the single-instance kit.
+        let port = &seq(&c["ports"], "ports")[0];
+        assert_eq!(port["containerPort"], 9898);
+        assert_eq!(config["server"]["listen"].as_str(), Some("0.0.0.0:9898"));
+        for (probe, path) in [
+            ("livenessProbe", "/healthz"),
+            ("readinessProbe", "/readyz"),
+            ("startupProbe", "/healthz"),
+        ] {
+            assert_eq!(c[probe]["httpGet"]["path"], path, "{what}: {probe}");
+            assert_eq!(c[probe]["httpGet"]["port"], port["name"], "{what}: {probe}");
+        }
+        let svc_port = &seq(&service["spec"]["ports"], "ports")[0];
+        assert_eq!(svc_port["targetPort"], port["name"]);
+
+        // Secrets from the Secret of ../secret.example.yaml.
+        let secret_keys = map(&secret["stringData"], "stringData");
+        for var in secret_env_vars(&config_path) {
+            let entry = seq(&c["env"], "env")
+                .iter()
+                .find(|e| e["name"] == var.as_str())
+                .unwrap_or_else(|| panic!("{what} sets {var}"));
+            let key_ref = &entry["valueFrom"]["secretKeyRef"];
+            assert_eq!(key_ref["name"], secret["metadata"]["name"], "{what}: {var}");
+            assert!(secret_keys.contains_key(s(&key_ref["key"], "key")));
+        }
+        let grace =
+            humantime::parse_duration(config["scheduler"]["shutdown_grace"].as_str().unwrap())
+                .unwrap();
+        let termination = pod_spec["terminationGracePeriodSeconds"].as_u64().unwrap();
+        assert!(Duration::from_secs(termination) > grace, "{what}");
+
+        // Every prober's pod is the same but for its placement.
+        let template = prober_template_without_placement(sts, prober);
+        match &reference {
+            None => reference = Some(template),
+            Some(first) => assert_eq!(
+                &template, first,
+                "{what} differs from {} beyond location, replica and shards",
+                probers[0].name
+            ),
+        }
+    }
+
+    // HA copies of a location: the same shards, told apart by --replica.
+    for location in &locations {
+        let copies: Vec<&Prober> = probers.iter().filter(|p| p.location == *location).collect();
+        let counts: BTreeSet<u32> = copies.iter().map(|p| p.shard_count).collect();
+        assert_eq!(counts.len(), 1, "{location}: one shard count: {counts:?}");
+        if copies.len() > 1 {
+            let replicas: BTreeSet<Option<&str>> =
+                copies.iter().map(|p| p.replica.as_deref()).collect();
+            assert_eq!(
+                replicas.len(),
+                copies.len(),
+                "{location}: distinct replicas"
+            );
+            assert!(
+                !replicas.contains(&None),
+                "{location}: every copy has --replica"
+            );
+        }
+    }
+
+    // The disruption budget covers one location's pods, every copy of
+    // them, and no other's.
+    for pdb in of_kind(&objects, "PodDisruptionBudget") {
+        let selector = &pdb["spec"]["selector"]["matchLabels"];
+        let covered: BTreeSet<&str> = probers
+            .iter()
+            .filter(|p| selects(selector, &p.labels))
+            .map(|p| p.location.as_str())
+            .collect();
+        assert_eq!(
+            covered.len(),
+            1,
+            "{}: one location: {covered:?}",
+            name_of(pdb)
+        );
+        let location = covered.into_iter().next().unwrap();
+        for p in probers.iter().filter(|p| p.location == location) {
+            assert!(
+                selects(selector, &p.labels),
+                "{} covers {}",
+                name_of(pdb),
+                p.name
+            );
+        }
+        assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+    }
+
+    // The ServiceMonitor scrapes the probers' Service, not the view's
+    // (which has no /metrics).
+    let monitor = &objects["servicemonitor.yaml"];
+    let sm_selector = &monitor["spec"]["selector"]["matchLabels"];
+    for svc in of_kind(&objects, "Service") {
+        let is_probers = svc["metadata"]["name"] == service["metadata"]["name"];
+        assert_eq!(
+            selects(sm_selector, &svc["metadata"]["labels"]),
+            is_probers,
+            "the ServiceMonitor selects {}: {}",
+            name_of(svc),
+            is_probers
+        );
+    }
+    let endpoint = &monitor["spec"]["endpoints"][0];
+    assert_eq!(endpoint["port"], service["spec"]["ports"][0]["name"]);
+    // The job is the Service's name, which LookoutDown expects.
+    assert_eq!(service["metadata"]["name"], "lookout");
+    assert!(monitor["spec"].get("jobLabel").is_none());
+}
+
+#[test]
+fn fleet_servicemonitor_labels_each_pod_with_its_location_replica_and_shard() {
+    use lookout::cluster::Shard;
+
+    // The shard regex against lookout's own reading of a pod's name.
+    let monitor = yaml(&fleet_dir().join("servicemonitor.yaml"));
+    let shard_step = seq(
+        &monitor["spec"]["endpoints"][0]["relabelings"],
+        "relabelings",
+    )
+    .iter()
+    .find(|r| r["targetLabel"] == "shard")
+    .expect("a relabelling to `shard`")
+    .clone();
+    assert_eq!(
+        shard_step["sourceLabels"],
+        serde_json::json!(["__meta_kubernetes_pod_name"])
+    );
+    for (pod, want) in [
+        ("lookout-edge-a-2", Some("2")),
+        ("lookout-edge-a-0", Some("0")),
+        ("lookout-internal-0", Some("0")),
+        ("lookout-edge-b-11", Some("11")),
+        ("lookout-2", Some("2")),
+        ("lookout-edge-a", None),
+        ("lookout", None),
+        ("lookout-view-7d9f8b6c4-x2x9q", None),
+    ] {
+        let mut labels =
+            BTreeMap::from([("__meta_kubernetes_pod_name".to_owned(), pod.to_owned())]);
+        relabel(&mut labels, &shard_step);
+        assert_eq!(labels.get("shard").map(String::as_str), want, "{pod}");
+        let lookout_says = Shard::from_pod_name(pod, 64)
+            .ok()
+            .map(|s| s.index().to_string());
+        assert_eq!(
+            lookout_says.as_deref(),
+            want,
+            "{pod}: lookout's shard from the pod's name"
+        );
+    }
+
+    // Every pod the kit creates gets its location, replica and shard.
+    let objects = fleet_manifests();
+    let mut expected = BTreeMap::new();
+    for prober in probers(&objects) {
+        for (ordinal, pod) in prober.pods() {
+            let mut want = BTreeMap::from([
+                ("location".to_owned(), prober.location.clone()),
+                ("shard".to_owned(), ordinal.to_string()),
+            ]);
+            if let Some(r) = &prober.replica {
+                want.insert("replica".to_owned(), r.clone());
+            }
+            let got = fleet_target_labels(&pod, &prober.labels);
+            assert_eq!(got, want, "{pod}");
+            let shard = Shard::from_pod_name(&pod, prober.shard_count).unwrap();
+            assert_eq!(shard.index(), ordinal, "{pod}");
+            expected.insert(
+                pod.clone(),
+                (discovered_pod_labels(&pod, &prober.labels), want),
+            );
+        }
+    }
+    assert!(expected.len() >= 5, "{expected:?}");
+
+    // And Prometheus' own relabelling of those pods, with the endpoint's
+    // relabelings as the operator writes them into the scrape config.
+    let Some(promtool) = tool(
+        "promtool",
+        "promtool check service-discovery (the ServiceMonitor's relabelings)",
+    ) else {
+        return;
+    };
+    let relabel_configs: Vec<Value> = seq(
+        &monitor["spec"]["endpoints"][0]["relabelings"],
+        "relabelings",
+    )
+    .iter()
+    .map(|step| {
+        let mut out = serde_json::Map::new();
+        for (k, v) in map(step, "relabeling") {
+            let key = match k.as_str() {
+                "sourceLabels" => "source_labels",
+                "targetLabel" => "target_label",
+                other => other,
+            };
+            out.insert(key.to_owned(), v.clone());
+        }
+        Value::Object(out)
+    })
+    .collect();
+    let static_configs: Vec<Value> = expected
+        .iter()
+        .map(|(pod, (discovered, _))| {
+            serde_json::json!({ "targets": [format!("{pod}.lookout:9898")], "labels": discovered })
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &file,
+        serde_json::json!({ "scrape_configs": [{
+            "job_name": "lookout",
+            "static_configs": static_configs,
+            "relabel_configs": relabel_configs,
+        }]})
+        .to_string(),
+    )
+    .unwrap();
+    let ran = run(
+        Command::new(promtool)
+            .args(["check", "service-discovery", "--timeout=2s"])
+            .arg(&file)
+            .arg("lookout"),
+        None,
+    );
+    assert!(
+        ran.success,
+        "promtool check service-discovery:\n{}",
+        ran.text()
+    );
+    let targets: Vec<Value> =
+        serde_json::from_str(&ran.stdout).unwrap_or_else(|e| panic!("{e}: {}", ran.stdout));
+    assert_eq!(targets.len(), expected.len(), "{}", ran.stdout);
+    for t in &targets {
+        let instance = s(&t["labels"]["instance"], "instance");
+        let pod = instance.split('.').next().unwrap();
+        let (_, want) = expected
+            .get(pod)
+            .unwrap_or_else(|| panic!("a target for no pod: {t}"));
+        let got: BTreeMap<String, String> = map(&t["labels"], "labels")
+            .iter()
+            .filter(|(k, _)| ["location", "replica", "shard"].contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), s(v, "label").to_owned()))
+            .collect();
+        assert_eq!(&got, want, "{pod}: Prometheus' relabelling");
+    }
+}
+
+/// What `lookout check-config` says one instance runs: the line that names
+/// its shard, location and replica, and the names of its checks and flows.
+fn instance_runs(
+    config: &Path,
+    pod_name: Option<&str>,
+    cluster_args: &[String],
+) -> (String, BTreeSet<String>) {
+    let mut cmd = lookout();
+    cmd.arg("check-config")
+        .arg(config)
+        .args(cluster_args)
+        .env("PLATFORM_API_KEY", "dummy-key-for-check-config")
+        .env_remove("POD_NAME")
+        .env_remove("HOSTNAME");
+    if let Some(pod) = pod_name {
+        cmd.env("POD_NAME", pod);
+    }
+    let ran = run(&mut cmd, None);
+    assert!(
+        ran.success,
+        "check-config {} {cluster_args:?} (POD_NAME {pod_name:?}):\n{}",
+        config.display(),
+        ran.text()
+    );
+    let placement = ran.stdout.lines().nth(1).unwrap_or_default().to_owned();
+    let names = ran
+        .stdout
+        .lines()
+        .filter(|l| l.contains('\t'))
+        .map(|l| l.split('\t').next().unwrap().to_owned())
+        .collect();
+    (placement, names)
+}
+
+/// Each location's StatefulSets, pod by pod, run what lookout says that
+/// location runs, each check exactly once per copy; every check runs in
+/// some location of the kit.
+#[test]
+fn fleet_pods_run_each_check_once_per_location() {
+    let config = fleet_dir().join("config.toml");
+    let objects = fleet_manifests();
+    let probers = probers(&objects);
+    let (_, all) = instance_runs(&config, None, &[]);
+    assert!(all.len() >= 3, "{all:?}");
+    let mut anywhere = BTreeSet::new();
+    for prober in &probers {
+        let location_args = ["--location".to_owned(), prober.location.clone()];
+        let (_, expected) = instance_runs(&config, None, &location_args);
+        assert!(!expected.is_empty(), "{} runs something", prober.location);
+        anywhere.extend(expected.iter().cloned());
+        let mut runs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (ordinal, pod) in prober.pods() {
+            let (placement, names) = instance_runs(&config, Some(&pod), &prober.cluster_args);
+            // Of as many shards as the StatefulSet has pods.
+            let want = format!(
+                "shard {ordinal}/{} (location {}, replica {}):",
+                prober.replicas,
+                prober.location,
+                prober.replica.as_deref().unwrap_or("-")
+            );
+            assert!(placement.starts_with(&want), "{pod}: {placement}");
+            for name in names {
+                runs.entry(name).or_default().push(pod.clone());
+            }
+        }
+        assert_eq!(
+            runs.keys().cloned().collect::<BTreeSet<_>>(),
+            expected,
+            "{}: its pods run the location's checks",
+            prober.name
+        );
+        for (check, pods) in &runs {
+            assert_eq!(pods.len(), 1, "{check} runs on {pods:?}");
+        }
+    }
+    assert_eq!(anywhere, all, "every check runs in some location");
+}
+
+#[test]
+fn fleet_view_reads_the_fleet_from_a_prometheus_the_docs_name() {
+    let objects = fleet_manifests();
+    let view = of_kind(&objects, "Deployment");
+    assert_eq!(view.len(), 1);
+    let view = view[0];
+    let what = format!("Deployment {}", name_of(view));
+    let pod_spec = &view["spec"]["template"]["spec"];
+    let c = assert_hardened(pod_spec, &what);
+    let args = args_of(pod_spec, &what);
+    assert!(args.contains(&"view".to_owned()), "{what}: {args:?}");
+    assert!(!args.contains(&"run".to_owned()), "{what}: {args:?}");
+
+    // The Prometheus it reads: a Service of this kit, or one the docs name
+    // (the operator's `prometheus-operated`).
+    let url_text = flag_value(&args, "--prometheus", &what).expect("--prometheus");
+    let url = reqwest::Url::parse(url_text).unwrap();
+    let host = url.host_str().unwrap();
+    let service = host.split('.').next().unwrap();
+    assert!(
+        host.ends_with(".svc") || host.ends_with(".svc.cluster.local") || !host.contains('.'),
+        "{what}: --prometheus names a Service: {host}"
+    );
+    let in_kit = of_kind(&objects, "Service")
+        .iter()
+        .any(|svc| name_of(svc) == service);
+    let readme = read(&deploy("README.md"));
+    assert!(
+        in_kit || readme.contains(url_text),
+        "{what}: --prometheus {url_text} is neither in the kit nor in deploy/README.md"
+    );
+    // The kit watches the Prometheus the view reads.
+    let config_path = fleet_dir().join("config.toml");
+    let config = toml_file(&config_path);
+    let watched = config["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["url"].as_str())
+        .filter_map(|u| reqwest::Url::parse(u).ok())
+        .any(|u| u.origin() == url.origin());
+    assert!(watched, "a check of {url_text} in config.toml");
+
+    // Listens where its port, probes and Service say.
+    let listen: std::net::SocketAddr = flag_value(&args, "--listen", &what)
+        .expect("--listen (the config's [server] listen is the probers')")
+        .parse()
+        .unwrap();
+    assert!(listen.ip().is_unspecified(), "{what}: {listen}");
+    let port = &seq(&c["ports"], "ports")[0];
+    assert_eq!(port["containerPort"], listen.port());
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    for probe in ["readinessProbe", "livenessProbe", "startupProbe"] {
+        assert_eq!(c[probe]["httpGet"]["port"], port["name"], "{probe}");
+    }
+    let labels = pod_labels(view);
+    assert!(selects(&view["spec"]["selector"]["matchLabels"], labels));
+    let services: Vec<&Value> = of_kind(&objects, "Service")
+        .into_iter()
+        .filter(|svc| selects(&svc["spec"]["selector"], labels))
+        .collect();
+    assert_eq!(services.len(), 1, "one Service in front of the view");
+    let svc_port = &services[0]["spec"]["ports"][0];
+    assert_eq!(svc_port["targetPort"], port["name"]);
+    assert_eq!(svc_port["port"], listen.port());
+    for prober in probers(&objects) {
+        assert!(
+            !selects(&services[0]["spec"]["selector"], &prober.labels),
+            "the view's Service does not pick {}",
+            prober.name
+        );
+    }
+    // The view's own checks in config.toml reach it through that Service.
+    let view_url = format!("http://{}:{}/", name_of(services[0]), listen.port());
+    assert!(
+        read(&config_path).contains(&view_url),
+        "config.toml checks {view_url}"
+    );
+
+    // The config it loads, and the secrets that config needs.
+    assert_eq!(
+        flag_value(&args, "--config", &what),
+        Some("/etc/lookout/config.toml")
+    );
+    let mounts = seq(&c["volumeMounts"], "volumeMounts");
+    let config_mount = mounts
+        .iter()
+        .find(|m| m["mountPath"] == "/etc/lookout")
+        .expect("the config mounted");
+    let volume = seq(&pod_spec["volumes"], "volumes")
+        .iter()
+        .find(|v| v["name"] == config_mount["name"])
+        .unwrap();
+    let kz = yaml(&fleet_dir().join("kustomization.yaml"));
+    assert_eq!(
+        volume["configMap"]["name"],
+        kz["configMapGenerator"][0]["name"]
+    );
+    for var in secret_env_vars(&config_path) {
+        assert!(
+            seq(&c["env"], "env")
+                .iter()
+                .any(|e| e["name"] == var.as_str()
+                    && e["valueFrom"]["secretKeyRef"]["name"] == "lookout-secrets"),
+            "{what}: {var} from the Secret"
+        );
+    }
+}
+
 fn generated_prometheusrule(rule_files: &[PathBuf]) -> String {
     const HEADER: &[&str] = &[
         "# GENERATED from deploy/prometheus/rules/*.yml by tests/it/deploy.rs: do not",
@@ -1145,12 +2718,12 @@ fn prometheusrule_carries_the_rules_of_deploy_prometheus() {
     );
 }
 
-#[test]
-fn servicemonitor_and_prometheusrule_are_well_formed() {
-    // ServiceMonitor (monitoring.coreos.com/v1).
-    let sm = k8s("servicemonitor.yaml");
+/// A ServiceMonitor (monitoring.coreos.com/v1) with only the fields the
+/// operator knows (a typo would be ignored, not rejected), durations that
+/// parse, and relabelings whose actions and regexes Prometheus takes.
+fn assert_servicemonitor_well_formed(sm: &Value) {
     only_keys(
-        &sm,
+        sm,
         &["apiVersion", "kind", "metadata", "spec"],
         "ServiceMonitor",
     );
@@ -1195,7 +2768,60 @@ fn servicemonitor_and_prometheusrule_are_well_formed() {
         let interval = prom_duration(s(&e["interval"], "interval")).expect("interval");
         let timeout = prom_duration(s(&e["scrapeTimeout"], "scrapeTimeout")).expect("timeout");
         assert!(timeout <= interval, "scrapeTimeout <= interval");
+        for r in e
+            .get("relabelings")
+            .map_or(&[][..], |r| seq(r, "relabelings"))
+        {
+            only_keys(
+                r,
+                &[
+                    "sourceLabels",
+                    "separator",
+                    "targetLabel",
+                    "regex",
+                    "modulus",
+                    "replacement",
+                    "action",
+                ],
+                "relabeling",
+            );
+            let action = r.get("action").map_or("replace", |a| s(a, "action"));
+            assert!(
+                [
+                    "replace",
+                    "keep",
+                    "drop",
+                    "hashmod",
+                    "labelmap",
+                    "labeldrop",
+                    "labelkeep",
+                    "lowercase",
+                    "uppercase",
+                    "keepequal",
+                    "dropequal",
+                ]
+                .contains(&action.to_ascii_lowercase().as_str()),
+                "relabeling action {action}"
+            );
+            if let Some(regex) = r.get("regex") {
+                regex::Regex::new(&format!("^(?:{})$", s(regex, "regex")))
+                    .unwrap_or_else(|e| panic!("relabeling regex {regex}: {e}"));
+            }
+            if action.eq_ignore_ascii_case("replace") {
+                assert!(
+                    r["targetLabel"].is_string(),
+                    "replace needs targetLabel: {r}"
+                );
+                assert!(!seq(&r["sourceLabels"], "sourceLabels").is_empty());
+            }
+        }
     }
+}
+
+#[test]
+fn servicemonitor_and_prometheusrule_are_well_formed() {
+    assert_servicemonitor_well_formed(&k8s("servicemonitor.yaml"));
+    assert_servicemonitor_well_formed(&yaml(&fleet_dir().join("servicemonitor.yaml")));
 
     // PrometheusRule (monitoring.coreos.com/v1).
     let pr = k8s("prometheusrule.yaml");
