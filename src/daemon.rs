@@ -202,6 +202,15 @@ impl Control {
 
 /// Settings read once at start: a reload that changes them says so.
 fn warn_restart_only(old: &Config, new: &Config) {
+    if new.cluster != old.cluster {
+        tracing::warn!(
+            shard = %new.cluster.shard,
+            location = new.cluster.location.as_deref().unwrap_or("-"),
+            replica = new.cluster.replica.as_deref().unwrap_or("-"),
+            "[cluster] changed: the checks are placed anew now; the history file and the \
+             per-target limit follow at the next restart"
+        );
+    }
     for (what, same) in [
         ("server.listen", new.listen == old.listen),
         (

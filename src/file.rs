@@ -25,10 +25,9 @@ pub enum Kind {
     /// The config file: 64 MiB (a flat check is some 150 bytes).
     Config,
     /// A secret file (`[secrets] name = { file = "…" }`): 16 KiB, twice
-    /// what most servers take for all request headers together (8 KiB), and
-    /// small enough that building the redactor for it stays fast (its
-    /// matcher is built in time quadratic in a repetitive secret's length:
-    /// 0.5 s for 16 KiB of one letter, 10 s for 64 KiB).
+    /// what most servers take for all request headers together (8 KiB), so
+    /// no credential that can be sent is refused, and a file of something
+    /// else is (the redactor indexes every 8-character run of a secret).
     Secret,
     /// A PEM file: a CA bundle, a certificate chain or a private key: 1 MiB
     /// (the Mozilla root bundle is about 220 KiB).

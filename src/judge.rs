@@ -23,9 +23,11 @@ const MAX_QUOTE: usize = 160;
 const MAX_EXAMINED: usize = 64 * 1024;
 
 /// What is dropped in front of that cut, so that a piece of a secret too
-/// short for the redactor to know it (fewer than `PIECE_CHARS` characters,
-/// each escaped in up to 12 bytes) cannot be left standing at it.
-const CUT_MARGIN: usize = 128;
+/// short for the redactor to know it (fewer than `PIECE_CHARS` characters)
+/// cannot be left standing at it: each such character takes at most 40
+/// bytes escaped (an HTML reference), so 7 take 280, and escaped again
+/// more; 1 KiB of the 64 KiB read is never shown anyway.
+const CUT_MARGIN: usize = 1024;
 
 /// One item of `expect.status`: `200`, `"2xx"`, `"200-299"`, and any of
 /// them negated with `!` or `not ` (`"!404"`: the route exists).

@@ -354,14 +354,12 @@ fn view(
             }
         },
     };
-    let listen = listen
-        .or(settings.listen)
-        .or(config.as_ref().map(|c| c.listen))
-        .unwrap_or_else(|| {
-            DEFAULT_VIEW_LISTEN
-                .parse()
-                .expect("the default view address parses")
-        });
+    // Not `[server] listen`: that is the daemon's, often on the same host.
+    let listen = listen.or(settings.listen).unwrap_or_else(|| {
+        DEFAULT_VIEW_LISTEN
+            .parse()
+            .expect("the default view address parses")
+    });
     let source = match Source::new(&url, settings.timeout) {
         Ok(s) => s,
         Err(e) => {
@@ -398,34 +396,11 @@ fn view(
                 return ExitCode::FAILURE;
             }
         };
-        wait_for_stop().await;
+        wait_for_signal(None).await;
         tracing::info!("shutting down");
         viewer.shutdown().await;
         ExitCode::SUCCESS
     })
-}
-
-/// SIGTERM or Ctrl-C.
-async fn wait_for_stop() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 fn hash_password(cost: u32) -> ExitCode {
@@ -471,7 +446,7 @@ fn run(path: &std::path::Path, overrides: &config::ClusterOverrides, options: Op
                 return ExitCode::FAILURE;
             }
         };
-        wait_for_signal(&daemon).await;
+        wait_for_signal(Some(&daemon)).await;
         tracing::info!("shutting down");
         daemon.shutdown().await;
         ExitCode::SUCCESS
@@ -489,6 +464,13 @@ fn report(
     use lookout::report::{Report, markdown};
     use std::io::Write as _;
 
+    if prometheus.is_some() && *overrides != config::ClusterOverrides::default() {
+        eprintln!(
+            "--shard, --shard-count, --location and --replica do not apply to a global report \
+             (--prometheus): it covers the whole fleet"
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    }
     let path = match (path, prometheus) {
         (Some(p), _) => Some(p),
         (None, None) => Some(std::path::Path::new("config.toml")),
@@ -539,6 +521,10 @@ fn report(
                     &snapshot.view(config.as_ref()),
                     url.as_str().trim_end_matches('/'),
                     previous.as_ref(),
+                    &config
+                        .as_ref()
+                        .map(|c| c.redactor.clone())
+                        .unwrap_or_default(),
                 ),
                 Err(e) => {
                     eprintln!("{e}");
@@ -583,8 +569,9 @@ fn report(
     }
 }
 
-/// Waits for SIGTERM or SIGINT; SIGHUP reloads the config meanwhile.
-async fn wait_for_signal(daemon: &Daemon) {
+/// Waits for SIGTERM or SIGINT; SIGHUP reloads the daemon's config
+/// meanwhile (`lookout view` has none to reload).
+async fn wait_for_signal(daemon: Option<&Daemon>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -604,11 +591,14 @@ async fn wait_for_signal(daemon: &Daemon) {
             tokio::select! {
                 _ = term.recv() => return,
                 _ = tokio::signal::ctrl_c() => return,
-                _ = hup.recv() => {
-                    tracing::info!("SIGHUP: reloading the config");
-                    // The outcome is logged and in the reload metrics.
-                    let _ = daemon.reload().await;
-                }
+                _ = hup.recv() => match daemon {
+                    Some(daemon) => {
+                        tracing::info!("SIGHUP: reloading the config");
+                        // The outcome is logged and in the reload metrics.
+                        let _ = daemon.reload().await;
+                    }
+                    None => tracing::info!("SIGHUP: nothing to reload"),
+                },
             }
         }
     }

@@ -38,6 +38,12 @@ impl<'a> LineIndex<'a> {
         LineIndex { source, starts }
     }
 
+    /// The 1-based line of byte `offset`: a binary search, no scan.
+    pub fn line(&self, offset: usize) -> usize {
+        let offset = offset.min(self.source.len());
+        self.starts.partition_point(|&start| start <= offset).max(1)
+    }
+
     /// The 1-based line and column (in characters) of byte `offset`;
     /// offsets past the end count as the end.
     pub fn location(&self, file: &str, offset: usize) -> Location {
@@ -72,6 +78,9 @@ pub enum ConfigError {
         #[source]
         source: crate::file::ReadError,
     },
+    /// A command-line option that overrides the file (`--shard`, `--location`…).
+    #[error("{option}: {message}")]
+    Option { option: String, message: String },
     /// Everything else: where, which field, and what is wrong.
     #[error("{location}: {field}: {message}")]
     Invalid {

@@ -53,8 +53,8 @@ pub struct Config {
     pub max_concurrent_probes: usize,
     /// Runs against one origin (scheme, host, port) at once: a target that
     /// hangs can hold this many slots, never the whole limit. With `n`
-    /// shards, this shard's part of the configured value: `ceil(value / n)`,
-    /// so a location's shards together keep to what was configured.
+    /// shards, this shard's part of the configured value (the parts add up
+    /// to it; each is at least 1).
     pub max_concurrent_per_target: usize,
     pub shutdown_grace: Duration,
     pub checks: Vec<Arc<Check>>,

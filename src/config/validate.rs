@@ -61,7 +61,7 @@ impl Ctx<'_> {
 
     /// The 1-based line of a byte offset.
     fn line(&self, offset: usize) -> usize {
-        self.lines.location("", offset).line
+        self.lines.line(offset)
     }
 }
 
@@ -113,10 +113,7 @@ pub(super) fn validate(
 
     let cluster = cluster(&ctx, &raw.cluster, overrides, env)?;
     let view = view_settings(&ctx, &raw.view)?;
-    // The limit is the fleet's in each location: shards share it, each
-    // taking an equal part (rounded up, at least one).
-    let max_concurrent_per_target =
-        max_concurrent_per_target.div_ceil(cluster.shard.count() as usize);
+    let max_concurrent_per_target = share(max_concurrent_per_target, cluster.shard);
     let store = store_settings(&ctx, &raw.store, &cluster)?;
     let server = server_settings(&ctx, &raw.server)?;
     let secrets = load_secrets(&ctx, &raw.secrets, env)?;
@@ -275,10 +272,17 @@ fn view_settings(ctx: &Ctx<'_>, raw: &super::raw::RawView) -> Result<ViewSetting
 /// A Prometheus HTTP API base URL: http or https, a host, no credentials
 /// in it (they would show in errors and on the page).
 pub fn prometheus_url(text: &str) -> Result<Url, String> {
-    let url = Url::parse(text).map_err(|e| format!("invalid URL {text:?}: {e}"))?;
+    // Quoted without what may be a password: `https://u:…@host`.
+    let shown = match (text.find("://"), text.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}…{}", &text[..scheme + 3], &text[at..])
+        }
+        _ => text.to_owned(),
+    };
+    let url = Url::parse(text).map_err(|e| format!("invalid URL {shown:?}: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(format!(
-            "{text:?} is not an http:// or https:// URL with a host"
+            "{shown:?} is not an http:// or https:// URL with a host"
         ));
     }
     if !url.username().is_empty() || url.password().is_some() {
@@ -299,23 +303,32 @@ fn cluster(
     overrides: &ClusterOverrides,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Cluster, ConfigError> {
-    let whole = 0..0;
-    let span = |s: Option<std::ops::Range<usize>>| s.unwrap_or(whole.clone());
-    let from_pod = |count: u32, span: std::ops::Range<usize>, field: &str| {
+    // Where a bad value came from: the file (file:line:col and the field)
+    // or the command line (the option).
+    let bad =
+        |at: Option<std::ops::Range<usize>>, field: &str, option: &str, message: String| match at {
+            Some(span) => ctx.err(span, field, message),
+            None => ConfigError::Option {
+                option: option.to_owned(),
+                message,
+            },
+        };
+    let from_pod = |count: u32, at: Option<std::ops::Range<usize>>| {
         let name = env("POD_NAME")
             .or_else(|| env("HOSTNAME"))
             .unwrap_or_default();
-        Shard::from_pod_name(&name, count).map_err(|e| ctx.err(span, field, e.to_string()))
+        Shard::from_pod_name(&name, count)
+            .map_err(|e| bad(at, "cluster.shard_count", "--shard-count", e.to_string()))
     };
     let shard = match (overrides.shard, overrides.shard_count) {
         (Some(shard), _) => shard,
-        (None, Some(count)) => from_pod(count, whole.clone(), "--shard-count")?,
+        (None, Some(count)) => from_pod(count, None)?,
         (None, None) => match (&raw.shard, &raw.shard_count) {
             (Some(text), _) => text
                 .get_ref()
                 .parse::<Shard>()
                 .map_err(|e| ctx.err(text.span(), "cluster.shard", e.to_string()))?,
-            (None, Some(count)) => from_pod(*count.get_ref(), count.span(), "cluster.shard_count")?,
+            (None, Some(count)) => from_pod(*count.get_ref(), Some(count.span()))?,
             (None, None) => Shard::ALL,
         },
     };
@@ -328,13 +341,15 @@ fn cluster(
             (None, Some(v)) => (v.get_ref().clone(), Some(v.span())),
             (None, None) => return Ok(None),
         };
+        let what = field.trim_start_matches("cluster.");
         if !place_name(&value) {
-            return Err(ctx.err(
-                span(at),
+            return Err(bad(
+                at,
                 field,
+                &format!("--{what}"),
                 format!(
-                    "{value:?} is not a {} name: 1 to {MAX_PLACE_NAME} letters, digits,                      '-', '_' or '.', starting with a letter or digit",
-                    field.trim_start_matches("cluster.")
+                    "{value:?} is not a {what} name: 1 to {MAX_PLACE_NAME} letters, digits, \
+                     '-', '_' or '.', starting with a letter or digit"
                 ),
             ));
         }
@@ -350,6 +365,15 @@ fn cluster(
         location,
         replica,
     })
+}
+
+/// Shard `i`'s part of a limit that the `n` shards of one location share:
+/// `limit / n`, plus one for the first `limit % n` shards, so the parts add
+/// up to the limit; at least one, so when the limit is below `n` the
+/// shards together may use `n`.
+fn share(limit: usize, shard: Shard) -> usize {
+    let (n, i) = (shard.count() as usize, shard.index() as usize);
+    (limit / n + usize::from(i < limit % n)).max(1)
 }
 
 /// A location or replica name: it names files and Prometheus label values.
@@ -647,23 +671,24 @@ fn store_settings(
 }
 
 /// The history file of this instance: with a location, a shard of several
-/// or a replica, each goes into the name (`lookout.db` becomes
-/// `lookout-eu-west-shard2of3-b.db`), so instances that share a config and
-/// a host never share a file.
+/// or a replica, each goes into the name, keyed (`lookout.db` becomes
+/// `lookout-location=eu-west-shard=2of3-replica=b.db`), so instances that
+/// share a config and a host never share a file: place names hold no `=`,
+/// so no two placements give one name.
 fn per_instance(path: &Path, cluster: &Cluster) -> std::path::PathBuf {
     let mut tag = String::new();
     if let Some(location) = &cluster.location {
-        tag.push_str(&format!("-{location}"));
+        tag.push_str(&format!("-location={location}"));
     }
     if cluster.shard.is_sharded() {
         tag.push_str(&format!(
-            "-shard{}of{}",
+            "-shard={}of{}",
             cluster.shard.index(),
             cluster.shard.count()
         ));
     }
     if let Some(replica) = &cluster.replica {
-        tag.push_str(&format!("-{replica}"));
+        tag.push_str(&format!("-replica={replica}"));
     }
     if tag.is_empty() {
         return path.to_path_buf();

@@ -342,16 +342,42 @@ impl Snapshot {
         configured: Option<&Flow>,
         redactor: &crate::secret::Redactor,
     ) -> FlowView {
-        let one = m.representative(&self.locations);
-        let state = m.state();
-        // Step order from the config; without it, by name.
+        // Step order from the config; without it, by name (Prometheus
+        // keeps no order, and a step that was skipped reads as failed).
         let names: Vec<String> = match configured {
             Some(f) => f.steps.iter().map(|s| s.name.clone()).collect(),
-            None => one.map_or_else(Vec::new, |s| s.steps.keys().cloned().collect()),
+            None => {
+                let mut all: Vec<String> = m
+                    .seen
+                    .values()
+                    .flat_map(|s| s.steps.keys().cloned())
+                    .collect();
+                all.sort();
+                all.dedup();
+                all
+            }
         };
+        // Each location's status: its first failing step's, else its last
+        // step's, in that order; the diagnosis reads it.
+        let mut m = m.clone();
+        for s in m.seen.values_mut() {
+            let ordered = names.iter().filter_map(|n| s.steps.get(n));
+            s.status = ordered
+                .clone()
+                .find(|(ok, _)| !ok)
+                .or_else(|| ordered.clone().next_back())
+                .and_then(|(_, code)| *code);
+        }
+        let m = &m;
+        let one = m.representative(&self.locations);
+        let state = m.state();
+        let first_failed = names
+            .iter()
+            .position(|n| one.and_then(|s| s.steps.get(n)).is_some_and(|(ok, _)| !ok));
         let steps: Vec<StepView> = names
             .iter()
-            .map(|name| {
+            .enumerate()
+            .map(|(i, name)| {
                 let step = configured.and_then(|f| f.steps.iter().find(|s| &s.name == name));
                 let result = one.and_then(|s| s.steps.get(name));
                 StepView {
@@ -364,6 +390,11 @@ impl Snapshot {
                     state: match result {
                         None => "pending",
                         Some((true, _)) => "passed",
+                        // In config order, steps after the first failure
+                        // did not run.
+                        Some((false, _)) if configured.is_some() && first_failed < Some(i) => {
+                            "skipped"
+                        }
                         Some((false, _)) => "failed",
                     },
                     outcome: None,
@@ -474,6 +505,64 @@ mod tests {
             m.diagnosis(&places).as_deref(),
             Some("fails from a (502), passes from c (200) (b down)")
         );
+    }
+
+    /// A flow's steps in the config's order: after the first failure they
+    /// were skipped, and the flow's status is the failing step's.
+    #[test]
+    fn flow_steps_follow_the_config_order() {
+        let config = crate::config::from_str(
+            "[store]\npath = \":memory:\"\n[[flows]]\nname = \"reg\"\n\
+             [[flows.steps]]\nname = \"create\"\nurl = \"http://127.0.0.1:9/\"\n\
+             [[flows.steps]]\nname = \"attach\"\nurl = \"http://127.0.0.1:9/\"\n\
+             [[flows.steps]]\nname = \"verify\"\nurl = \"http://127.0.0.1:9/\"\n",
+            std::path::Path::new("t.toml"),
+            &|_| None,
+        )
+        .unwrap();
+        let steps: BTreeMap<String, (bool, Option<u16>)> = [
+            ("create".to_owned(), (false, Some(500))),
+            ("attach".to_owned(), (false, Some(0))),
+            ("verify".to_owned(), (false, Some(0))),
+        ]
+        .into();
+        let snapshot = Snapshot {
+            flows: vec![Monitor {
+                name: "reg".into(),
+                group: "default".into(),
+                seen: [(
+                    "eu".to_owned(),
+                    Seen {
+                        ok: false,
+                        steps,
+                        steps_passed: Some(0.0),
+                        steps_total: Some(3.0),
+                        ..Seen::default()
+                    },
+                )]
+                .into(),
+                quorum_failing: Some(true),
+                ..Monitor::default()
+            }],
+            ..Snapshot::default()
+        };
+        let view = snapshot.view(Some(&config));
+        let flow = &view.flows[0];
+        let states: Vec<(&str, &str)> = flow
+            .steps
+            .iter()
+            .map(|s| (s.name.as_str(), s.state))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("create", "failed"),
+                ("attach", "skipped"),
+                ("verify", "skipped")
+            ]
+        );
+        assert_eq!(flow.reason.as_deref(), Some("fails from eu (500)"));
+        assert_eq!(flow.failed_step.as_deref(), Some("create"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! answers' types; the body is read here, so its size is bounded.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::future::try_join_all;
@@ -12,10 +13,20 @@ use prometheus_http_query::response::{Data, PromqlResult};
 use url::Url;
 
 use super::{Monitor, Place, Seen, Snapshot};
+use crate::judge::clean;
+use crate::probe::http::root_cause;
+use crate::secret::Redactor;
 
 /// The largest answer one query may return: 10,000 checks in 3 locations
 /// come to about 4 MB.
 const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
+
+/// The most all of one read's answers may hold together.
+const MAX_READ_BYTES: usize = 256 * 1024 * 1024;
+
+/// The most series one answer may hold (10,000 checks in 3 locations is
+/// 30,000; a flow's steps multiply that).
+const MAX_SERIES: usize = 2_000_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -98,17 +109,15 @@ type Series = (Labels, f64);
 /// One answer: each series' labels and value.
 type Answer = Vec<Series>;
 
+/// The API's answer: a plain struct, so serde reads `data` straight into
+/// its type (an internally tagged enum would buffer the whole document).
 #[derive(serde::Deserialize)]
-#[serde(tag = "status", rename_all = "lowercase")]
-enum Envelope {
-    Success {
-        data: PromqlResult,
-    },
-    Error {
-        #[serde(rename = "errorType")]
-        kind: String,
-        error: String,
-    },
+struct Envelope {
+    status: String,
+    data: Option<PromqlResult>,
+    #[serde(rename = "errorType")]
+    error_type: Option<String>,
+    error: Option<String>,
 }
 
 impl Source {
@@ -140,7 +149,8 @@ impl Source {
     /// Every query once, together, within the timeout.
     pub async fn snapshot(&self) -> Result<Snapshot, QueryError> {
         let at = chrono::Utc::now();
-        let all = try_join_all(q::ALL.iter().map(|query| self.instant(query)));
+        let budget = AtomicUsize::new(MAX_READ_BYTES);
+        let all = try_join_all(q::ALL.iter().map(|query| self.instant(query, &budget)));
         let answers = match tokio::time::timeout(self.timeout, all).await {
             Ok(answers) => answers?,
             Err(_) => {
@@ -161,7 +171,7 @@ impl Source {
         Ok(assemble(at, &get))
     }
 
-    async fn instant(&self, query: &str) -> Result<Answer, QueryError> {
+    async fn instant(&self, query: &str, budget: &AtomicUsize) -> Result<Answer, QueryError> {
         let failed = |message: String| QueryError::Failed {
             url: self.url.clone(),
             message,
@@ -172,17 +182,34 @@ impl Source {
             .timeout(self.timeout.as_millis() as i64)
             .get_raw()
             .await
-            .map_err(|e| failed(describe(&e)))?;
-        let body = capped(response, MAX_ANSWER_BYTES).await.map_err(&failed)?;
+            .map_err(|e| failed(root_cause(&e)))?;
+        let body = capped(response, MAX_ANSWER_BYTES, budget)
+            .await
+            .map_err(&failed)?;
         let envelope: Envelope = serde_json::from_slice(&body).map_err(|e| {
             failed(format!(
                 "the answer to {query:?} is not the API's JSON: {e}"
             ))
         })?;
         let data = match envelope {
-            Envelope::Success { data } => data,
-            Envelope::Error { kind, error } => {
-                return Err(failed(format!("{kind} for {query:?}: {error}")));
+            Envelope {
+                status,
+                data: Some(data),
+                ..
+            } if status == "success" => data,
+            Envelope {
+                error_type, error, ..
+            } => {
+                // Prometheus' own words, cut short like any remote text.
+                let said = clean(
+                    &format!(
+                        "{}: {}",
+                        error_type.as_deref().unwrap_or("error"),
+                        error.as_deref().unwrap_or("no reason given")
+                    ),
+                    &Redactor::default(),
+                );
+                return Err(failed(format!("{query:?}: {said}")));
             }
         };
         let Data::Vector(vector) = data.data() else {
@@ -190,6 +217,12 @@ impl Source {
                 "{query:?} did not answer an instant vector"
             )));
         };
+        if vector.len() > MAX_SERIES {
+            return Err(failed(format!(
+                "{query:?} answered {} series, more than {MAX_SERIES}",
+                vector.len()
+            )));
+        }
         Ok(vector
             .iter()
             .map(|v| {
@@ -204,26 +237,30 @@ impl Source {
     }
 }
 
-/// The innermost cause, without reqwest's outer text.
-fn describe(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut current = e;
-    while let Some(next) = current.source() {
-        current = next;
-    }
-    current.to_string()
-}
-
-/// The body, or an error once it passes `cap` bytes.
-async fn capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<u8>, String> {
+/// The body, or an error once it passes `cap` bytes or what is left of
+/// the read's `budget`.
+async fn capped(
+    mut response: reqwest::Response,
+    cap: usize,
+    budget: &AtomicUsize,
+) -> Result<Vec<u8>, String> {
     let status = response.status();
     let mut body = Vec::new();
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| format!("reading the answer failed: {}", describe(&e)))?
+        .map_err(|e| format!("reading the answer failed: {}", root_cause(&e)))?
     {
         if body.len() + chunk.len() > cap {
             return Err(format!("an answer was larger than {cap} bytes"));
+        }
+        let taken = budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+            left.checked_sub(chunk.len())
+        });
+        if taken.is_err() {
+            return Err(format!(
+                "the answers of one read came to more than {MAX_READ_BYTES} bytes"
+            ));
         }
         body.extend_from_slice(&chunk);
     }
@@ -335,17 +372,6 @@ fn assemble<'a>(at: chrono::DateTime<chrono::Utc>, get: &dyn Fn(&str) -> &'a [Se
     in_flow(q::STEP_STATUS, &|s, l, v| {
         s.steps.entry(label(l, "step").to_owned()).or_default().1 = u16::try_from(v as i64).ok();
     });
-    // A flow's status: its first failing step's (or its last step's).
-    for m in flows.values_mut() {
-        for s in m.seen.values_mut() {
-            s.status = s
-                .steps
-                .values()
-                .find(|(ok, _)| !ok)
-                .or_else(|| s.steps.values().last())
-                .and_then(|(_, code)| *code);
-        }
-    }
     let mut locations: BTreeMap<String, Place> = BTreeMap::new();
     for (l, v) in get(q::PLACE_SCORE) {
         locations

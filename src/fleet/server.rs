@@ -52,9 +52,22 @@ struct Latest {
     error: Option<String>,
 }
 
+/// What the routes answer, made once per read rather than per request.
+struct Shown {
+    json: bytes::Bytes,
+    html: Option<bytes::Bytes>,
+}
+
 #[derive(Clone)]
 struct ViewState {
+    shown: Arc<RwLock<Arc<Shown>>>,
     latest: Arc<RwLock<Latest>>,
+}
+
+/// What the refresh task needs to make a [`Shown`].
+struct Making {
+    latest: Arc<RwLock<Latest>>,
+    shown: Arc<RwLock<Arc<Shown>>>,
     config: Arc<Option<Config>>,
     prometheus: Arc<str>,
 }
@@ -79,16 +92,27 @@ impl Viewer {
             addr: options.listen,
             source,
         })?;
-        let state = ViewState {
-            latest: Arc::default(),
+        let latest: Arc<RwLock<Latest>> = Arc::default();
+        let making = Making {
+            latest: latest.clone(),
+            shown: Arc::new(RwLock::new(Arc::new(Shown {
+                json: bytes::Bytes::new(),
+                html: None,
+            }))),
             config: Arc::new(options.config),
             prometheus: options.source.url().into(),
+        };
+        // Something to show before the first read answers.
+        making.publish().await;
+        let state = ViewState {
+            shown: making.shown.clone(),
+            latest,
         };
         let stop = CancellationToken::new();
         let refresher = tokio::spawn(refresh(
             options.source,
             options.refresh,
-            state.latest.clone(),
+            making,
             stop.clone(),
         ));
         let app = Router::new()
@@ -132,12 +156,7 @@ impl Viewer {
 }
 
 /// Reads the fleet at once, then every `every`, until `stop`.
-async fn refresh(
-    source: Source,
-    every: Duration,
-    latest: Arc<RwLock<Latest>>,
-    stop: CancellationToken,
-) {
+async fn refresh(source: Source, every: Duration, making: Making, stop: CancellationToken) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -149,29 +168,54 @@ async fn refresh(
             _ = stop.cancelled() => return,
             read = source.snapshot() => read,
         };
-        let mut l = latest.write().unwrap_or_else(|p| p.into_inner());
-        match read {
-            Ok(snapshot) => {
-                if l.error.is_some() {
-                    tracing::info!("Prometheus answers again");
+        {
+            let mut l = making.latest.write().unwrap_or_else(|p| p.into_inner());
+            match read {
+                Ok(snapshot) => {
+                    if l.error.is_some() {
+                        tracing::info!("Prometheus answers again");
+                    }
+                    l.fetched_at = Some(snapshot.at);
+                    l.snapshot = Some(snapshot);
+                    l.error = None;
                 }
-                l.fetched_at = Some(snapshot.at);
-                l.snapshot = Some(snapshot);
-                l.error = None;
-            }
-            Err(e) => {
-                if l.error.is_none() {
-                    tracing::warn!(error = %e, "reading the fleet failed; showing the last picture");
+                Err(e) => {
+                    if l.error.is_none() {
+                        tracing::warn!(error = %e, "reading the fleet failed; showing the last picture");
+                    }
+                    l.error = Some(e.to_string());
                 }
-                l.error = Some(e.to_string());
             }
+        }
+        making.publish().await;
+    }
+}
+
+impl Making {
+    /// The view of the latest read, serialized and rendered once, off the
+    /// async workers (10k checks take tens of milliseconds).
+    async fn publish(&self) {
+        let latest = self.latest.clone();
+        let config = self.config.clone();
+        let prometheus = self.prometheus.clone();
+        let made = tokio::task::spawn_blocking(move || {
+            let view = current(&latest, config.as_ref().as_ref(), &prometheus);
+            let json = serde_json::to_vec(&view).unwrap_or_default();
+            Shown {
+                json: json.into(),
+                html: serve::status_html(view).map(bytes::Bytes::from),
+            }
+        })
+        .await;
+        match made {
+            Ok(shown) => *self.shown.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(shown),
+            Err(e) => tracing::error!(error = %e, "making the fleet's view failed"),
         }
     }
 }
 
-fn current(s: &ViewState) -> StatusView {
-    let l = s.latest.read().unwrap_or_else(|p| p.into_inner());
-    let config = s.config.as_ref().as_ref();
+fn current(latest: &RwLock<Latest>, config: Option<&Config>, prometheus: &str) -> StatusView {
+    let l = latest.read().unwrap_or_else(|p| p.into_inner());
     let mut view = l.snapshot.as_ref().map_or_else(
         || {
             Snapshot {
@@ -183,7 +227,7 @@ fn current(s: &ViewState) -> StatusView {
         |snap| snap.view(config),
     );
     view.source = Some(SourceView {
-        prometheus: s.prometheus.to_string(),
+        prometheus: prometheus.to_owned(),
         fetched_at: l.fetched_at,
         stale: l.error.is_some(),
         error: l.error.clone(),
@@ -191,12 +235,23 @@ fn current(s: &ViewState) -> StatusView {
     view
 }
 
+fn shown(s: &ViewState) -> Arc<Shown> {
+    s.shown.read().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
 async fn page(State(s): State<ViewState>) -> Response {
-    serve::status_page(current(&s))
+    match &shown(&s).html {
+        Some(html) => axum::response::Html(html.clone()).into_response(),
+        None => (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response(),
+    }
 }
 
 async fn status(State(s): State<ViewState>) -> Response {
-    axum::Json(current(&s)).into_response()
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        shown(&s).json.clone(),
+    )
+        .into_response()
 }
 
 /// Ready once a picture has been read.

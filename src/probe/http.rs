@@ -401,7 +401,7 @@ fn as_rustls<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls:
 /// The innermost error message: the one that says what actually happened
 /// ("Connection refused", "invalid peer certificate: Expired"). The outer
 /// reqwest message carries the URL, which may hold a query credential.
-fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+pub fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     let mut current = err;
     while let Some(next) = current.source() {
         current = next;

@@ -357,7 +357,11 @@ impl ServerCertVerifier for TraceVerifier {
             .as_ref()
             .and_then(|l| l.not_after)
             .into_iter()
-            .chain(intermediates.iter().filter_map(not_after))
+            .chain(
+                intermediates
+                    .iter()
+                    .filter_map(|c| Leaf::parse(c).and_then(|l| l.not_after)),
+            )
             .min();
         self.trace.saw_certificates(leaf, earliest);
         self.inner
@@ -385,9 +389,4 @@ impl ServerCertVerifier for TraceVerifier {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.inner.supported_verify_schemes()
     }
-}
-
-fn not_after(der: &CertificateDer<'_>) -> Option<DateTime<Utc>> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
-    DateTime::from_timestamp(cert.validity().not_after.timestamp(), 0)
 }

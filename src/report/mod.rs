@@ -452,8 +452,15 @@ impl Report {
     /// check passes unless it fails by quorum; its reason is the diagnosis
     /// ("fails from edge (404), passes from internal (200)"). `source`
     /// names where the results came from, in place of a config file.
-    pub fn from_view(view: &StatusView, source: &str, previous: Option<&Report>) -> Report {
-        let r = &Redactor::default();
+    /// `redactor` is the config's, when there is one: text taken from the
+    /// previous report is redacted again with it, as `build` does.
+    pub fn from_view(
+        view: &StatusView,
+        source: &str,
+        previous: Option<&Report>,
+        redactor: &Redactor,
+    ) -> Report {
+        let r = redactor;
         let passed =
             |state: crate::record::board::State| state == crate::record::board::State::Passing;
         let outcome = |ok: bool| if ok { "success" } else { "quorum" }.to_owned();

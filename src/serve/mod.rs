@@ -218,16 +218,20 @@ async fn page(State(s): State<AppState>) -> Response {
 
 /// The status page of a view: this instance's, or the fleet's (`lookout view`).
 pub fn status_page(view: view::StatusView) -> Response {
+    match status_html(view) {
+        Some(html) => Html(html).into_response(),
+        None => (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response(),
+    }
+}
+
+/// The status page's HTML; `None` (logged) if rendering failed.
+pub fn status_html(view: view::StatusView) -> Option<String> {
     let page = StatusPage {
         view,
         version: env!("CARGO_PKG_VERSION"),
         css: assets::status_css(),
     };
-    match page.render() {
-        Ok(html) => Html(html).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "rendering the status page failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response()
-        }
-    }
+    page.render()
+        .map_err(|e| tracing::error!(error = %e, "rendering the status page failed"))
+        .ok()
 }

@@ -89,9 +89,27 @@ fn shards_split_the_file_exactly() {
 #[test]
 fn shards_share_the_per_target_limit() {
     let text = fleet(3, "[scheduler]\nmax_concurrent_per_target = 10");
-    for (shard_text, want) in [("0/1", 10), ("0/2", 5), ("2/3", 4), ("5/16", 1)] {
+    for (shard_text, want) in [
+        ("0/1", 10),
+        ("0/2", 5),
+        ("0/3", 4),
+        ("2/3", 3),
+        ("5/16", 1),
+        ("12/16", 1),
+    ] {
         let config = load(&text, &shard(shard_text)).unwrap();
         assert_eq!(config.max_concurrent_per_target, want, "{shard_text}");
+    }
+    // The parts add up to the limit.
+    for n in 1..=10u32 {
+        let total: usize = (0..n)
+            .map(|i| {
+                load(&text, &shard(&format!("{i}/{n}")))
+                    .unwrap()
+                    .max_concurrent_per_target
+            })
+            .sum();
+        assert_eq!(total, 10, "over {n} shards");
     }
 }
 
@@ -132,7 +150,23 @@ fn where_the_shard_comes_from() {
     .unwrap();
     assert_eq!(config.cluster.shard.to_string(), "1/4");
     let err = load_env(&fleet(4, ""), &by_count, &pod("lookout-5")).unwrap_err();
-    assert!(err.to_string().contains("below 3"), "{err}");
+    assert!(
+        err.to_string().starts_with("--shard-count: shard 5/3"),
+        "{err}"
+    );
+    let err = load(
+        &fleet(1, ""),
+        &ClusterOverrides {
+            location: Some("eu west".into()),
+            ..ClusterOverrides::default()
+        },
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "--location: \"eu west\" is not a location name: 1 to 63 letters, digits, '-', '_' or '.', \
+         starting with a letter or digit"
+    );
 }
 
 #[test]
@@ -178,6 +212,11 @@ fn bad_cluster_settings_say_where() {
             "[view]\nrefresh = \"500ms\"",
             "view.refresh",
             "between 1s and 1h",
+        ),
+        (
+            "[view]\nprometheus = \"ftp://user:pa55w0rd@prom\"",
+            "view.prometheus",
+            "ftp://…@prom",
         ),
         (
             "[view]\nlisten = \"nowhere\"",
@@ -272,7 +311,10 @@ fn each_instance_has_its_own_history_file() {
         };
     let none = ClusterOverrides::default();
     assert_eq!(path("", &none), "/etc/lookout/lookout.db");
-    assert_eq!(path("", &shard("2/3")), "/etc/lookout/lookout-shard2of3.db");
+    assert_eq!(
+        path("", &shard("2/3")),
+        "/etc/lookout/lookout-shard=2of3.db"
+    );
     assert_eq!(path("", &shard("0/1")), "/etc/lookout/lookout.db");
     let everything = ClusterOverrides {
         shard: Some("1/4".parse().unwrap()),
@@ -282,12 +324,23 @@ fn each_instance_has_its_own_history_file() {
     };
     assert_eq!(
         path("", &everything),
-        "/etc/lookout/lookout-eu-west-shard1of4-b.db"
+        "/etc/lookout/lookout-location=eu-west-shard=1of4-replica=b.db"
     );
     assert_eq!(
         path("[store]\npath = \"data/history.sqlite\"", &shard("1/2")),
-        "/etc/lookout/data/history-shard1of2.sqlite"
+        "/etc/lookout/data/history-shard=1of2.sqlite"
     );
+    // A location with a dash and one without a replica stay apart.
+    let eu_west = ClusterOverrides {
+        location: Some("eu-west".into()),
+        ..ClusterOverrides::default()
+    };
+    let eu_replica_west = ClusterOverrides {
+        location: Some("eu".into()),
+        replica: Some("west".into()),
+        ..ClusterOverrides::default()
+    };
+    assert_ne!(path("", &eu_west), path("", &eu_replica_west));
     let mut seen = BTreeSet::new();
     for i in 0..3 {
         for replica in ["a", "b"] {
