@@ -659,8 +659,9 @@ const MAY_BE_EMPTY: [(&str, &str); 2] = [
 /// The "somewhere" warnings are quiet too: every check and flow that fails
 /// here fails from every usable location (east and west; cut-off is down
 /// and does not vote), which is a quorum.
-const QUIET: [&str; 6] = [
+const QUIET: [&str; 7] = [
     "LookoutTargetMissing",
+    "LookoutLocationSilent",
     "LookoutStoreDegraded",
     "LookoutStoreDroppingRecords",
     "LookoutConfigReloadFailed",
