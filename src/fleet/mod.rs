@@ -158,6 +158,23 @@ impl Monitor {
     }
 }
 
+/// A monitor with no result for each of `configured` (name, group) that
+/// `known` does not hold.
+fn unseen<'a>(
+    known: &[Monitor],
+    configured: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Vec<Monitor> {
+    let known: HashSet<&str> = known.iter().map(|m| m.name.as_str()).collect();
+    configured
+        .filter(|(name, _)| !known.contains(name))
+        .map(|(name, group)| Monitor {
+            name: name.to_owned(),
+            group: group.to_owned(),
+            ..Monitor::default()
+        })
+        .collect()
+}
+
 /// Counts of passing, failing and pending monitors.
 fn tally<'a>(monitors: impl Iterator<Item = &'a Monitor>) -> ScoreView {
     let (mut passing, mut failing, mut pending) = (0, 0, 0);
@@ -231,31 +248,21 @@ impl Snapshot {
             .collect();
         if let Some(config) = config {
             // What the file defines and the fleet has no result for yet.
-            let known: HashSet<&str> = self.checks.iter().map(|m| m.name.as_str()).collect();
-            for c in config
+            let names = config
                 .checks
                 .iter()
-                .filter(|c| !known.contains(c.name.as_str()))
-            {
-                let m = Monitor {
-                    name: c.name.clone(),
-                    group: c.group.clone(),
-                    ..Monitor::default()
-                };
-                checks.push(self.check_view(&m, Some(c), &redactor));
+                .map(|c| (c.name.as_str(), c.group.as_str()));
+            for m in unseen(&self.checks, names) {
+                let configured = configured_checks.get(m.name.as_str()).copied();
+                checks.push(self.check_view(&m, configured, &redactor));
             }
-            let known: HashSet<&str> = self.flows.iter().map(|m| m.name.as_str()).collect();
-            for f in config
+            let names = config
                 .flows
                 .iter()
-                .filter(|f| !known.contains(f.name.as_str()))
-            {
-                let m = Monitor {
-                    name: f.name.clone(),
-                    group: f.group.clone(),
-                    ..Monitor::default()
-                };
-                flows.push(self.flow_view(&m, Some(f), &redactor));
+                .map(|f| (f.name.as_str(), f.group.as_str()));
+            for m in unseen(&self.flows, names) {
+                let configured = configured_flows.get(m.name.as_str()).copied();
+                flows.push(self.flow_view(&m, configured, &redactor));
             }
         }
         let locations = self

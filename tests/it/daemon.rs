@@ -1,7 +1,7 @@
 //! The daemon as a whole: scheduling, scores, /metrics, the API, the page,
 //! and the secret sweep through the real binary.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -327,38 +327,11 @@ expect = {{ status = [200] }}
     )
     .unwrap();
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lookout"))
-        .args(["run", "--log-format", "json", "--config"])
-        .arg(&config_path)
-        .env("PLATFORM_API_KEY", TEST_SECRET)
-        .env("LOOKOUT_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let log_reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("lookout is running")
-                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                && let Some(addr) = v["fields"]["addr"].as_str()
-            {
-                let _ = addr_tx.send(addr.to_owned());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    let addr = match addr_rx.recv_timeout(Duration::from_secs(15)) {
-        Ok(a) => a,
-        Err(_) => {
-            let _ = child.kill();
-            panic!("lookout did not start: {}", log_reader.join().unwrap());
-        }
-    };
+    let lookout = crate::support::Running::start(
+        &config_path,
+        &[("PLATFORM_API_KEY", TEST_SECRET), ("LOOKOUT_LOG", "debug")],
+    );
+    let addr = lookout.addr.clone();
     let base = format!("http://{addr}");
     let api = base.clone();
     let status = eventually(Duration::from_secs(10), async || {
@@ -381,21 +354,7 @@ expect = {{ status = [200] }}
         assert!(text.contains("[redacted sha256:"), "{flow}");
     }
 
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let exit = eventually(Duration::from_secs(20), async || child.try_wait().unwrap()).await;
-    let stdout = {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut s).unwrap();
-        s
-    };
-    let logs = log_reader.join().unwrap();
+    let (exit, stdout, logs) = lookout.stop().await;
     assert_eq!(exit.code(), Some(0), "SIGTERM exits 0; logs:\n{logs}");
 
     // The targets really did get and echo the secrets...

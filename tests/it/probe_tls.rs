@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use lookout::outcome::{FailureKind, Outcome};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::{config, probe};
 
@@ -20,35 +19,8 @@ struct TlsTarget {
 async fn start_tls_target(not_after: (i32, u8, u8)) -> TlsTarget {
     let (server_config, cert_pem) =
         crate::support::self_signed_server(&["localhost"], (2020, 1, 1), not_after);
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        // Bounded: no test makes more than a handful of connections.
-        for _ in 0..32 {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let mut buf = vec![0u8; 4096];
-                let mut got = Vec::new();
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match tls.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = tls
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\nconnection: close\r\n\r\ntls ok\n")
-                    .await;
-                let _ = tls.shutdown().await;
-            });
-        }
-    });
+    // Bounded: no test makes more than a handful of connections.
+    let port = crate::support::serve_https(server_config, 32).await;
     TlsTarget { port, cert_pem }
 }
 
@@ -168,36 +140,7 @@ async fn serve_chain(
         .with_single_cert(chain, key)
         .unwrap();
     config.alpn_protocols = alpn.into_iter().collect();
-    serve_tls(config).await
-}
-
-/// Answers 200 on every TLS connection it accepts, for a few connections.
-async fn serve_tls(config: rustls::ServerConfig) -> u16 {
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        for _ in 0..16 {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let mut buf = vec![0u8; 4096];
-                let _ = tls.read(&mut buf).await;
-                let _ = tls
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
-                    )
-                    .await;
-                let _ = tls.shutdown().await;
-            });
-        }
-    });
-    port
+    crate::support::serve_https(config, 16).await
 }
 
 /// Every certificate problem a probe meets gets one sentence a person can

@@ -14,13 +14,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Datelike;
 use lookout::daemon::Daemon;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::promql_metric_names;
 use crate::support::{config, start_target, tool};
@@ -577,39 +575,8 @@ async fn start_expiring_tls_target() -> u16 {
         (2020, 1, 1),
         (expiry.year(), expiry.month() as u8, expiry.day() as u8),
     );
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        // Bounded: a check every 500 ms makes about 120 connections a minute.
-        for _ in 0..2000 {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let mut buf = vec![0u8; 4096];
-                let mut got = Vec::new();
-                for _ in 0..64 {
-                    if got.windows(4).any(|w| w == b"\r\n\r\n") {
-                        break;
-                    }
-                    match tls.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = tls
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\nconnection: close\r\n\r\ntls ok\n")
-                    .await;
-                let _ = tls.shutdown().await;
-            });
-        }
-    });
-    port
+    // Bounded: a check every 500 ms makes about 120 connections a minute.
+    crate::support::serve_https(server_config, 2000).await
 }
 
 #[test]

@@ -7,9 +7,8 @@
 //! secret or any 8-character run of it, in any of those forms.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use axum::Router;
@@ -270,35 +269,9 @@ async fn no_output_holds_the_secret_in_any_form() {
     std::fs::write(&path, config_text(addr)).unwrap();
     let needles = needles();
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lookout"))
-        .args(["run", "--log-format", "json", "--config"])
-        .arg(&path)
-        .env("SWEEP_KEY", KEY)
-        .env("LOOKOUT_LOG", "debug")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let log_reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("lookout is running")
-                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                && let Some(addr) = v["fields"]["addr"].as_str()
-            {
-                let _ = addr_tx.send(addr.to_owned());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    let Ok(listen) = addr_rx.recv_timeout(Duration::from_secs(15)) else {
-        let _ = child.kill();
-        panic!("lookout did not start: {}", log_reader.join().unwrap());
-    };
+    let lookout =
+        crate::support::Running::start(&path, &[("SWEEP_KEY", KEY), ("LOOKOUT_LOG", "debug")]);
+    let listen = lookout.addr.clone();
     let base = format!("http://{listen}");
     let status = eventually(Duration::from_secs(15), async || {
         let text = fetch(&format!("{base}/api/v1/status")).await;
@@ -337,12 +310,9 @@ async fn no_output_holds_the_secret_in_any_form() {
             outputs.push((what, fetch(&format!("{base}{route}")).await));
         }
     }
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let exit = eventually(Duration::from_secs(20), async || child.try_wait().unwrap()).await;
+    let (exit, _, logs) = lookout.stop().await;
     assert!(exit.success());
-    outputs.push(("logs", log_reader.join().unwrap()));
+    outputs.push(("logs", logs));
     outputs.push(("markdown report", run_once(&["report", "--config"], &path)));
     outputs.push((
         "JSON report",

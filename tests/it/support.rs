@@ -584,3 +584,129 @@ impl Prometheus {
             .unwrap_or_default()
     }
 }
+
+/// The real binary running `lookout run --log-format json` on a config,
+/// with its stderr (the log) collected.
+pub struct Running {
+    child: std::process::Child,
+    /// `127.0.0.1:PORT`, from the "lookout is running" line.
+    pub addr: String,
+    log: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Running {
+    /// Starts it with `env` added, and waits (15 s at most) until it says
+    /// where it listens.
+    pub fn start(config: &Path, env: &[(&str, &str)]) -> Running {
+        use std::io::BufRead as _;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lookout"))
+            .args(["run", "--log-format", "json", "--config"])
+            .arg(config)
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let log = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("lookout is running")
+                    && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && let Some(addr) = v["fields"]["addr"].as_str()
+                {
+                    let _ = addr_tx.send(addr.to_owned());
+                }
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        });
+        match addr_rx.recv_timeout(Duration::from_secs(15)) {
+            Ok(addr) => Running {
+                child,
+                addr,
+                log: Some(log),
+            },
+            Err(_) => {
+                let _ = child.kill();
+                panic!("lookout did not start: {}", log.join().unwrap_or_default());
+            }
+        }
+    }
+
+    /// SIGTERM, then its exit (within 20 s), stdout and log.
+    pub async fn stop(mut self) -> (std::process::ExitStatus, String, String) {
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let exit = eventually(Duration::from_secs(20), async || {
+            self.child.try_wait().unwrap()
+        })
+        .await;
+        let mut stdout = String::new();
+        if let Some(mut out) = self.child.stdout.take() {
+            std::io::Read::read_to_string(&mut out, &mut stdout).unwrap();
+        }
+        let log = self
+            .log
+            .take()
+            .map(|l| l.join().unwrap_or_default())
+            .unwrap_or_default();
+        (exit, stdout, log)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTPS server on 127.0.0.1 with `config`: it reads each request's
+/// head (64 reads at most) and answers `200 tls ok`, for `connections`
+/// connections, then stops accepting. Returns its port.
+pub async fn serve_https(config: rustls::ServerConfig, connections: usize) -> u16 {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        for _ in 0..connections {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                for _ in 0..64 {
+                    if got.windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = tls
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\nconnection: close\r\n\r\ntls ok\n")
+                    .await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    port
+}
