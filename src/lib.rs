@@ -12,6 +12,7 @@ pub mod file;
 pub mod fleet;
 pub mod flow;
 pub mod judge;
+pub mod model;
 pub mod outcome;
 pub mod probe;
 pub mod record;

@@ -33,7 +33,7 @@ impl Runner {
     /// A runner that scrubs with `redactor`, which a reload updates.
     pub fn sharing(config: &Config, redactor: SharedRedactor) -> Result<Runner, TlsSetupError> {
         Ok(Runner {
-            prober: Prober::new(config)?,
+            prober: Prober::new(&config.tls_profiles)?,
             redactor,
             templater: Templater::default(),
         })

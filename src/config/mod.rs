@@ -17,17 +17,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::Method;
-use reqwest::header::{HeaderMap, HeaderName};
-use rustls::pki_types::CertificateDer;
 use url::Url;
 
 pub use error::{ConfigError, Location};
 
 pub use crate::cluster::{Cluster, Shard};
-use crate::judge::Expectations;
+use crate::model::Expectations;
+pub use crate::model::{
+    Auth, BUILTIN_VARS, BodyTemplate, CaFile, Capture, CaptureFrom, Check, Flow, HttpRequest,
+    RequestTemplate, Step, TlsSettings,
+};
 use crate::schedule::Schedule;
-use crate::secret::{Redactor, Secret};
+use crate::secret::Redactor;
 pub use validate::prometheus_url;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9898";
@@ -132,21 +133,6 @@ impl ClusterOverrides {
     }
 }
 
-#[derive(Debug)]
-pub struct Check {
-    /// The check's position in [`Config::checks`]; the board and the metric
-    /// series are indexed by it.
-    pub id: usize,
-    /// Unique; for matrix checks `name[key=value,…]`.
-    pub name: String,
-    pub group: String,
-    pub schedule: Schedule,
-    pub request: HttpRequest,
-    pub expect: Expectations,
-    /// The matrix values this check was expanded with, in key order.
-    pub matrix: Vec<(String, String)>,
-}
-
 pub const DEFAULT_READ_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 
@@ -182,175 +168,6 @@ impl std::fmt::Debug for ServerSettings {
 /// time with the run's variables: `vars`, the built-ins and what earlier
 /// steps captured. Every variable a step uses is known to be produced by
 /// then (checked at load time), and no template can change a step's origin.
-#[derive(Debug)]
-pub struct Flow {
-    /// The flow's position in [`Config::flows`].
-    pub id: usize,
-    pub name: String,
-    pub group: String,
-    pub schedule: Schedule,
-    /// Bounds the main steps together.
-    pub timeout: Duration,
-    pub vars: crate::template::Vars,
-    pub steps: Vec<Step>,
-    /// Run after the steps whatever happened, each only when the values it
-    /// uses were captured.
-    pub cleanup: Vec<Step>,
-}
-
-/// Variables every flow run has, whatever the config says.
-pub const BUILTIN_VARS: [&str; 3] = ["run_id", "now_ms", "uuid"];
-
-#[derive(Debug)]
-pub struct Step {
-    pub name: String,
-    pub request: RequestTemplate,
-    pub expect: Expectations,
-    pub captures: Vec<Capture>,
-    /// Run-time variables (captures) the step's templates use, sorted.
-    pub uses: Vec<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Capture {
-    pub var: String,
-    pub from: CaptureFrom,
-}
-
-#[derive(Debug, Clone)]
-pub enum CaptureFrom {
-    /// A JSON pointer into the response body.
-    Json(String),
-    Header(HeaderName),
-}
-
-/// An [`HttpRequest`] whose URL, header values and body are templates.
-#[derive(Debug)]
-pub struct RequestTemplate {
-    pub method: Method,
-    pub url: String,
-    /// Scheme, host and port: fixed when the config loads; a rendered URL
-    /// with another origin is refused, so a captured value can never send
-    /// the step's credential elsewhere.
-    pub origin: url::Origin,
-    pub headers: Vec<(HeaderName, String)>,
-    pub body: BodyTemplate,
-    pub auth: Auth,
-    pub timeout: Duration,
-    pub max_body_bytes: u64,
-    pub max_redirects: u32,
-    pub tls_profile: usize,
-}
-
-#[derive(Debug)]
-pub enum BodyTemplate {
-    None,
-    Text(String),
-    /// String leaves are templates; sent as `application/json`.
-    Json(serde_json::Value),
-}
-
-#[derive(Debug)]
-pub struct HttpRequest {
-    pub method: Method,
-    pub url: Url,
-    pub headers: HeaderMap,
-    pub body: Option<bytes::Bytes>,
-    pub auth: Auth,
-    /// Bounds the whole probe: connect, redirects and body.
-    pub timeout: Duration,
-    pub max_body_bytes: u64,
-    /// 0: redirects are not followed and the 3xx itself is judged.
-    pub max_redirects: u32,
-    pub tls_profile: usize,
-}
-
-#[derive(Clone, Debug)]
-pub enum Auth {
-    None,
-    /// `api_key` (prefix "") and `bearer` (`Authorization`, prefix "Bearer ").
-    Header {
-        name: HeaderName,
-        prefix: &'static str,
-        secret: Secret,
-    },
-    Basic {
-        username: String,
-        password: Secret,
-    },
-    Query {
-        param: String,
-        secret: Secret,
-    },
-}
-
-impl Auth {
-    pub fn scheme(&self) -> &'static str {
-        match self {
-            Auth::None => "none",
-            Auth::Header { prefix: "", .. } => "api_key",
-            Auth::Header { .. } => "bearer",
-            Auth::Basic { .. } => "basic",
-            Auth::Query { .. } => "query",
-        }
-    }
-
-    pub fn secret(&self) -> Option<&Secret> {
-        match self {
-            Auth::None => None,
-            Auth::Header { secret, .. } | Auth::Query { secret, .. } => Some(secret),
-            Auth::Basic { password, .. } => Some(password),
-        }
-    }
-
-    /// Where the credential goes, without the credential: `header X-API-Key`.
-    pub fn placement(&self) -> Option<String> {
-        match self {
-            Auth::None => None,
-            Auth::Header { name, .. } => Some(format!("header {name}")),
-            Auth::Basic { username, .. } => Some(format!("basic user {username}")),
-            Auth::Query { param, .. } => Some(format!("query parameter {param}")),
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct TlsSettings {
-    pub ca_file: Option<CaFile>,
-    pub insecure_skip_verify: bool,
-}
-
-#[derive(Clone, Debug)]
-pub struct CaFile {
-    pub path: PathBuf,
-    pub certs: Arc<[CertificateDer<'static>]>,
-}
-
-impl PartialEq for CaFile {
-    fn eq(&self, other: &Self) -> bool {
-        self.path == other.path
-    }
-}
-
-impl Eq for CaFile {}
-
-/// Identity across reloads: every field but a check's position, with TLS
-/// settings compared by value (their index differs between loads).
-fn request_identity(r: &HttpRequest, tls: &TlsSettings) -> String {
-    format!(
-        "{:?} {:?} {:?} {:?} {:?} {:?} {} {} {:?}",
-        r.method,
-        r.url,
-        r.headers,
-        r.body,
-        r.auth,
-        r.timeout,
-        r.max_body_bytes,
-        r.max_redirects,
-        tls
-    )
-}
-
 impl Config {
     /// The TLS settings a check's requests use.
     pub fn tls_of_check(&self, c: &Check) -> TlsSettings {
@@ -367,82 +184,6 @@ impl Config {
             .and_then(|s| self.tls_profiles.get(s.request.tls_profile))
             .cloned()
             .unwrap_or_default()
-    }
-}
-
-impl Check {
-    /// Where the check sends its request, for the per-target limit.
-    pub fn target(&self) -> String {
-        self.request.url.origin().ascii_serialization()
-    }
-
-    /// Whether `other`, from another load of the config, is the same check.
-    /// A changed secret value changes the auth's fingerprint, so the check
-    /// counts as changed.
-    /// `tls` are each side's resolved TLS settings.
-    pub fn same_as(&self, tls: &TlsSettings, other: &Check, other_tls: &TlsSettings) -> bool {
-        self.identity(tls) == other.identity(other_tls)
-    }
-
-    fn identity(&self, tls: &TlsSettings) -> String {
-        format!(
-            "{:?} {:?} {:?} {} {:?} {:?}",
-            self.name,
-            self.group,
-            self.schedule,
-            request_identity(&self.request, tls),
-            self.expect,
-            self.matrix
-        )
-    }
-}
-
-impl Flow {
-    /// The origin of the flow's first step, for the per-target limit.
-    pub fn target(&self) -> String {
-        self.steps
-            .first()
-            .map(|s| s.request.origin.ascii_serialization())
-            .unwrap_or_default()
-    }
-
-    /// Like [`Check::same_as`], step by step (a flow's steps share its TLS
-    /// settings).
-    pub fn same_as(&self, tls: &TlsSettings, other: &Flow, other_tls: &TlsSettings) -> bool {
-        self.identity(tls) == other.identity(other_tls)
-    }
-
-    fn identity(&self, tls: &TlsSettings) -> String {
-        let step = |s: &Step| {
-            let r = &s.request;
-            format!(
-                "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {} {} {:?} {:?} {:?} {:?}",
-                s.name,
-                r.method,
-                r.url,
-                r.headers,
-                r.body,
-                r.auth,
-                r.timeout,
-                r.max_body_bytes,
-                r.max_redirects,
-                tls,
-                s.expect,
-                s.captures,
-                s.uses
-            )
-        };
-        let steps: Vec<String> = self.steps.iter().chain(&self.cleanup).map(step).collect();
-        format!(
-            "{:?} {:?} {:?} {:?} {:?} {} {:?}",
-            self.name,
-            self.group,
-            self.schedule,
-            self.timeout,
-            self.vars,
-            self.steps.len(),
-            steps
-        )
     }
 }
 

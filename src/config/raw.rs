@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, de};
 use toml::Spanned;
 
-use crate::judge::StatusPattern;
+use crate::model::StatusPattern;
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]

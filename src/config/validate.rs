@@ -21,7 +21,7 @@ use super::raw::{
 };
 use super::*;
 use crate::file;
-use crate::judge::{HeaderCheck, HeaderExpect, JsonCheck, JsonExpect, StatusMatcher};
+use crate::model::{HeaderCheck, HeaderExpect, JsonCheck, JsonExpect, StatusMatcher};
 use crate::schedule::Schedule;
 use crate::secret::{Redactor, Secret, SecretOrigin};
 use crate::template::{Templater, Vars};

@@ -18,10 +18,10 @@ use url::Url;
 use super::Observation;
 use super::tls::{self, TlsProfile};
 use super::trace::{Stage, Trace, TraceLayer, TraceResolver, TraceStore, TraceVerifier};
-use crate::config::{Auth, HttpRequest};
-use crate::judge::clean;
+use crate::model::{Auth, HttpRequest};
 use crate::outcome::FailureKind;
 use crate::secret::Redactor;
+use crate::secret::clean;
 
 const USER_AGENT: &str = concat!("lookout/", env!("CARGO_PKG_VERSION"));
 

@@ -5,38 +5,9 @@ pub mod http;
 pub mod tls;
 pub mod trace;
 
-use std::time::Duration;
-
-use chrono::{DateTime, Utc};
-use reqwest::header::HeaderMap;
-
-use crate::config::Config;
-use crate::outcome::{FailureKind, Phases};
+pub use crate::model::Observation;
+use crate::model::TlsSettings;
 use tls::{TlsProfile, TlsSetupError};
-
-/// What a probe saw. Transport failures are already classified; every text
-/// in `error` is already redacted.
-#[derive(Debug, Default)]
-pub struct Observation {
-    pub status: Option<u16>,
-    pub headers: HeaderMap,
-    /// At most `max_body_bytes` of the final response's body.
-    pub body: Vec<u8>,
-    pub duration: Duration,
-    pub phases: Phases,
-    pub redirects: u32,
-    pub tls_not_after: Option<DateTime<Utc>>,
-    pub error: Option<(FailureKind, String)>,
-}
-
-impl Observation {
-    pub fn failed(kind: FailureKind, reason: impl Into<String>) -> Observation {
-        Observation {
-            error: Some((kind, reason.into())),
-            ..Observation::default()
-        }
-    }
-}
 
 /// The TLS profiles of a config, built once, indexed like `Config::tls_profiles`.
 pub struct Prober {
@@ -44,9 +15,9 @@ pub struct Prober {
 }
 
 impl Prober {
-    pub fn new(config: &Config) -> Result<Prober, TlsSetupError> {
-        let profiles = config
-            .tls_profiles
+    /// `tls_profiles` as the config lists them (`Config::tls_profiles`).
+    pub fn new(tls_profiles: &[TlsSettings]) -> Result<Prober, TlsSetupError> {
+        let profiles = tls_profiles
             .iter()
             .map(|settings| {
                 if settings.insecure_skip_verify {

@@ -11,7 +11,7 @@ use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use crate::config::TlsSettings;
+use crate::model::TlsSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSetupError {

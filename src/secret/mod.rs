@@ -8,6 +8,7 @@
 
 mod decode;
 mod redact;
+mod show;
 
 use std::fmt;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 pub use redact::{PIECE_CHARS, Redactor};
+pub use show::{clean, quote};
 
 /// Where a secret's value came from; shown instead of the value.
 #[derive(Clone, Debug, PartialEq, Eq)]

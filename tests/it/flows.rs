@@ -324,7 +324,7 @@ json = {{ experiment_id = "{{{{ experiment_id }}}}" }}
 }
 
 async fn run_once(cfg: &Config) -> FlowResult {
-    let prober = Prober::new(cfg).unwrap();
+    let prober = Prober::new(&cfg.tls_profiles).unwrap();
     let templater = Templater::default();
     let runner = FlowRunner {
         prober: &prober,

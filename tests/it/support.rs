@@ -243,7 +243,7 @@ pub fn try_config(toml: &str) -> Result<Config, lookout::config::ConfigError> {
 
 /// Runs the named check once and judges it.
 pub async fn probe(config: &Config, name: &str) -> (Observation, Outcome) {
-    let prober = Prober::new(config).expect("TLS profiles build");
+    let prober = Prober::new(&config.tls_profiles).expect("TLS profiles build");
     let check = config
         .checks
         .iter()

@@ -1,0 +1,186 @@
+//! What a check and a flow are, as the config describes them once it is
+//! validated: everything downstream reads these.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use reqwest::header::HeaderName;
+
+use super::{Auth, Expectations, HttpRequest, TlsSettings};
+use crate::schedule::Schedule;
+
+#[derive(Debug)]
+pub struct Check {
+    /// The check's position in [`Config::checks`]; the board and the metric
+    /// series are indexed by it.
+    pub id: usize,
+    /// Unique; for matrix checks `name[key=value,…]`.
+    pub name: String,
+    pub group: String,
+    pub schedule: Schedule,
+    pub request: HttpRequest,
+    pub expect: Expectations,
+    /// The matrix values this check was expanded with, in key order.
+    pub matrix: Vec<(String, String)>,
+}
+
+#[derive(Debug)]
+pub struct Flow {
+    /// The flow's position in [`Config::flows`].
+    pub id: usize,
+    pub name: String,
+    pub group: String,
+    pub schedule: Schedule,
+    /// Bounds the main steps together.
+    pub timeout: Duration,
+    pub vars: crate::template::Vars,
+    pub steps: Vec<Step>,
+    /// Run after the steps whatever happened, each only when the values it
+    /// uses were captured.
+    pub cleanup: Vec<Step>,
+}
+
+/// Variables every flow run has, whatever the config says.
+pub const BUILTIN_VARS: [&str; 3] = ["run_id", "now_ms", "uuid"];
+
+#[derive(Debug)]
+pub struct Step {
+    pub name: String,
+    pub request: RequestTemplate,
+    pub expect: Expectations,
+    pub captures: Vec<Capture>,
+    /// Run-time variables (captures) the step's templates use, sorted.
+    pub uses: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Capture {
+    pub var: String,
+    pub from: CaptureFrom,
+}
+
+#[derive(Debug, Clone)]
+pub enum CaptureFrom {
+    /// A JSON pointer into the response body.
+    Json(String),
+    Header(HeaderName),
+}
+
+/// An [`HttpRequest`] whose URL, header values and body are templates.
+#[derive(Debug)]
+pub struct RequestTemplate {
+    pub method: Method,
+    pub url: String,
+    /// Scheme, host and port: fixed when the config loads; a rendered URL
+    /// with another origin is refused, so a captured value can never send
+    /// the step's credential elsewhere.
+    pub origin: url::Origin,
+    pub headers: Vec<(HeaderName, String)>,
+    pub body: BodyTemplate,
+    pub auth: Auth,
+    pub timeout: Duration,
+    pub max_body_bytes: u64,
+    pub max_redirects: u32,
+    pub tls_profile: usize,
+}
+
+#[derive(Debug)]
+pub enum BodyTemplate {
+    None,
+    Text(String),
+    /// String leaves are templates; sent as `application/json`.
+    Json(serde_json::Value),
+}
+
+/// Identity across reloads: every field but a check's position, with TLS
+/// settings compared by value (their index differs between loads).
+fn request_identity(r: &HttpRequest, tls: &TlsSettings) -> String {
+    format!(
+        "{:?} {:?} {:?} {:?} {:?} {:?} {} {} {:?}",
+        r.method,
+        r.url,
+        r.headers,
+        r.body,
+        r.auth,
+        r.timeout,
+        r.max_body_bytes,
+        r.max_redirects,
+        tls
+    )
+}
+
+impl Check {
+    /// Where the check sends its request, for the per-target limit.
+    pub fn target(&self) -> String {
+        self.request.url.origin().ascii_serialization()
+    }
+
+    /// Whether `other`, from another load of the config, is the same check.
+    /// A changed secret value changes the auth's fingerprint, so the check
+    /// counts as changed.
+    /// `tls` are each side's resolved TLS settings.
+    pub fn same_as(&self, tls: &TlsSettings, other: &Check, other_tls: &TlsSettings) -> bool {
+        self.identity(tls) == other.identity(other_tls)
+    }
+
+    fn identity(&self, tls: &TlsSettings) -> String {
+        format!(
+            "{:?} {:?} {:?} {} {:?} {:?}",
+            self.name,
+            self.group,
+            self.schedule,
+            request_identity(&self.request, tls),
+            self.expect,
+            self.matrix
+        )
+    }
+}
+
+impl Flow {
+    /// The origin of the flow's first step, for the per-target limit.
+    pub fn target(&self) -> String {
+        self.steps
+            .first()
+            .map(|s| s.request.origin.ascii_serialization())
+            .unwrap_or_default()
+    }
+
+    /// Like [`Check::same_as`], step by step (a flow's steps share its TLS
+    /// settings).
+    pub fn same_as(&self, tls: &TlsSettings, other: &Flow, other_tls: &TlsSettings) -> bool {
+        self.identity(tls) == other.identity(other_tls)
+    }
+
+    fn identity(&self, tls: &TlsSettings) -> String {
+        let step = |s: &Step| {
+            let r = &s.request;
+            format!(
+                "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {} {} {:?} {:?} {:?} {:?}",
+                s.name,
+                r.method,
+                r.url,
+                r.headers,
+                r.body,
+                r.auth,
+                r.timeout,
+                r.max_body_bytes,
+                r.max_redirects,
+                tls,
+                s.expect,
+                s.captures,
+                s.uses
+            )
+        };
+        let steps: Vec<String> = self.steps.iter().chain(&self.cleanup).map(step).collect();
+        format!(
+            "{:?} {:?} {:?} {:?} {:?} {} {:?}",
+            self.name,
+            self.group,
+            self.schedule,
+            self.timeout,
+            self.vars,
+            self.steps.len(),
+            steps
+        )
+    }
+}

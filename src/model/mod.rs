@@ -1,0 +1,20 @@
+//! The check's model: what a check and a flow are ([`check`]), what a
+//! probe is told to send ([`request`]), what it must find
+//! ([`expect`]), and what it observed ([`observation`]). The verdict is
+//! [`crate::outcome`]. Config builds these, probe fills the observation,
+//! judge reads both; this module imports none of them (only the leaves
+//! `schedule`, `secret` and `outcome`).
+
+pub mod check;
+pub mod expect;
+pub mod observation;
+pub mod request;
+
+pub use check::{
+    BUILTIN_VARS, BodyTemplate, Capture, CaptureFrom, Check, Flow, RequestTemplate, Step,
+};
+pub use expect::{
+    Expectations, HeaderCheck, HeaderExpect, JsonCheck, JsonExpect, StatusMatcher, StatusPattern,
+};
+pub use observation::Observation;
+pub use request::{Auth, CaFile, HttpRequest, TlsSettings};
