@@ -13,9 +13,9 @@ use prometheus_http_query::response::{Data, PromqlResult};
 use url::Url;
 
 use super::{Monitor, Place, Seen, Snapshot};
-use crate::judge::clean;
 use crate::probe::http::root_cause;
 use crate::secret::Redactor;
+use crate::secret::clean;
 
 /// The largest answer one query may return: 10,000 checks in 3 locations
 /// come to about 4 MB.

@@ -1,5 +1,6 @@
 //! One integration-test binary (links once): each module is one area.
 
+mod architecture;
 mod browser;
 mod cluster;
 mod config_errors;
