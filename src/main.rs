@@ -381,6 +381,7 @@ fn view(
         Err(code) => return code,
     };
     runtime.block_on(async {
+        let mut signals = Signals::install();
         let viewer = match Viewer::start(ViewerOptions {
             source,
             listen,
@@ -396,7 +397,7 @@ fn view(
                 return ExitCode::FAILURE;
             }
         };
-        wait_for_signal(None).await;
+        signals.wait(None).await;
         tracing::info!("shutting down");
         viewer.shutdown().await;
         ExitCode::SUCCESS
@@ -439,6 +440,9 @@ fn run(path: &std::path::Path, overrides: &config::ClusterOverrides, options: Op
         Err(code) => return code,
     };
     runtime.block_on(async {
+        // Before the daemon says it is running: a SIGHUP that comes once
+        // it has said so must find the handler (unhandled, it kills).
+        let mut signals = Signals::install();
         let daemon = match Daemon::start_with(config, options).await {
             Ok(d) => d,
             Err(e) => {
@@ -446,7 +450,7 @@ fn run(path: &std::path::Path, overrides: &config::ClusterOverrides, options: Op
                 return ExitCode::FAILURE;
             }
         };
-        wait_for_signal(Some(&daemon)).await;
+        signals.wait(Some(&daemon)).await;
         tracing::info!("shutting down");
         daemon.shutdown().await;
         ExitCode::SUCCESS
@@ -569,43 +573,63 @@ fn report(
     }
 }
 
-/// Waits for SIGTERM or SIGINT; SIGHUP reloads the daemon's config
-/// meanwhile (`lookout view` has none to reload).
-async fn wait_for_signal(daemon: Option<&Daemon>) {
+/// SIGTERM and SIGHUP, watched from the moment they are installed.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (term, hup) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::hangup()),
-        );
-        let (mut term, mut hup) = match (term, hup) {
-            (Ok(t), Ok(h)) => (t, h),
-            (Err(e), _) | (_, Err(e)) => {
-                tracing::warn!(error = %e, "cannot watch SIGTERM and SIGHUP; only Ctrl-C stops lookout");
+    watched: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    /// Inside the runtime, before anything announces that it runs.
+    fn install() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let watched = match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::hangup()),
+            ) {
+                (Ok(t), Ok(h)) => Some((t, h)),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(error = %e, "cannot watch SIGTERM and SIGHUP; only Ctrl-C stops lookout");
+                    None
+                }
+            };
+            Signals { watched }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    /// Until SIGTERM or SIGINT; SIGHUP reloads the daemon's config
+    /// meanwhile (`lookout view` has none to reload).
+    async fn wait(&mut self, daemon: Option<&Daemon>) {
+        #[cfg(unix)]
+        {
+            let Some((term, hup)) = &mut self.watched else {
                 let _ = tokio::signal::ctrl_c().await;
                 return;
-            }
-        };
-        loop {
-            tokio::select! {
-                _ = term.recv() => return,
-                _ = tokio::signal::ctrl_c() => return,
-                _ = hup.recv() => match daemon {
-                    Some(daemon) => {
-                        tracing::info!("SIGHUP: reloading the config");
-                        // The outcome is logged and in the reload metrics.
-                        let _ = daemon.reload().await;
-                    }
-                    None => tracing::info!("SIGHUP: nothing to reload"),
-                },
+            };
+            loop {
+                tokio::select! {
+                    _ = term.recv() => return,
+                    _ = tokio::signal::ctrl_c() => return,
+                    _ = hup.recv() => match daemon {
+                        Some(daemon) => {
+                            tracing::info!("SIGHUP: reloading the config");
+                            // The outcome is logged and in the reload metrics.
+                            let _ = daemon.reload().await;
+                        }
+                        None => tracing::info!("SIGHUP: nothing to reload"),
+                    },
+                }
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = daemon;
-        let _ = tokio::signal::ctrl_c().await;
+        #[cfg(not(unix))]
+        {
+            let _ = daemon;
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
