@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Check, Config, Flow};
 use std::collections::HashMap;
 
-use crate::record::{Job, Recorder, Reloaded};
+use crate::config::diff::{Job, Reloaded};
+use crate::record::Recorder;
 use crate::run::Runner;
 use crate::schedule::{JobHandle, Limits, Scheduler, Tick};
 use crate::secret::SharedRedactor;

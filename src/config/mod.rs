@@ -6,6 +6,7 @@
 //! expanded here, so the rest of lookout only ever sees single checks.
 //! Every error names the file, line and column, and the field.
 
+pub mod diff;
 mod error;
 mod flow;
 mod raw;

@@ -402,7 +402,7 @@ async fn removed_checks_stop_and_a_check_may_become_a_flow() {
         &(checks(&[], "100ms") + &flow("x", "flow-x") + &flow("steady", "steady")),
     );
     let d = daemon.reload().await.unwrap();
-    use lookout::record::Job;
+    use lookout::config::diff::Job;
     let mut removed = d.removed.clone();
     removed.sort_by(|a, b| a.name().cmp(b.name()));
     assert_eq!(removed, [Job::Check("gone".into()), Job::Check("x".into())]);
@@ -485,8 +485,14 @@ async fn secrets_are_reread_and_scrubbed_everywhere() {
 
     write(&key_file, NEW);
     let d = daemon.reload().await.unwrap();
-    assert_eq!(d.changed, [lookout::record::Job::Check("keyed".into())]);
-    assert_eq!(d.unchanged, [lookout::record::Job::Check("talker".into())]);
+    assert_eq!(
+        d.changed,
+        [lookout::config::diff::Job::Check("keyed".into())]
+    );
+    assert_eq!(
+        d.unchanged,
+        [lookout::config::diff::Job::Check("talker".into())]
+    );
     eventually(Duration::from_secs(10), async || {
         target
             .seen()
@@ -593,6 +599,6 @@ async fn a_reload_with_a_secret_on_a_fifo_fails_fast_and_keeps_the_old_config() 
 
     write(&path, &config("key"));
     let d = daemon.reload().await.unwrap();
-    assert_eq!(d.unchanged, [lookout::record::Job::Check("a".into())]);
+    assert_eq!(d.unchanged, [lookout::config::diff::Job::Check("a".into())]);
     daemon.shutdown().await;
 }
