@@ -1,0 +1,282 @@
+//! `[[checks]]`: one entry expanded over its matrix into checks.
+
+use super::*;
+
+/// The most checks one matrix may expand into.
+pub(super) const MAX_MATRIX_EXPANSION: usize = 10_000;
+
+/// One `[[checks]]` entry, expanded over its matrix.
+pub(super) fn expand_check(
+    ctx: &Ctx<'_>,
+    field: &str,
+    spanned: &Spanned<RawCheck>,
+    defaults: &RawDefaults,
+    secrets: &BTreeMap<String, Secret>,
+    templater: &Templater,
+    tls_profiles: &mut Vec<TlsSettings>,
+) -> Result<Vec<Check>, ConfigError> {
+    let raw = spanned.get_ref();
+    let name = raw.name.get_ref().trim();
+    if !valid_name(name) {
+        return Err(ctx.err(
+            raw.name.span(),
+            format!("{field}.name"),
+            format!(
+                "a check name must be 1 to {MAX_NAME_LEN} characters without control characters"
+            ),
+        ));
+    }
+    let combos = matrix_combinations(ctx, field, spanned)?;
+    let allowed: Vec<&String> = raw.matrix.keys().collect();
+
+    // Every template must only use matrix variables.
+    let mut templated: Vec<(String, Range<usize>, Vec<String>)> = vec![
+        (
+            format!("{field}.name"),
+            raw.name.span(),
+            vars_of(templater, ctx, &format!("{field}.name"), &raw.name)?,
+        ),
+        (
+            format!("{field}.url"),
+            raw.url.span(),
+            vars_of(templater, ctx, &format!("{field}.url"), &raw.url)?,
+        ),
+    ];
+    for (header, value) in &raw.headers {
+        templated.push((
+            format!("{field}.headers.{header}"),
+            value.span(),
+            vars_of(templater, ctx, &format!("{field}.headers.{header}"), value)?,
+        ));
+    }
+    if let Some(body) = &raw.body {
+        templated.push((
+            format!("{field}.body"),
+            body.span(),
+            vars_of(templater, ctx, &format!("{field}.body"), body)?,
+        ));
+    }
+    if let Some(json) = &raw.json {
+        let used = templater
+            .json_variables(json.get_ref())
+            .map_err(|e| ctx.err(json.span(), format!("{field}.json"), e))?;
+        templated.push((format!("{field}.json"), json.span(), used));
+    }
+    for (where_, span, used) in &templated {
+        if let Some(unknown) = used.iter().find(|v| !allowed.contains(v)) {
+            let known = if allowed.is_empty() {
+                "this check has no matrix".to_owned()
+            } else {
+                format!(
+                    "matrix defines {}",
+                    allowed
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            return Err(ctx.err(
+                span.clone(),
+                where_,
+                format!("unknown template variable {unknown:?}: {known}"),
+            ));
+        }
+    }
+
+    let shared = SharedParts::build(ctx, field, raw, defaults, secrets, tls_profiles)?;
+    let mut out = Vec::with_capacity(combos.len());
+    for vars in combos {
+        out.push(build_one(ctx, field, raw, &vars, templater, &shared)?);
+    }
+    Ok(out)
+}
+
+pub(in crate::config) fn vars_of(
+    templater: &Templater,
+    ctx: &Ctx<'_>,
+    field: &str,
+    text: &Spanned<String>,
+) -> Result<Vec<String>, ConfigError> {
+    templater
+        .variables(text.get_ref())
+        .map_err(|e| ctx.err(text.span(), field, e))
+}
+
+pub(super) fn matrix_combinations(
+    ctx: &Ctx<'_>,
+    field: &str,
+    spanned: &Spanned<RawCheck>,
+) -> Result<Vec<Vars>, ConfigError> {
+    let mut combos: Vec<Vars> = vec![Vars::new()];
+    for (key, values) in &spanned.get_ref().matrix {
+        if values.is_empty() {
+            return Err(ctx.err(
+                spanned.span(),
+                format!("{field}.matrix.{key}"),
+                "a matrix list needs at least one value",
+            ));
+        }
+        if combos.len() * values.len() > MAX_MATRIX_EXPANSION {
+            return Err(ctx.err(
+                spanned.span(),
+                format!("{field}.matrix"),
+                format!("expands to more than {MAX_MATRIX_EXPANSION} checks"),
+            ));
+        }
+        combos = combos
+            .into_iter()
+            .flat_map(|base| {
+                values.iter().map(move |v| {
+                    let mut next = base.clone();
+                    next.insert(key.clone(), v.0.clone());
+                    next
+                })
+            })
+            .collect();
+    }
+    Ok(combos)
+}
+
+/// The parts of a check that do not depend on matrix values.
+pub(super) struct SharedParts {
+    group: String,
+    method: Method,
+    schedule: Schedule,
+    auth: Auth,
+    timeout: Duration,
+    max_body_bytes: u64,
+    max_redirects: u32,
+    tls_profile: usize,
+    expect: Expectations,
+}
+
+impl SharedParts {
+    fn build(
+        ctx: &Ctx<'_>,
+        field: &str,
+        raw: &RawCheck,
+        defaults: &RawDefaults,
+        secrets: &BTreeMap<String, Secret>,
+        tls_profiles: &mut Vec<TlsSettings>,
+    ) -> Result<SharedParts, ConfigError> {
+        let method = method(ctx, field, raw.method.as_ref())?;
+        let tls_profile = tls_profile(ctx, field, raw.tls.as_ref(), defaults, tls_profiles)?;
+        let (timeout, max_body_bytes, max_redirects) = request_limits(
+            raw.timeout.as_ref(),
+            raw.max_body_bytes,
+            raw.max_redirects,
+            defaults,
+        );
+        Ok(SharedParts {
+            group: raw
+                .group
+                .clone()
+                .or_else(|| defaults.group.clone())
+                .unwrap_or_else(|| DEFAULT_GROUP.to_owned()),
+            method,
+            schedule: schedule(
+                ctx,
+                field,
+                OwnSchedule {
+                    schedule: raw.schedule.as_ref(),
+                    interval: raw.interval.as_ref(),
+                    timezone: raw.timezone.as_ref(),
+                    name_span: raw.name.span(),
+                },
+                defaults,
+            )?,
+            auth: auth(ctx, field, raw.auth.as_ref(), secrets)?,
+            timeout,
+            max_body_bytes,
+            max_redirects,
+            tls_profile,
+            expect: expectations(ctx, field, raw.expect.as_ref())?,
+        })
+    }
+}
+
+pub(super) fn build_one(
+    ctx: &Ctx<'_>,
+    field: &str,
+    raw: &RawCheck,
+    vars: &Vars,
+    templater: &Templater,
+    shared: &SharedParts,
+) -> Result<Check, ConfigError> {
+    let render = |text: &Spanned<String>, what: &str| {
+        templater
+            .render(text.get_ref(), vars)
+            .map_err(|e| ctx.err(text.span(), format!("{field}.{what}"), e))
+    };
+    let mut name = render(&raw.name, "name")?.trim().to_owned();
+    if !vars.is_empty() {
+        let labels: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        name = format!("{name}[{}]", labels.join(","));
+    }
+
+    let url_text = render(&raw.url, "url")?;
+    let url = probe_url(ctx, field, raw.url.span(), &url_text)?;
+
+    let mut headers = HeaderMap::new();
+    for (key, value) in &raw.headers {
+        let where_ = format!("{field}.headers.{key}");
+        let name = header_name(ctx, &where_, key, value.span())?;
+        let text = render(value, &format!("headers.{key}"))?;
+        let value = HeaderValue::from_str(&text).map_err(|_| {
+            ctx.err(
+                value.span(),
+                &where_,
+                "invalid header value (control characters?)",
+            )
+        })?;
+        headers.append(name, value);
+    }
+
+    let body = match (&raw.body, &raw.json) {
+        (Some(_), Some(json)) => {
+            return Err(ctx.err(
+                json.span(),
+                format!("{field}.json"),
+                "set either body or json, not both",
+            ));
+        }
+        (Some(body), None) => Some(bytes::Bytes::from(render(body, "body")?)),
+        (None, Some(json)) => {
+            let value = templater
+                .render_json(json.get_ref(), vars)
+                .map_err(|e| ctx.err(json.span(), format!("{field}.json"), e))?;
+            if !headers.contains_key(CONTENT_TYPE) {
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            }
+            Some(bytes::Bytes::from(value.to_string()))
+        }
+        (None, None) => None,
+    };
+
+    // The phase comes from the expanded name, so matrix siblings spread out.
+    let schedule = match &shared.schedule {
+        Schedule::Interval { every, .. } => Schedule::interval(*every, &name),
+        cron => cron.clone(),
+    };
+    Ok(Check {
+        // Set to the check's position when the config is assembled.
+        id: 0,
+        name,
+        group: shared.group.clone(),
+        schedule,
+        request: HttpRequest {
+            method: shared.method.clone(),
+            url,
+            headers,
+            body,
+            auth: shared.auth.clone(),
+            timeout: shared.timeout,
+            max_body_bytes: shared.max_body_bytes,
+            max_redirects: shared.max_redirects,
+            tls_profile: shared.tls_profile,
+        },
+        expect: shared.expect.clone(),
+        matrix: vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+    })
+}
