@@ -1645,8 +1645,8 @@ fn an_empty_secret_is_rejected() {
 }
 
 /// Template syntax outside templated fields is refused; literal braces
-/// in a body are still expressible, as the README says, with an escaped
-/// regex. And a misspelt field is reported before a misplaced template.
+/// in a body are still expressible, as docs/configuration.md says, with an
+/// escaped regex. And a misspelt field is reported before a misplaced template.
 #[test]
 fn braces_in_an_escaped_regex_are_accepted_and_unknown_fields_come_first() {
     let cfg = load_ok(

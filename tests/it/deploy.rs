@@ -8,8 +8,8 @@
 //! The Rust checks always run: the files parse, reference files that exist,
 //! fit together (ports, labels, names, mounts, secrets, config paths), the
 //! Prometheus Operator objects are well formed and their alerts use only
-//! metrics from README's "Metrics reference", and the example configs pass
-//! `lookout check-config`. The checks by the real tools run where the tool
+//! metrics from the metrics reference (docs/metrics.md), and the example
+//! configs pass `lookout check-config`. The checks by the real tools run where the tool
 //! is installed, and otherwise skip that step saying so (`SKIPPED ...: TOOL
 //! is not installed (run .ci/setup)`; a failure under
 //! `LOOKOUT_REQUIRE_TOOLS=1`, see `support::tool`): kubernetes-validate, hadolint and
@@ -197,17 +197,12 @@ fn lookout() -> Command {
 // ---------------------------------------------------------------------------
 // Metric names
 
-/// The metric names in README's "Metrics reference", with `_bucket`, `_sum`
-/// and `_count` for histograms.
-fn readme_metric_names() -> BTreeSet<String> {
-    let readme = read(&repo().join("README.md"));
-    let start = readme
-        .find("\n## Metrics reference")
-        .expect("README has a Metrics reference");
-    let rest = &readme[start + 1..];
-    let section = &rest[..rest[3..].find("\n## ").map_or(rest.len(), |i| i + 3)];
+/// The metric names in the metrics reference (docs/metrics.md), with
+/// `_bucket`, `_sum` and `_count` for histograms.
+fn documented_metric_names() -> BTreeSet<String> {
+    let reference = read(&repo().join("docs/metrics.md"));
     let mut names = BTreeSet::new();
-    for line in section.lines() {
+    for line in reference.lines() {
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
         let Some(name) = cells
             .get(1)
@@ -228,7 +223,7 @@ fn readme_metric_names() -> BTreeSet<String> {
     }
     assert!(
         names.len() > 20 && names.contains("probe_success"),
-        "README's metrics reference: {names:?}"
+        "docs/metrics.md: {names:?}"
     );
     names
 }
@@ -2913,14 +2908,14 @@ fn servicemonitor_and_prometheusrule_are_well_formed() {
         "an alert for lookout itself being down"
     );
 
-    // Only metrics that lookout exports (README), that the rules record, or
-    // Prometheus' own `up`.
-    let known = readme_metric_names();
+    // Only metrics that lookout exports (docs/metrics.md), that the rules
+    // record, or Prometheus' own `up`.
+    let known = documented_metric_names();
     for (rule, expr) in &exprs {
         for name in promql_metric_names(expr) {
             assert!(
                 known.contains(&name) || recorded.contains(&name) || name == "up",
-                "{rule}: `{name}` is not in README's Metrics reference"
+                "{rule}: `{name}` is not in docs/metrics.md"
             );
         }
     }

@@ -6,6 +6,7 @@ mod cluster;
 mod config_errors;
 mod daemon;
 mod deploy;
+mod docs;
 mod examples;
 mod files;
 mod fleet;
