@@ -57,8 +57,8 @@ impl Route {
     fn cache_control(self, status: StatusCode) -> &'static str {
         match self {
             Route::Asset if status.is_success() => CACHE_ASSET,
-            Route::Badge => CACHE_BADGE,
-            Route::Asset | Route::Other => CACHE_NONE,
+            Route::Badge if status.is_success() => CACHE_BADGE,
+            Route::Asset | Route::Badge | Route::Other => CACHE_NONE,
         }
     }
 }

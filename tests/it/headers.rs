@@ -288,7 +288,7 @@ url = "{ok}"
             "/badge/check/nope",
             404,
             Other,
-            Revalidate,
+            NoStore,
         ),
         case(
             "/badge/check/{*name}",
@@ -296,7 +296,7 @@ url = "{ok}"
             "/badge/check/up?show=bogus",
             400,
             Other,
-            Revalidate,
+            NoStore,
         ),
         case(
             "/badge/group/{*name}",
@@ -348,11 +348,11 @@ url = "{ok}"
         let r = send(c.method.clone(), &c.path, true).await.unwrap();
         failures.extend(check(c, &r, c.status, c.cache));
         // Without credentials: basic auth's 401 (but /healthz), with the
-        // same headers; caching as the route's, a stylesheet's only once
-        // it is served.
+        // same headers; an error is never stored, what the route caches
+        // (a stylesheet, a badge) only once it is served.
         let (status, cache) = match (c.path.as_str(), c.cache) {
             ("/healthz", cache) => (200, cache),
-            (_, Immutable) => (401, NoStore),
+            (_, Immutable | Revalidate) => (401, NoStore),
             (_, cache) => (401, cache),
         };
         let r = send(c.method.clone(), &c.path, false).await.unwrap();
