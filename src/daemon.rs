@@ -97,8 +97,8 @@ impl Control {
         // One limit per origin, shared by every check and flow against it
         // (and kept across reloads).
         let limits = self.scheduler.limits();
-        let check_slots: Vec<_> = checks.iter().map(|c| limits.slot(c.target())).collect();
-        let flow_slots: Vec<_> = flows.iter().map(|f| limits.slot(f.target())).collect();
+        let check_slots: Vec<_> = checks.iter().map(|c| limits.slot([c.target()])).collect();
+        let flow_slots: Vec<_> = flows.iter().map(|f| limits.slot(f.targets())).collect();
         let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         for (check, slot) in checks.iter().zip(check_slots) {
             let (job_pipeline, job_check) = (pipeline.clone(), check.clone());

@@ -159,7 +159,7 @@ pub async fn run_once(config: &Config) -> Result<Once, TlsSetupError> {
         config.max_concurrent_per_target,
     );
     let checks = config.checks.iter().map(|c| {
-        let slot = limits.slot(c.target());
+        let slot = limits.slot([c.target()]);
         let runner = &runner;
         async move {
             let _permits = slot.acquire().await;
@@ -167,7 +167,7 @@ pub async fn run_once(config: &Config) -> Result<Once, TlsSetupError> {
         }
     });
     let flows = config.flows.iter().map(|f| {
-        let slot = limits.slot(f.target());
+        let slot = limits.slot(f.targets());
         let runner = &runner;
         async move {
             let _permits = slot.acquire().await;

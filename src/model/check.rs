@@ -137,12 +137,18 @@ impl Check {
 }
 
 impl Flow {
-    /// The origin of the flow's first step, for the per-target limit.
-    pub fn target(&self) -> String {
-        self.steps
-            .first()
+    /// Every origin the flow's steps (cleanup included) call, for the
+    /// per-target limit: a run holds a slot of each.
+    pub fn targets(&self) -> Vec<String> {
+        let mut all: Vec<String> = self
+            .steps
+            .iter()
+            .chain(&self.cleanup)
             .map(|s| s.request.origin.ascii_serialization())
-            .unwrap_or_default()
+            .collect();
+        all.sort();
+        all.dedup();
+        all
     }
 
     /// Like [`Check::same_as`], step by step (a flow's steps share its TLS

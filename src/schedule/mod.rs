@@ -157,47 +157,56 @@ impl Limits {
         }
     }
 
-    /// The limits a run against `target` waits for; every run against the
-    /// same target shares its slots.
-    pub fn slot(&self, target: String) -> Slot {
+    /// The limits a run against `targets` waits for (a check has one, a
+    /// flow one per distinct origin of its steps); every run against a
+    /// target shares its slots.
+    pub fn slot(&self, targets: impl IntoIterator<Item = String>) -> Slot {
+        // Taken in one order (by name), so two runs that share targets
+        // cannot each hold one the other waits for.
+        let names: std::collections::BTreeSet<String> = targets.into_iter().collect();
         let per_target = self.per_target;
-        let target = self
-            .targets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(target)
-            .or_insert_with(|| Arc::new(Semaphore::new(per_target)))
-            .clone();
+        let mut map = self.targets.lock().unwrap_or_else(|p| p.into_inner());
+        let targets = names
+            .into_iter()
+            .map(|name| {
+                map.entry(name)
+                    .or_insert_with(|| Arc::new(Semaphore::new(per_target)))
+                    .clone()
+            })
+            .collect();
         Slot {
-            target,
+            targets,
             global: self.global.clone(),
         }
     }
 }
 
-/// One target's share of [`Limits`].
+/// One run's share of [`Limits`].
 #[derive(Clone, Debug)]
 pub struct Slot {
-    target: Arc<Semaphore>,
+    targets: Vec<Arc<Semaphore>>,
     global: Arc<Semaphore>,
 }
 
-/// Held while a run goes; dropping it frees both slots.
+/// Held while a run goes; dropping it frees every slot.
 #[derive(Debug)]
 pub struct Permits {
     _global: OwnedSemaphorePermit,
-    _target: OwnedSemaphorePermit,
+    _targets: Vec<OwnedSemaphorePermit>,
 }
 
 impl Slot {
-    /// Waits for the target's slot, then a global one. `None` only if a
+    /// Waits for each target's slot, then a global one. `None` only if a
     /// semaphore were closed, which none ever is.
     pub async fn acquire(&self) -> Option<Permits> {
-        let target = self.target.clone().acquire_owned().await.ok()?;
+        let mut targets = Vec::with_capacity(self.targets.len());
+        for t in &self.targets {
+            targets.push(t.clone().acquire_owned().await.ok()?);
+        }
         let global = self.global.clone().acquire_owned().await.ok()?;
         Some(Permits {
             _global: global,
-            _target: target,
+            _targets: targets,
         })
     }
 }
@@ -365,11 +374,15 @@ mod tests {
     async fn a_target_gets_its_share_and_the_global_limit_holds() {
         let limits = Limits::new(3, 2);
         let (a, b) = (
-            limits.slot("http://a".into()),
-            limits.slot("http://b".into()),
+            limits.slot(["http://a".to_owned()]),
+            limits.slot(["http://b".to_owned()]),
         );
         let a1 = a.acquire().await.unwrap();
-        let _a2 = limits.slot("http://a".into()).acquire().await.unwrap();
+        let _a2 = limits
+            .slot(["http://a".to_owned()])
+            .acquire()
+            .await
+            .unwrap();
         // The same target shares its two slots.
         let third = tokio::time::timeout(Duration::from_millis(50), a.acquire()).await;
         assert!(third.is_err(), "a third run against a waits");
@@ -380,6 +393,26 @@ mod tests {
         drop(a1);
         assert!(
             tokio::time::timeout(Duration::from_secs(1), b.acquire())
+                .await
+                .is_ok()
+        );
+    }
+
+    /// A flow that calls two origins counts against both.
+    #[tokio::test]
+    async fn a_run_against_two_targets_takes_a_slot_of_each() {
+        let limits = Limits::new(10, 1);
+        let flow = limits.slot(["http://auth".to_owned(), "http://api".to_owned()]);
+        let held = flow.acquire().await.unwrap();
+        for target in ["http://auth", "http://api"] {
+            let other = limits.slot([target.to_owned()]);
+            let waited = tokio::time::timeout(Duration::from_millis(50), other.acquire()).await;
+            assert!(waited.is_err(), "{target} is held by the flow");
+        }
+        drop(held);
+        let other = limits.slot(["http://api".to_owned()]);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), other.acquire())
                 .await
                 .is_ok()
         );
