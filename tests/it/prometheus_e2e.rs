@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::Datelike;
@@ -21,7 +21,7 @@ use lookout::daemon::Daemon;
 use serde_json::Value;
 
 use crate::support::promql_metric_names;
-use crate::support::{config, start_target, tool};
+use crate::support::{Prometheus, config, start_target, tool};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -446,28 +446,9 @@ fn promtool_checks_the_rules_their_unit_tests_and_the_config() {
 // ---------------------------------------------------------------------------
 // A real Prometheus scraping a real lookout
 
-/// Prometheus as a child process, killed when this is dropped (a panic
-/// included).
-struct Prometheus {
-    child: Child,
-    log: PathBuf,
-    base: String,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// [`Prometheus`] (support's: a child process, killed when dropped), read
+/// through the HTTP API with the test's client.
 impl Prometheus {
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-
     async fn get(&self, client: &reqwest::Client, path: &str, params: &[(&str, &str)]) -> Value {
         let url = url::Url::parse_with_params(&format!("{}{path}", self.base), params).unwrap();
         let body = client
@@ -483,7 +464,7 @@ impl Prometheus {
 
     /// The number of series (or 1 for a scalar) an instant query returns,
     /// or Prometheus' error.
-    async fn query(&self, client: &reqwest::Client, q: &str) -> Result<usize, String> {
+    async fn count(&self, client: &reqwest::Client, q: &str) -> Result<usize, String> {
         let answer = self.get(client, "/api/v1/query", &[("query", q)]).await;
         if answer["status"] != "success" {
             return Err(format!("{}: {}", answer["errorType"], answer["error"]));
@@ -682,7 +663,7 @@ async fn check_queries(
         let rule = q.rule.as_deref().unwrap_or("");
         let may_be_empty = MAY_BE_EMPTY.iter().any(|(r, _)| *r == rule);
         let quiet = QUIET.contains(&rule);
-        match prom.query(client, &q.expr).await {
+        match prom.count(client, &q.expr).await {
             Err(e) => wrong.push(format!("{}: {e}\n    {}", q.source, q.expr)),
             Ok(n) if quiet && n > 0 => wrong.push(format!(
                 "{}: {n} series, but lookout is healthy here\n    {}",
@@ -695,7 +676,7 @@ async fn check_queries(
         }
         if quiet || may_be_empty {
             for name in promql_metric_names(&q.expr) {
-                if !matches!(prom.query(client, &name).await, Ok(n) if n > 0) {
+                if !matches!(prom.count(client, &name).await, Ok(n) if n > 0) {
                     wrong.push(format!("{}: selects {name}, which has no series", q.source));
                 }
             }
@@ -870,7 +851,6 @@ url = "{nowhere}"
     // A second "lookout" that is not running: LookoutDown must fire for it.
     let dead = format!("127.0.0.1:{}", free_port());
 
-    let dir = tempfile::tempdir().unwrap();
     let rules: Vec<String> = rule_files()
         .iter()
         .map(|p| format!("  - {:?}", p.display().to_string()))
@@ -903,56 +883,17 @@ url = "{nowhere}"
          scrape_configs:\n  - job_name: lookout\n    static_configs:\n{targets}",
         rules.join("\n")
     );
-    let config_path = dir.path().join("prometheus.yml");
-    std::fs::write(&config_path, &prom_config).unwrap();
-    let port = free_port();
-    let log = dir.path().join("prometheus.log");
-    let out = File::create(&log).unwrap();
-    let child = Command::new(prometheus)
-        .arg(format!("--config.file={}", config_path.display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .expect("prometheus starts");
-    let mut prom = Prometheus {
-        child,
-        log,
-        base: format!("http://127.0.0.1:{port}"),
-    };
+    let prom = Prometheus::start(&prometheus, &prom_config, &["--storage.tsdb.path=data"]).await;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap();
 
-    // Ready, then at least three scrapes of lookout.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    for _ in 0..200 {
-        if let Some(status) = prom.child.try_wait().unwrap() {
-            panic!("prometheus exited with {status}:\n{}", prom.log_tail());
-        }
-        let ready = client.get(format!("{}/-/ready", prom.base)).send().await;
-        if ready.is_ok_and(|r| r.status() == 200) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "prometheus not ready:\n{}",
-            prom.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     // Every target (the dead one answers up == 0) scraped three times.
     let scraped = r#"count(count_over_time(up{job="lookout"}[1m]) >= 3) == 5"#;
     let deadline = Instant::now() + Duration::from_secs(20);
     for _ in 0..100 {
-        if prom.query(&client, scraped).await == Ok(1) {
+        if prom.count(&client, scraped).await == Ok(1) {
             break;
         }
         assert!(
