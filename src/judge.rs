@@ -8,15 +8,63 @@
 
 use std::time::Duration;
 
-use crate::model::Observation;
+mod kinds;
+
+pub use kinds::grpc_code_name;
+
 pub use crate::model::{
     Expectations, HeaderCheck, HeaderExpect, JsonCheck, JsonExpect, StatusMatcher, StatusPattern,
 };
+use crate::model::{Observation, Target};
 use crate::outcome::{FailureKind, Outcome};
 use crate::secret::Redactor;
 pub use crate::secret::{clean, quote};
 
-/// The verdict on one observation. Checks run in a fixed order (transport,
+/// The verdict on one check's observation, whatever its kind: the one
+/// place that matches on the kind. HTTP has its own order (below); every
+/// other kind checks the transport, then its own observation, then the
+/// latency budget.
+pub fn judge_target(
+    target: &Target,
+    expect: &Expectations,
+    obs: &Observation,
+    redactor: &Redactor,
+) -> Outcome {
+    if let Target::Http(_) = target {
+        return judge(expect, obs, redactor);
+    }
+    if let Some((kind, reason)) = &obs.error {
+        return fail(*kind, reason.clone());
+    }
+    let outcome = match target {
+        Target::Http(_) => judge(expect, obs, redactor),
+        Target::Tcp(t) => kinds::tcp(t, obs, redactor),
+        Target::Tls(t) => kinds::cert(&t.expect, obs),
+        Target::Dns(d) => kinds::dns(&d.expect, obs, redactor),
+        Target::Grpc(g) => kinds::grpc(g, obs, redactor),
+        Target::Icmp(i) => kinds::icmp(i, obs),
+    };
+    if !outcome.is_success() {
+        return outcome;
+    }
+    latency(expect, obs).unwrap_or(Outcome::Success)
+}
+
+fn latency(expect: &Expectations, obs: &Observation) -> Option<Outcome> {
+    let budget = expect.max_latency?;
+    (obs.duration > budget).then(|| {
+        fail(
+            FailureKind::Slow,
+            format!(
+                "took {}, budget {}",
+                format_ms(obs.duration),
+                format_ms(budget)
+            ),
+        )
+    })
+}
+
+/// The verdict on one HTTP observation. Checks run in a fixed order (transport,
 /// status, headers, JSON, body, latency) and the first failure is the reason.
 pub fn judge(expect: &Expectations, obs: &Observation, redactor: &Redactor) -> Outcome {
     if let Some((kind, reason)) = &obs.error {
@@ -41,19 +89,7 @@ pub fn judge(expect: &Expectations, obs: &Observation, redactor: &Redactor) -> O
     if let Some(outcome) = judge_body(expect, &obs.body, redactor) {
         return outcome;
     }
-    if let Some(budget) = expect.max_latency
-        && obs.duration > budget
-    {
-        return fail(
-            FailureKind::Slow,
-            format!(
-                "took {}, budget {}",
-                format_ms(obs.duration),
-                format_ms(budget)
-            ),
-        );
-    }
-    Outcome::Success
+    latency(expect, obs).unwrap_or(Outcome::Success)
 }
 
 fn fail(kind: FailureKind, reason: impl Into<String>) -> Outcome {

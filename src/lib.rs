@@ -20,6 +20,7 @@ pub mod report;
 pub mod run;
 pub mod schedule;
 pub mod secret;
+pub mod seen;
 pub mod serve;
 pub mod store;
 pub mod template;

@@ -262,10 +262,10 @@ fn check_config(file: &std::path::Path, overrides: &config::ClusterOverrides) ->
             "{}\t[{}]\t{} {}\t{}{}",
             c.name,
             c.group,
-            c.request.method,
-            config.redactor.redact(c.request.url.as_str()),
+            c.probe.verb(),
+            config.redactor.redact(&c.probe.address()),
             c.schedule.describe(),
-            auth_text(&c.request.auth)
+            c.probe.auth().map(auth_text).unwrap_or_default()
         );
     }
     for f in &config.flows {

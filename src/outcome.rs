@@ -44,10 +44,22 @@ pub enum FailureKind {
     /// A flow step's request could not be built from the run's values (say,
     /// a captured value made the URL invalid); nothing was sent.
     Template,
+    /// A TCP check's `expect` line never arrived.
+    Query,
+    /// A DNS answer did not match: the response code, the records or their count.
+    Answer,
+    /// A gRPC health check answered, but not SERVING (or the call failed).
+    NotServing,
+    /// An ICMP check lost more packets than `expect.max_loss`.
+    Loss,
+    /// A certificate expectation failed (expires too soon, issuer, name, TLS version).
+    Certificate,
+    /// lookout lacks a privilege the probe needs (ICMP without CAP_NET_RAW).
+    Permission,
 }
 
 impl FailureKind {
-    pub const ALL: [FailureKind; 15] = [
+    pub const ALL: [FailureKind; 21] = [
         FailureKind::Timeout,
         FailureKind::Dns,
         FailureKind::Connect,
@@ -63,6 +75,12 @@ impl FailureKind {
         FailureKind::Internal,
         FailureKind::Capture,
         FailureKind::Template,
+        FailureKind::Query,
+        FailureKind::Answer,
+        FailureKind::NotServing,
+        FailureKind::Loss,
+        FailureKind::Certificate,
+        FailureKind::Permission,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -82,6 +100,12 @@ impl FailureKind {
             FailureKind::Internal => "internal",
             FailureKind::Capture => "capture",
             FailureKind::Template => "template",
+            FailureKind::Query => "query",
+            FailureKind::Answer => "answer",
+            FailureKind::NotServing => "not_serving",
+            FailureKind::Loss => "loss",
+            FailureKind::Certificate => "certificate",
+            FailureKind::Permission => "permission",
         }
     }
 }
@@ -178,6 +202,10 @@ pub struct CheckResult {
     pub redirects: u32,
     /// `notAfter` of the earliest-expiring certificate the target presented.
     pub tls_not_after: Option<DateTime<Utc>>,
+    /// The handshake, for kinds that did one.
+    pub tls: Option<crate::seen::TlsSeen>,
+    /// What only this check's kind sees (DNS answers, ICMP replies, …).
+    pub seen: crate::seen::Seen,
     pub schedule_lag: Duration,
 }
 
@@ -285,19 +313,14 @@ impl FlowResult {
             phases: Phases::default(),
             redirects: 0,
             tls_not_after: None,
+            tls: None,
+            seen: crate::seen::Seen::None,
             schedule_lag: self.schedule_lag,
         }
     }
 }
 
-pub mod seconds {
-    use serde::Serializer;
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(d.as_secs_f64())
-    }
-}
+pub use crate::seen::seconds;
 
 #[cfg(test)]
 mod tests {

@@ -10,10 +10,10 @@ use futures_util::FutureExt as _;
 
 use crate::config::{Check, Config, Flow};
 use crate::flow::FlowRunner;
-use crate::judge::judge;
+use crate::judge::judge_target;
 use crate::outcome::{CheckResult, FailureKind, FlowResult, Outcome, StepResult, StepRun};
 use crate::probe::tls::TlsSetupError;
-use crate::probe::{Observation, Prober, http};
+use crate::probe::{Observation, Prober};
 use crate::schedule::{Limits, Tick};
 use crate::secret::SharedRedactor;
 use crate::template::Templater;
@@ -46,11 +46,8 @@ impl Runner {
         let redactor = self.redactor.get();
         let probe_and_judge = async {
             injected_panic();
-            let obs = match self.prober.profile(check.request.tls_profile) {
-                Some(profile) => http::probe(&check.request, profile, &redactor).await,
-                None => Observation::failed(FailureKind::Internal, "no TLS profile for this check"),
-            };
-            let outcome = judge(&check.expect, &obs, &redactor);
+            let obs = self.prober.probe(&check.probe, &redactor).await;
+            let outcome = judge_target(&check.probe, &check.expect, &obs, &redactor);
             (obs, outcome)
         };
         let (obs, outcome) = contained(probe_and_judge, || {
@@ -73,6 +70,8 @@ impl Runner {
             phases: obs.phases,
             redirects: obs.redirects,
             tls_not_after: obs.tls_not_after,
+            tls: obs.tls,
+            seen: obs.seen,
             schedule_lag: tick.lag,
         }
     }

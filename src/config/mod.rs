@@ -173,7 +173,7 @@ impl Config {
     /// The TLS settings a check's requests use.
     pub fn tls_of_check(&self, c: &Check) -> TlsSettings {
         self.tls_profiles
-            .get(c.request.tls_profile)
+            .get(c.probe.tls_profile().unwrap_or(0))
             .cloned()
             .unwrap_or_default()
     }

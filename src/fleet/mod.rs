@@ -314,12 +314,12 @@ impl Snapshot {
             name: m.name.clone(),
             group: m.group.clone(),
             state,
-            method: configured.map_or_else(String::new, |c| c.request.method.to_string()),
+            method: configured.map_or_else(String::new, |c| c.probe.verb()),
             url: configured.map_or_else(String::new, |c| {
-                redactor.redact(c.request.url.as_str()).into_owned()
+                redactor.redact(&c.probe.address()).into_owned()
             }),
             schedule: configured.map_or_else(String::new, |c| c.schedule.describe()),
-            auth: configured.and_then(|c| view::auth_view(&c.request.auth)),
+            auth: configured.and_then(|c| c.probe.auth().and_then(view::auth_view)),
             status_code: one.and_then(|s| s.status).filter(|&c| c > 0),
             duration_seconds: one.and_then(|s| s.duration),
             outcome: match state {

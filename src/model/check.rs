@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::Method;
 use reqwest::header::HeaderName;
 
-use super::{Auth, Expectations, HttpRequest, TlsSettings};
+use super::{Auth, Expectations, HttpRequest, Target, TlsSettings};
 use crate::schedule::Schedule;
 
 #[derive(Debug)]
@@ -18,7 +18,10 @@ pub struct Check {
     pub name: String,
     pub group: String,
     pub schedule: Schedule,
-    pub request: HttpRequest,
+    /// What is probed, and how: one variant per probe kind.
+    pub probe: Target,
+    /// HTTP's expectations; other kinds keep theirs in their target and
+    /// use only `max_latency` here.
     pub expect: Expectations,
     /// The matrix values this check was expanded with, in key order.
     pub matrix: Vec<(String, String)>,
@@ -109,10 +112,19 @@ fn request_identity(r: &HttpRequest, tls: &TlsSettings) -> String {
     )
 }
 
+fn target_identity(t: &Target, tls: &TlsSettings) -> String {
+    match t {
+        Target::Http(r) => request_identity(r, tls),
+        // Every other kind's settings are plain values (TLS by its index,
+        // compared by value through `tls`).
+        other => format!("{other:?} {tls:?}"),
+    }
+}
+
 impl Check {
-    /// Where the check sends its request, for the per-target limit.
+    /// Where the check sends its probe, for the per-target limit.
     pub fn target(&self) -> String {
-        self.request.url.origin().ascii_serialization()
+        self.probe.limit_key()
     }
 
     /// Whether `other`, from another load of the config, is the same check.
@@ -129,7 +141,7 @@ impl Check {
             self.name,
             self.group,
             self.schedule,
-            request_identity(&self.request, tls),
+            target_identity(&self.probe, tls),
             self.expect,
             self.matrix
         )

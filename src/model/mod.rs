@@ -9,7 +9,11 @@ pub mod check;
 pub mod expect;
 pub mod observation;
 pub mod request;
+pub mod target;
 
+pub use crate::seen::{
+    DnsSeen, GrpcSeen, IcmpSeen, Seen, ServingStatus, TcpSeen, TlsSeen, TlsVersion, Unmatched,
+};
 pub use check::{
     BUILTIN_VARS, BodyTemplate, Capture, CaptureFrom, Check, Flow, RequestTemplate, Step,
 };
@@ -18,3 +22,7 @@ pub use expect::{
 };
 pub use observation::Observation;
 pub use request::{Auth, CaFile, HttpRequest, TlsSettings};
+pub use target::{
+    CertExpect, DnsExpect, DnsTarget, DnsTransport, Endpoint, GrpcTarget, IcmpTarget, IpVersion,
+    Kind, QueryStep, RecordType, Target, TcpTarget, TlsOn, TlsTarget,
+};

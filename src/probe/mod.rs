@@ -1,12 +1,18 @@
 //! Talking to targets. One module per kind of probe; each returns an
 //! [`Observation`] (what was seen) and leaves the verdict to `judge`.
 
+pub mod dns;
+pub mod grpc;
 pub mod http;
+pub mod icmp;
+pub mod tcp;
 pub mod tls;
 pub mod trace;
 
 pub use crate::model::Observation;
-use crate::model::TlsSettings;
+use crate::model::{Target, TlsSettings};
+use crate::outcome::FailureKind;
+use crate::secret::Redactor;
 use tls::{TlsProfile, TlsSetupError};
 
 /// The TLS profiles of a config, built once, indexed like `Config::tls_profiles`.
@@ -33,5 +39,38 @@ impl Prober {
 
     pub fn profile(&self, index: usize) -> Option<&TlsProfile> {
         self.profiles.get(index)
+    }
+
+    /// Runs one probe of any kind: the one place that matches on the kind
+    /// to pick its file. Each kind bounds itself by the target's timeout.
+    pub async fn probe(&self, target: &Target, redactor: &Redactor) -> Observation {
+        let profile = |i: usize| {
+            self.profile(i).ok_or_else(|| {
+                Observation::failed(FailureKind::Internal, "no TLS profile for this check")
+            })
+        };
+        let run = async {
+            Ok(match target {
+                Target::Http(r) => http::probe(r, profile(r.tls_profile)?, redactor).await,
+                Target::Tcp(t) => {
+                    let tls = t
+                        .tls
+                        .as_ref()
+                        .map(|on| profile(on.tls_profile).map(|p| (on, p)));
+                    tcp::probe(t, tls.transpose()?, redactor).await
+                }
+                Target::Tls(t) => tcp::probe_tls(t, profile(t.tls.tls_profile)?, redactor).await,
+                Target::Dns(d) => dns::probe(d).await,
+                Target::Grpc(g) => {
+                    let tls = g
+                        .tls
+                        .as_ref()
+                        .map(|on| profile(on.tls_profile).map(|p| (on, p)));
+                    grpc::probe(g, tls.transpose()?).await
+                }
+                Target::Icmp(i) => icmp::probe(i).await,
+            })
+        };
+        run.await.unwrap_or_else(|failed: Observation| failed)
     }
 }

@@ -132,7 +132,7 @@ pub struct Family<'a> {
 impl Family<'_> {
     /// `name{labels} value`.
     pub fn sample(&mut self, labels: &LabelSet, value: impl Into<Value>) {
-        self.line("", labels, None, value.into());
+        self.line("", labels, &[], value.into());
     }
 
     /// `name{labels,key="value"} value`, for one extra label such as a phase.
@@ -143,7 +143,17 @@ impl Family<'_> {
         label_value: &str,
         value: impl Into<Value>,
     ) {
-        self.line("", labels, Some((key, label_value)), value.into());
+        self.line("", labels, &[(key, label_value)], value.into());
+    }
+
+    /// `name{labels,k1="v1",k2="v2"} value`.
+    pub fn sample_labels(
+        &mut self,
+        labels: &LabelSet,
+        extra: &[(&str, &str)],
+        value: impl Into<Value>,
+    ) {
+        self.line("", labels, extra, value.into());
     }
 
     /// A histogram's `_bucket` lines, `_sum` and `_count`. `counts` are per
@@ -153,20 +163,20 @@ impl Family<'_> {
         for (i, count) in counts.iter().enumerate() {
             cumulative += count;
             let le = bounds.get(i).copied().unwrap_or("+Inf");
-            self.line("_bucket", labels, Some(("le", le)), Value::U(cumulative));
+            self.line("_bucket", labels, &[("le", le)], Value::U(cumulative));
         }
-        self.line("_sum", labels, None, Value::F(sum));
-        self.line("_count", labels, None, Value::U(cumulative));
+        self.line("_sum", labels, &[], Value::F(sum));
+        self.line("_count", labels, &[], Value::U(cumulative));
     }
 
-    fn line(&mut self, suffix: &str, labels: &LabelSet, extra: Option<(&str, &str)>, v: Value) {
+    fn line(&mut self, suffix: &str, labels: &LabelSet, extra: &[(&str, &str)], v: Value) {
         let out = &mut *self.out;
         out.push_str(self.name);
         out.push_str(suffix);
         out.push('{');
         out.push_str(&labels.0);
-        if let Some((key, value)) = extra {
-            if !labels.0.is_empty() {
+        for (i, (key, value)) in extra.iter().enumerate() {
+            if i > 0 || !labels.0.is_empty() {
                 out.push(',');
             }
             out.push_str(key);

@@ -4,6 +4,7 @@
 pub mod board;
 mod exposition;
 mod flow_series;
+pub mod kinds;
 pub mod metrics;
 mod series;
 

@@ -9,6 +9,7 @@
 use std::sync::{Mutex, MutexGuard};
 
 use super::exposition::{Exposition, Kind, LabelSet};
+use super::kinds::{self, Sample};
 use crate::config::Check;
 use crate::outcome::{CheckResult, FailureKind, Outcome, PHASE_NAMES};
 
@@ -38,6 +39,8 @@ struct Slot {
     /// Kept apart from `last`: an http check that once reached TLS keeps its
     /// expiry when a later run fails before the handshake.
     cert_not_after: Option<i64>,
+    /// The families the check's kind adds, from the last run.
+    kind: Vec<Sample>,
     /// Per bucket, `+Inf` last; not cumulative.
     buckets: [u64; DURATION_BOUNDS.len() + 1],
     duration_sum: f64,
@@ -59,6 +62,7 @@ impl Slot {
         if let Some(t) = result.tls_not_after {
             self.cert_not_after = Some(t.timestamp());
         }
+        self.kind = kinds::samples(&result.seen, result.tls.as_ref());
         let bucket = DURATION_BOUNDS
             .iter()
             .position(|&b| secs <= b)
@@ -200,6 +204,11 @@ impl CheckSeries {
                 }
             },
         );
+        for &(name, help, kind) in kinds::FAMILIES {
+            e.family(name, help, kind, |f| {
+                kinds::write_family(f, name, each().map(|(l, s)| (l, s.kind.as_slice())));
+            });
+        }
         e.family(
             "lookout_check_last_run_timestamp_seconds",
             "Unix time at which the check's last run started.",

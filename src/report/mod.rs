@@ -695,13 +695,13 @@ fn check_entry(check: &crate::config::Check, result: &CheckResult, r: &Redactor)
         name: red(r, &check.name),
         group: red(r, &check.group),
         ok: result.outcome.is_success(),
-        method: check.request.method.to_string(),
-        url: red(r, check.request.url.as_str()),
+        method: check.probe.verb(),
+        url: red(r, &check.probe.address()),
         status: result.status,
         duration_seconds: result.duration.as_secs_f64(),
         outcome: result.outcome.label().to_owned(),
         reason: red_opt(r, result.outcome.reason()),
-        auth: auth_entry(&check.request.auth, r),
+        auth: check.probe.auth().and_then(|a| auth_entry(a, r)),
     }
 }
 

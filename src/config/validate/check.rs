@@ -1,6 +1,7 @@
 //! `[[checks]]`: one entry expanded over its matrix into checks.
 
 use super::*;
+use crate::model::Target;
 
 /// The most checks one matrix may expand into.
 pub(super) const MAX_MATRIX_EXPANSION: usize = 10_000;
@@ -265,7 +266,7 @@ pub(super) fn build_one(
         name,
         group: shared.group.clone(),
         schedule,
-        request: HttpRequest {
+        probe: Target::Http(HttpRequest {
             method: shared.method.clone(),
             url,
             headers,
@@ -275,7 +276,7 @@ pub(super) fn build_one(
             max_body_bytes: shared.max_body_bytes,
             max_redirects: shared.max_redirects,
             tls_profile: shared.tls_profile,
-        },
+        }),
         expect: shared.expect.clone(),
         matrix: vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
     })

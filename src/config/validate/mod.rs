@@ -18,6 +18,8 @@ use rustls::pki_types::pem::PemObject;
 use toml::Spanned;
 use url::Url;
 
+use crate::model::Target;
+
 mod check;
 mod cluster;
 mod expect;
@@ -177,7 +179,13 @@ pub(super) fn validate(
             }
             let line = ctx.line(raw_check.get_ref().name.span().start);
             seen.insert(check.name.clone(), line);
-            redactable.note(&check.request.auth);
+            match &check.probe {
+                Target::Http(r) => redactable.note(&r.auth),
+                other => other
+                    .secrets()
+                    .into_iter()
+                    .for_each(|s| redactable.note_secret(s)),
+            }
             // Every check is validated, whichever instance runs it.
             if here
                 && cluster
@@ -280,11 +288,15 @@ struct Redactable {
 }
 
 impl Redactable {
-    fn note(&mut self, auth: &Auth) {
-        if let Some(secret) = auth.secret()
-            && *secret.origin() == SecretOrigin::Literal
-        {
+    fn note_secret(&mut self, secret: &Secret) {
+        if *secret.origin() == SecretOrigin::Literal {
             self.literal_secrets.push(secret.clone());
+        }
+    }
+
+    fn note(&mut self, auth: &Auth) {
+        if let Some(secret) = auth.secret() {
+            self.note_secret(secret);
         }
         if let Auth::Basic { username, password } = auth {
             self.basic_pairs.push((username.clone(), password.clone()));

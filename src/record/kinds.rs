@@ -1,0 +1,202 @@
+//! The metric families each probe kind adds, named as blackbox_exporter
+//! names them for the same meaning: the one place the metrics writer
+//! matches on the kind. The per-check series (`series.rs`) write them with
+//! the check's labels; `/probe` writes them bare, as blackbox does.
+
+use std::time::Duration;
+
+use super::exposition::{Family, Kind, LabelSet};
+use crate::model::{Seen, ServingStatus, TlsSeen};
+
+/// One sample of a kind's family: extra labels (besides the check's) and
+/// the value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub family: &'static str,
+    pub labels: Vec<(&'static str, String)>,
+    pub value: f64,
+}
+
+/// Every family a kind may add: name, help, type. Written in this order.
+pub const FAMILIES: &[(&str, &str, Kind)] = &[
+    (
+        "probe_tls_version_info",
+        "The TLS version the last handshake negotiated (always 1).",
+        Kind::Gauge,
+    ),
+    (
+        "probe_ssl_last_chain_expiry_timestamp_seconds",
+        "Unix time at which the earliest certificate of the last verified chain expires.",
+        Kind::Gauge,
+    ),
+    (
+        "probe_ssl_last_chain_info",
+        "The leaf certificate of the last handshake (always 1).",
+        Kind::Gauge,
+    ),
+    (
+        "probe_failed_due_to_regex",
+        "1 if the last TCP dialogue failed because an expect line never matched.",
+        Kind::Gauge,
+    ),
+    (
+        "probe_dns_duration_seconds",
+        "Duration of each phase of the last DNS query.",
+        Kind::Gauge,
+    ),
+    (
+        "probe_dns_query_succeeded",
+        "1 if the last DNS query got an answer (whatever its response code).",
+        Kind::Gauge,
+    ),
+    (
+        "probe_dns_answer_rrs",
+        "Records in the answer section of the last DNS response.",
+        Kind::Gauge,
+    ),
+    (
+        "probe_dns_authority_rrs",
+        "Records in the authority section of the last DNS response.",
+        Kind::Gauge,
+    ),
+    (
+        "probe_dns_additional_rrs",
+        "Records in the additional section of the last DNS response.",
+        Kind::Gauge,
+    ),
+    (
+        "probe_grpc_healthcheck_response",
+        "The serving status of the last gRPC health check (1 for the one answered).",
+        Kind::Gauge,
+    ),
+    (
+        "probe_grpc_status_code",
+        "The gRPC status code of the last health check call.",
+        Kind::Gauge,
+    ),
+    (
+        "probe_icmp_duration_seconds",
+        "Duration of each phase of the last ICMP probe (rtt: the mean round trip).",
+        Kind::Gauge,
+    ),
+    (
+        "probe_icmp_reply_hop_limit",
+        "The hop limit (TTL) of the last echo reply.",
+        Kind::Gauge,
+    ),
+    (
+        "lookout_icmp_packets_sent",
+        "Echo requests sent in the last ICMP probe.",
+        Kind::Gauge,
+    ),
+    (
+        "lookout_icmp_packets_received",
+        "Echo replies received in the last ICMP probe.",
+        Kind::Gauge,
+    ),
+];
+
+fn one(out: &mut Vec<Sample>, family: &'static str, value: f64) {
+    out.push(Sample {
+        family,
+        labels: Vec::new(),
+        value,
+    });
+}
+
+fn phase(out: &mut Vec<Sample>, family: &'static str, name: &str, d: Duration) {
+    out.push(Sample {
+        family,
+        labels: vec![("phase", name.to_owned())],
+        value: d.as_secs_f64(),
+    });
+}
+
+/// The samples one result adds, in no particular order.
+pub fn samples(seen: &Seen, tls: Option<&TlsSeen>) -> Vec<Sample> {
+    let mut out = Vec::new();
+    if let Some(tls) = tls {
+        if let Some(v) = tls.version {
+            out.push(Sample {
+                family: "probe_tls_version_info",
+                labels: vec![("version", v.as_str().to_owned())],
+                value: 1.0,
+            });
+        }
+        if let Some(t) = tls.chain_not_after {
+            one(
+                &mut out,
+                "probe_ssl_last_chain_expiry_timestamp_seconds",
+                t.timestamp() as f64,
+            );
+        }
+        out.push(Sample {
+            family: "probe_ssl_last_chain_info",
+            labels: vec![
+                ("fingerprint_sha256", tls.fingerprint_sha256.clone()),
+                ("subject", tls.subject.clone()),
+                ("issuer", tls.issuer.clone()),
+                ("subjectalternative", tls.san.join(",")),
+            ],
+            value: 1.0,
+        });
+    }
+    match seen {
+        Seen::None => {}
+        Seen::Tcp(t) => one(
+            &mut out,
+            "probe_failed_due_to_regex",
+            f64::from(u8::from(t.unmatched.is_some())),
+        ),
+        Seen::Dns(d) => {
+            let f = "probe_dns_duration_seconds";
+            phase(&mut out, f, "resolve", Duration::ZERO);
+            phase(&mut out, f, "connect", d.connect);
+            phase(&mut out, f, "request", d.request);
+            one(&mut out, "probe_dns_query_succeeded", 1.0);
+            one(&mut out, "probe_dns_answer_rrs", d.answers.len() as f64);
+            one(&mut out, "probe_dns_authority_rrs", d.authority as f64);
+            one(&mut out, "probe_dns_additional_rrs", d.additional as f64);
+        }
+        Seen::Grpc(g) => {
+            for status in ServingStatus::ALL {
+                out.push(Sample {
+                    family: "probe_grpc_healthcheck_response",
+                    labels: vec![("serving_status", status.as_str().to_owned())],
+                    value: f64::from(u8::from(g.serving == Some(status))),
+                });
+            }
+            one(&mut out, "probe_grpc_status_code", f64::from(g.status_code));
+        }
+        Seen::Icmp(i) => {
+            let f = "probe_icmp_duration_seconds";
+            phase(&mut out, f, "resolve", i.resolve);
+            phase(&mut out, f, "setup", i.setup);
+            phase(&mut out, f, "rtt", i.rtt().unwrap_or_default());
+            if let Some(h) = i.hop_limit {
+                one(&mut out, "probe_icmp_reply_hop_limit", f64::from(h));
+            }
+            one(&mut out, "lookout_icmp_packets_sent", f64::from(i.sent));
+            one(
+                &mut out,
+                "lookout_icmp_packets_received",
+                f64::from(i.received),
+            );
+        }
+    }
+    out
+}
+
+/// Writes the samples of `family` found among `each` (label set, samples).
+pub(super) fn write_family<'a>(
+    f: &mut Family<'_>,
+    family: &str,
+    each: impl Iterator<Item = (&'a LabelSet, &'a [Sample])>,
+) {
+    for (labels, samples) in each {
+        for s in samples.iter().filter(|s| s.family == family) {
+            let extra: Vec<(&str, &str)> = s.labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            f.sample_labels(labels, &extra, s.value);
+        }
+    }
+}
