@@ -145,6 +145,11 @@ pub struct RawCheck {
     #[serde(default)]
     pub matrix: BTreeMap<String, Vec<MatrixValue>>,
     pub expect: Option<Spanned<RawExpect>>,
+    /// The settings of the kinds beyond HTTP (the URL's scheme picks the kind).
+    pub tcp: Option<Spanned<RawTcp>>,
+    pub dns: Option<Spanned<RawDns>>,
+    pub grpc: Option<Spanned<RawGrpc>>,
+    pub icmp: Option<Spanned<RawIcmp>>,
     /// Run only from these locations (`[cluster] location`); everywhere when absent.
     pub locations: Option<Spanned<Vec<String>>>,
 }
@@ -242,6 +247,60 @@ pub struct RawTls {
     pub ca_file: Option<PathBuf>,
     #[serde(default)]
     pub insecure_skip_verify: bool,
+    /// The name sent in SNI and verified (tcp, tls and grpcs checks; the
+    /// URL's host when absent).
+    pub server_name: Option<String>,
+}
+
+/// `tcp = { … }` on a `tcp://` check.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawTcp {
+    /// TLS on top of the connection (`[tls]` settings apply).
+    #[serde(default)]
+    pub tls: bool,
+    #[serde(default)]
+    pub query: Vec<Spanned<RawQueryStep>>,
+    pub max_read_bytes: Option<usize>,
+}
+
+/// One step of a TCP dialogue: `{ send = "PING\r\n" }`, `{ expect = "^\\+PONG" }`,
+/// or `{ send = "AUTH {secret}\r\n", secret = "redis" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQueryStep {
+    pub send: Option<String>,
+    pub expect: Option<BodyRegex>,
+    /// A `[secrets]` entry whose value replaces `{secret}` in `send`.
+    pub secret: Option<String>,
+}
+
+/// `dns = { … }` on a `dns://` check.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDns {
+    pub name: Spanned<String>,
+    #[serde(rename = "type")]
+    pub record_type: Option<Spanned<String>>,
+    pub transport: Option<Spanned<String>>,
+    pub recursion: Option<bool>,
+}
+
+/// `grpc = { … }` on a `grpc://` or `grpcs://` check.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawGrpc {
+    pub service: Option<String>,
+}
+
+/// `icmp = { … }` on an `icmp://` check.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawIcmp {
+    pub count: Option<Spanned<u32>>,
+    pub interval: Option<HumanDuration>,
+    pub payload_bytes: Option<Spanned<usize>>,
+    pub ip_version: Option<Spanned<u8>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -258,6 +317,21 @@ pub struct RawExpect {
     pub json: Vec<RawJsonExpect>,
     #[serde(default)]
     pub headers: Vec<RawHeaderExpect>,
+    // Certificates (https, tcp with tls, tls, grpcs).
+    pub cert_valid_for: Option<HumanDuration>,
+    pub min_tls_version: Option<String>,
+    pub issuer: Option<BodyRegex>,
+    #[serde(default)]
+    pub san: Vec<String>,
+    // DNS.
+    pub rcode: Option<String>,
+    #[serde(default)]
+    pub answers: Vec<BodyRegex>,
+    #[serde(default)]
+    pub answers_not: Vec<BodyRegex>,
+    pub min_answers: Option<usize>,
+    // ICMP: `"20%"`.
+    pub max_loss: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

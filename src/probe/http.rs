@@ -377,7 +377,9 @@ fn transport_failure(err: &reqwest::Error, trace: &Trace, url: &Url) -> (Failure
 }
 
 /// The TLS error in `err`'s chain, if any.
-fn tls_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+pub(super) fn tls_error<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a rustls::Error> {
     let mut current = Some(err);
     while let Some(e) = current {
         if let Some(found) = as_rustls(e) {

@@ -3,6 +3,7 @@
 
 pub mod dns;
 pub mod grpc;
+pub mod handshake;
 pub mod http;
 pub mod icmp;
 pub mod tcp;
@@ -59,7 +60,7 @@ impl Prober {
                         .map(|on| profile(on.tls_profile).map(|p| (on, p)));
                     tcp::probe(t, tls.transpose()?, redactor).await
                 }
-                Target::Tls(t) => tcp::probe_tls(t, profile(t.tls.tls_profile)?, redactor).await,
+                Target::Tls(t) => tcp::probe_tls(t, profile(t.tls.tls_profile)?).await,
                 Target::Dns(d) => dns::probe(d).await,
                 Target::Grpc(g) => {
                     let tls = g

@@ -127,3 +127,65 @@ fn the_table_has_no_circle() {
         }
     }
 }
+
+/// Adding a probe kind is local: outside `src/probe/`, only the files
+/// ARCHITECTURE.md lists under "Adding a probe kind" name a concrete kind
+/// (a `Target::`, `Seen::` or `Kind::` variant other than HTTP's, or a
+/// kind's target or observation type), and each listed file does.
+#[test]
+fn a_probe_kind_is_named_only_where_architecture_says() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("ARCHITECTURE.md")).unwrap();
+    let section = text
+        .split("## Adding a probe kind")
+        .nth(1)
+        .expect("ARCHITECTURE.md has an \"Adding a probe kind\" section");
+    let listed: BTreeSet<String> = regex::Regex::new(r"`(src/[a-z_/]+\.rs)`")
+        .unwrap()
+        .captures_iter(section.split("\n## ").next().unwrap_or_default())
+        .map(|c| c[1].to_owned())
+        .collect();
+    assert!(!listed.is_empty(), "the section lists no files");
+    let kind = regex::Regex::new(
+        r"\b(Target|Seen|Kind)::(Tcp|Tls|Dns|Grpc|Icmp)\b|\b(TcpTarget|TlsTarget|DnsTarget|GrpcTarget|IcmpTarget|TcpSeen|DnsSeen|GrpcSeen|IcmpSeen)\b",
+    )
+    .unwrap();
+    let mut naming = BTreeSet::new();
+    let mut stack = vec![root.join("src")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if rel.starts_with("src/probe/") || !rel.ends_with(".rs") {
+                continue;
+            }
+            let code: String = std::fs::read_to_string(&path)
+                .unwrap()
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("//"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            if kind.is_match(&code) {
+                naming.insert(rel);
+            }
+        }
+    }
+    let unlisted: Vec<_> = naming.difference(&listed).collect();
+    let stale: Vec<_> = listed.difference(&naming).collect();
+    assert!(
+        unlisted.is_empty(),
+        "these files name a probe kind but ARCHITECTURE.md does not list them: {unlisted:?}"
+    );
+    assert!(
+        stale.is_empty(),
+        "ARCHITECTURE.md lists files that name no probe kind: {stale:?}"
+    );
+}

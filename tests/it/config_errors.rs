@@ -558,7 +558,7 @@ url = "ftp://x"
         line: 3,
         column: 7,
         field: "checks[0].url",
-        message: "\"ftp://x\" is not an http:// or https:// URL with a host",
+        message: "\"ftp://x\": lookout probes http://, https://, tcp://, tls://, dns://, grpc://, grpcs:// and icmp:// URLs",
     },
     Case {
         name: "unknown template variable in url without a matrix",
@@ -659,7 +659,7 @@ group = "team-{{ v }}"
         line: 5,
         column: 9,
         field: "checks[0].group",
-        message: "group is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body and json",
+        message: "group is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body, json and dns.name",
     },
     Case {
         name: "template in expect.body_contains",
@@ -672,7 +672,7 @@ expect = { body_contains = ["ok", "{{ v }}"] }
         line: 5,
         column: 35,
         field: "checks[0].expect.body_contains[1]",
-        message: "body_contains is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body and json",
+        message: "body_contains is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body, json and dns.name",
     },
     Case {
         name: "template in an expected header value",
@@ -685,7 +685,7 @@ expect = { headers = [{ name = "x-v", equals = "{{ v }}" }] }
         line: 5,
         column: 48,
         field: "checks[0].expect.headers[0].equals",
-        message: "equals is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body and json",
+        message: "equals is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body, json and dns.name",
     },
     Case {
         name: "template in an expected JSON value",
@@ -698,7 +698,7 @@ expect = { json = [{ pointer = "/v", equals = "{{ v }}" }] }
         line: 5,
         column: 47,
         field: "checks[0].expect.json[0].equals",
-        message: "equals is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body and json",
+        message: "equals is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body, json and dns.name",
     },
     Case {
         name: "template comment in expect.body_not_contains",
@@ -723,7 +723,7 @@ auth = { scheme = "bearer", value = "tok-{{ v }}" }
         line: 5,
         column: 37,
         field: "checks[0].auth.value",
-        message: "value is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body and json",
+        message: "value is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body, json and dns.name",
     },
     Case {
         name: "template in auth.username",
@@ -736,7 +736,7 @@ auth = { scheme = "basic", username = "{{ v }}", value = "pw" }
         line: 5,
         column: 39,
         field: "checks[0].auth.username",
-        message: "username is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body and json",
+        message: "username is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body, json and dns.name",
     },
     Case {
         name: "template in auth.header",
@@ -749,7 +749,7 @@ auth = { scheme = "api_key", header = "X-{{ v }}", value = "k" }
         line: 5,
         column: 39,
         field: "checks[0].auth.header",
-        message: "header is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body and json",
+        message: "header is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body, json and dns.name",
     },
     Case {
         name: "template in a matrix value",
@@ -761,7 +761,7 @@ matrix = { v = ["x", "{{ w }}"] }
         line: 4,
         column: 22,
         field: "checks[0].matrix.v[1]",
-        message: "v is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body and json",
+        message: "v is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body, json and dns.name",
     },
     Case {
         name: "template in [defaults] group",
@@ -771,7 +771,7 @@ group = "{{ env }}"
         line: 2,
         column: 9,
         field: "defaults.group",
-        message: "group is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body and json, and in a flow's headers and its steps' url, headers, body and json",
+        message: "group is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body, json and dns.name, and in a flow's headers and its steps' url, headers, body and json",
     },
     Case {
         name: "template in a secret's file name",
@@ -1378,16 +1378,28 @@ fn a_2x2_matrix_expands_into_4_rendered_checks() {
             "{}",
             check.name
         );
-        assert_eq!(check.request.method, "POST", "{}", check.name);
         assert_eq!(
-            check.request.url.as_str(),
+            check.probe.http().expect("an http check").method,
+            "POST",
+            "{}",
+            check.name
+        );
+        assert_eq!(
+            check.probe.http().expect("an http check").url.as_str(),
             format!("https://api.example.com/{a}/items?b={b}"),
             "{}",
             check.name
         );
-        let body: serde_json::Value =
-            serde_json::from_slice(check.request.body.as_deref().expect("a JSON body"))
-                .expect("the body is JSON");
+        let body: serde_json::Value = serde_json::from_slice(
+            check
+                .probe
+                .http()
+                .expect("an http check")
+                .body
+                .as_deref()
+                .expect("a JSON body"),
+        )
+        .expect("the body is JSON");
         assert_eq!(
             body,
             serde_json::json!({"a": a, "nested": {"b": b}, "n": 7}),
@@ -1395,7 +1407,8 @@ fn a_2x2_matrix_expands_into_4_rendered_checks() {
             check.name
         );
         assert_eq!(
-            check.request.headers["content-type"], "application/json",
+            check.probe.http().expect("an http check").headers["content-type"],
+            "application/json",
             "{}",
             check.name
         );
@@ -1426,9 +1439,18 @@ matrix = { env = ["prod"], on = [true] }
     );
     let check = &config.checks[0];
     assert_eq!(check.name, "svc-prod[env=prod,on=true]");
-    assert_eq!(check.request.url.as_str(), "http://prod.example.com/");
-    assert_eq!(check.request.headers["x-env"], "prod");
-    assert_eq!(check.request.headers["x-flag"], "true");
+    assert_eq!(
+        check.probe.http().expect("an http check").url.as_str(),
+        "http://prod.example.com/"
+    );
+    assert_eq!(
+        check.probe.http().expect("an http check").headers["x-env"],
+        "prod"
+    );
+    assert_eq!(
+        check.probe.http().expect("an http check").headers["x-flag"],
+        "true"
+    );
 }
 
 #[test]
@@ -1473,16 +1495,28 @@ timezone = "Europe/Berlin"
     };
 
     let inherits = by_name("inherits");
-    assert_eq!(inherits.request.timeout, Duration::from_secs(3));
+    assert_eq!(
+        inherits.probe.http().expect("an http check").timeout,
+        Duration::from_secs(3)
+    );
     assert_eq!(inherits.group, "edge");
     assert_eq!(every(inherits), Some(Duration::from_secs(60)));
-    assert_eq!(inherits.request.max_redirects, 0);
+    assert_eq!(
+        inherits.probe.http().expect("an http check").max_redirects,
+        0
+    );
 
     let overrides = by_name("overrides");
-    assert_eq!(overrides.request.timeout, Duration::from_secs(7));
+    assert_eq!(
+        overrides.probe.http().expect("an http check").timeout,
+        Duration::from_secs(7)
+    );
     assert_eq!(overrides.group, "core");
     assert_eq!(every(overrides), Some(Duration::from_secs(5)));
-    assert_eq!(overrides.request.max_redirects, 3);
+    assert_eq!(
+        overrides.probe.http().expect("an http check").max_redirects,
+        3
+    );
 
     let cron = by_name("cron-over-interval");
     assert_eq!(every(cron), None);
@@ -1490,7 +1524,10 @@ timezone = "Europe/Berlin"
         cron.schedule.describe(),
         "cron \"*/5 * * * *\" (Europe/Berlin)"
     );
-    assert_eq!(cron.request.timeout, Duration::from_secs(3));
+    assert_eq!(
+        cron.probe.http().expect("an http check").timeout,
+        Duration::from_secs(3)
+    );
 }
 
 #[test]
@@ -1511,12 +1548,24 @@ url = "http://example.com/"
     );
     let check = &config.checks[0];
     assert_eq!(check.group, config::DEFAULT_GROUP);
-    assert_eq!(check.request.timeout, config::DEFAULT_TIMEOUT);
-    assert_eq!(check.request.max_body_bytes, config::DEFAULT_MAX_BODY_BYTES);
-    assert_eq!(check.request.max_redirects, config::DEFAULT_MAX_REDIRECTS);
-    assert_eq!(check.request.method, "GET");
-    assert!(check.request.body.is_none());
-    assert!(matches!(check.request.auth, Auth::None));
+    assert_eq!(
+        check.probe.http().expect("an http check").timeout,
+        config::DEFAULT_TIMEOUT
+    );
+    assert_eq!(
+        check.probe.http().expect("an http check").max_body_bytes,
+        config::DEFAULT_MAX_BODY_BYTES
+    );
+    assert_eq!(
+        check.probe.http().expect("an http check").max_redirects,
+        config::DEFAULT_MAX_REDIRECTS
+    );
+    assert_eq!(check.probe.http().expect("an http check").method, "GET");
+    assert!(check.probe.http().expect("an http check").body.is_none());
+    assert!(matches!(
+        check.probe.http().expect("an http check").auth,
+        Auth::None
+    ));
     assert!(
         matches!(check.schedule, Schedule::Interval { every, .. } if every == config::DEFAULT_INTERVAL)
     );
@@ -1588,7 +1637,7 @@ fn secrets_show_only_fingerprints_and_debug_does_not_leak() {
     ];
     for (check, (name, scheme, placement, origin)) in config.checks.iter().zip(want) {
         assert_eq!(check.name, name);
-        let auth = &check.request.auth;
+        let auth = &check.probe.http().expect("an http check").auth;
         assert_eq!(auth.scheme(), scheme, "{name}");
         assert_eq!(auth.placement().as_deref(), Some(placement), "{name}");
         let secret = auth.secret().expect("a secret");
@@ -1604,7 +1653,9 @@ fn secrets_show_only_fingerprints_and_debug_does_not_leak() {
     }
     assert_ne!(
         config.checks[3]
-            .request
+            .probe
+            .http()
+            .expect("an http check")
             .auth
             .secret()
             .unwrap()
@@ -1702,7 +1753,7 @@ fn cli_check_config_exits_2_with_the_location() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
     let want = format!(
-        "{}:6:7: checks[0].url: \"ftp://x\" is not an http:// or https:// URL with a host\n",
+        "{}:6:7: checks[0].url: \"ftp://x\": lookout probes http://, https://, tcp://, tls://, dns://, grpc://, grpcs:// and icmp:// URLs\n",
         path.display()
     );
     assert!(stderr.ends_with(&want), "want {want:?} in stderr: {stderr}");

@@ -17,9 +17,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use lookout::config::Config;
-use lookout::judge::judge;
+use lookout::judge::judge_target;
 use lookout::outcome::Outcome;
-use lookout::probe::{Observation, Prober, http};
+use lookout::probe::{Observation, Prober};
 
 /// The secret the tests configure; it must never show up anywhere.
 pub const TEST_SECRET: &str = "hk_test_Zq8Xw3Vb9Nc2Lm4Kp7Rt";
@@ -249,9 +249,8 @@ pub async fn probe(config: &Config, name: &str) -> (Observation, Outcome) {
         .iter()
         .find(|c| c.name == name)
         .unwrap_or_else(|| panic!("no check named {name}"));
-    let profile = prober.profile(check.request.tls_profile).unwrap();
-    let obs = http::probe(&check.request, profile, &config.redactor).await;
-    let outcome = judge(&check.expect, &obs, &config.redactor);
+    let obs = prober.probe(&check.probe, &config.redactor).await;
+    let outcome = judge_target(&check.probe, &check.expect, &obs, &config.redactor);
     (obs, outcome)
 }
 

@@ -1,7 +1,8 @@
 //! `[[checks]]`: one entry expanded over its matrix into checks.
 
+use super::kind;
 use super::*;
-use crate::model::Target;
+use crate::model::{Kind, Target};
 
 /// The most checks one matrix may expand into.
 pub(super) const MAX_MATRIX_EXPANSION: usize = 10_000;
@@ -57,6 +58,14 @@ pub(super) fn expand_check(
             vars_of(templater, ctx, &format!("{field}.body"), body)?,
         ));
     }
+    if let Some(dns) = &raw.dns {
+        let name = &dns.get_ref().name;
+        templated.push((
+            format!("{field}.dns.name"),
+            name.span(),
+            vars_of(templater, ctx, &format!("{field}.dns.name"), name)?,
+        ));
+    }
     if let Some(json) = &raw.json {
         let used = templater
             .json_variables(json.get_ref())
@@ -88,7 +97,9 @@ pub(super) fn expand_check(
     let shared = SharedParts::build(ctx, field, raw, defaults, secrets, tls_profiles)?;
     let mut out = Vec::with_capacity(combos.len());
     for vars in combos {
-        out.push(build_one(ctx, field, raw, &vars, templater, &shared)?);
+        out.push(build_one(
+            ctx, field, raw, &vars, templater, &shared, secrets,
+        )?);
     }
     Ok(out)
 }
@@ -204,6 +215,7 @@ pub(super) fn build_one(
     vars: &Vars,
     templater: &Templater,
     shared: &SharedParts,
+    secrets: &BTreeMap<String, Secret>,
 ) -> Result<Check, ConfigError> {
     let render = |text: &Spanned<String>, what: &str| {
         templater
@@ -217,6 +229,57 @@ pub(super) fn build_one(
     }
 
     let url_text = render(&raw.url, "url")?;
+    // The phase comes from the expanded name, so matrix siblings spread out.
+    let schedule = match &shared.schedule {
+        Schedule::Interval { every, .. } => Schedule::interval(*every, &name),
+        cron => cron.clone(),
+    };
+    let matrix = vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let kind = match kind::kind_of(&url_text) {
+        Some(kind) => kind,
+        None if url_text.contains("://") => {
+            return Err(ctx.err(
+                raw.url.span(),
+                format!("{field}.url"),
+                format!(
+                    "{url_text:?}: lookout probes http://, https://, tcp://, tls://, dns://, grpc://, grpcs:// and icmp:// URLs"
+                ),
+            ));
+        }
+        None => Kind::Http,
+    };
+    kind::refuse_foreign(
+        ctx,
+        field,
+        raw,
+        kind,
+        kind::speaks_tls(kind, &url_text, raw),
+    )?;
+    if kind != Kind::Http {
+        let dns_name = match &raw.dns {
+            Some(dns) => Some(render(&dns.get_ref().name, "dns.name")?),
+            None => None,
+        };
+        let input = kind::KindInput {
+            field,
+            raw,
+            url: &url_text,
+            url_span: raw.url.span(),
+            dns_name,
+            timeout: shared.timeout,
+            tls_profile: shared.tls_profile,
+            secrets,
+        };
+        return Ok(Check {
+            id: 0,
+            name,
+            group: shared.group.clone(),
+            schedule,
+            probe: kind::target(ctx, kind, &input)?,
+            expect: shared.expect.clone(),
+            matrix,
+        });
+    }
     let url = probe_url(ctx, field, raw.url.span(), &url_text)?;
 
     let mut headers = HeaderMap::new();
@@ -255,11 +318,6 @@ pub(super) fn build_one(
         (None, None) => None,
     };
 
-    // The phase comes from the expanded name, so matrix siblings spread out.
-    let schedule = match &shared.schedule {
-        Schedule::Interval { every, .. } => Schedule::interval(*every, &name),
-        cron => cron.clone(),
-    };
     Ok(Check {
         // Set to the check's position when the config is assembled.
         id: 0,
@@ -278,6 +336,6 @@ pub(super) fn build_one(
             tls_profile: shared.tls_profile,
         }),
         expect: shared.expect.clone(),
-        matrix: vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        matrix,
     })
 }

@@ -23,6 +23,7 @@ use crate::model::Target;
 mod check;
 mod cluster;
 mod expect;
+mod kind;
 mod request;
 mod secrets;
 mod server;
@@ -42,7 +43,8 @@ pub(super) use timing::{OwnSchedule, schedule};
 
 use super::error::LineIndex;
 use super::raw::{
-    AuthScheme, RawAuth, RawCheck, RawConfig, RawDefaults, RawExpect, RawTls, SecretSource,
+    AuthScheme, RawAuth, RawCheck, RawConfig, RawDefaults, RawExpect, RawQueryStep, RawTls,
+    SecretSource,
 };
 use super::*;
 use crate::file;
