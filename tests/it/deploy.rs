@@ -199,7 +199,7 @@ fn lookout() -> Command {
 
 /// The metric names in the metrics reference (docs/metrics.md), with
 /// `_bucket`, `_sum` and `_count` for histograms.
-fn documented_metric_names() -> BTreeSet<String> {
+pub fn documented_metric_names() -> BTreeSet<String> {
     let reference = read(&repo().join("docs/metrics.md"));
     let mut names = BTreeSet::new();
     for line in reference.lines() {

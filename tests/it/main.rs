@@ -15,6 +15,7 @@ mod headers;
 mod history;
 mod hostile;
 mod judge_table;
+mod kinds;
 mod listener;
 mod never_panics;
 mod probe_http;

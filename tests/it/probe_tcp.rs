@@ -14,7 +14,7 @@ use crate::support::{TEST_SECRET, config, probe, try_config};
 
 /// What a test server does with each connection.
 #[derive(Clone, Copy)]
-enum Behaviour {
+pub enum Behaviour {
     /// Sends `220 mail.test ESMTP ready` and closes.
     Banner,
     /// Answers each `PING` line with `+PONG`, anything else with `-ERR`.
@@ -29,12 +29,12 @@ enum Behaviour {
     Garbage,
 }
 
-/// A plain TCP server for at most 16 connections, each served for at most 10 s.
-async fn serve(behaviour: Behaviour) -> u16 {
+/// A plain TCP server for at most 64 connections, each served for at most 10 s.
+pub async fn serve(behaviour: Behaviour) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
-        for _ in 0..16 {
+        for _ in 0..64 {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
@@ -115,7 +115,7 @@ impl MaybeLinger for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
 
 /// A TLS server for `localhost` (certificate valid 2020-01-01 to
 /// 2031-06-30) running `behaviour` inside TLS; returns its port and CA file.
-async fn serve_tls(behaviour: Behaviour, dir: &std::path::Path) -> (u16, std::path::PathBuf) {
+pub async fn serve_tls(behaviour: Behaviour, dir: &std::path::Path) -> (u16, std::path::PathBuf) {
     let (server_config, cert_pem) =
         crate::support::self_signed_server(&["localhost"], (2020, 1, 1), (2031, 6, 30));
     let ca = dir.join("ca.pem");
@@ -124,7 +124,7 @@ async fn serve_tls(behaviour: Behaviour, dir: &std::path::Path) -> (u16, std::pa
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
-        for _ in 0..16 {
+        for _ in 0..64 {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
