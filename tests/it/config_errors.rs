@@ -1790,7 +1790,7 @@ fn cli_check_config_lists_the_expanded_checks_of_the_example() {
     );
     assert!(
         stdout.starts_with(&format!(
-            "{}: OK, 7 checks, 2 flows, listen 127.0.0.1:9898\n",
+            "{}: OK, 8 checks, 2 flows, listen 127.0.0.1:9898\n",
             path.display()
         )),
         "{stdout}"
@@ -1806,6 +1806,7 @@ fn cli_check_config_lists_the_expanded_checks_of_the_example() {
             "healthz",
             "status-api",
             "metrics",
+            "listener",
             "endpoint[path=/readyz]",
             "endpoint[path=/]",
             "route-exists",
