@@ -18,6 +18,7 @@ mod judge_table;
 mod listener;
 mod never_panics;
 mod probe_http;
+mod probe_icmp;
 mod probe_tls;
 mod prometheus_e2e;
 mod reload;
