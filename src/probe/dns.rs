@@ -39,9 +39,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
 use super::Observation;
-use crate::model::{DnsTarget, DnsTransport, RecordType, Seen};
+use crate::model::{DnsSeen, DnsTarget, DnsTransport, RecordType, Seen};
 use crate::outcome::FailureKind;
-use crate::seen::DnsSeen;
 
 /// The UDP payload size we advertise in EDNS (the DNS flag day's value):
 /// answers up to this size need no truncation.
