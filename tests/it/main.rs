@@ -18,6 +18,7 @@ mod judge_table;
 mod kinds;
 mod listener;
 mod never_panics;
+mod probe_dns;
 mod probe_http;
 mod probe_icmp;
 mod probe_tcp;
