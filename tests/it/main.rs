@@ -17,6 +17,7 @@ mod hostile;
 mod judge_table;
 mod listener;
 mod never_panics;
+mod probe_grpc;
 mod probe_http;
 mod probe_tls;
 mod prometheus_e2e;
