@@ -389,6 +389,8 @@ mod tests {
             phases: Phases::default(),
             redirects: 0,
             tls_not_after: None,
+            tls: None,
+            seen: crate::seen::Seen::None,
             schedule_lag: Duration::ZERO,
         }
     }
