@@ -1378,16 +1378,28 @@ fn a_2x2_matrix_expands_into_4_rendered_checks() {
             "{}",
             check.name
         );
-        assert_eq!(check.request.method, "POST", "{}", check.name);
         assert_eq!(
-            check.request.url.as_str(),
+            check.probe.http().expect("an HTTP check").method,
+            "POST",
+            "{}",
+            check.name
+        );
+        assert_eq!(
+            check.probe.http().expect("an HTTP check").url.as_str(),
             format!("https://api.example.com/{a}/items?b={b}"),
             "{}",
             check.name
         );
-        let body: serde_json::Value =
-            serde_json::from_slice(check.request.body.as_deref().expect("a JSON body"))
-                .expect("the body is JSON");
+        let body: serde_json::Value = serde_json::from_slice(
+            check
+                .probe
+                .http()
+                .expect("an HTTP check")
+                .body
+                .as_deref()
+                .expect("a JSON body"),
+        )
+        .expect("the body is JSON");
         assert_eq!(
             body,
             serde_json::json!({"a": a, "nested": {"b": b}, "n": 7}),
@@ -1395,7 +1407,8 @@ fn a_2x2_matrix_expands_into_4_rendered_checks() {
             check.name
         );
         assert_eq!(
-            check.request.headers["content-type"], "application/json",
+            check.probe.http().expect("an HTTP check").headers["content-type"],
+            "application/json",
             "{}",
             check.name
         );
@@ -1426,9 +1439,18 @@ matrix = { env = ["prod"], on = [true] }
     );
     let check = &config.checks[0];
     assert_eq!(check.name, "svc-prod[env=prod,on=true]");
-    assert_eq!(check.request.url.as_str(), "http://prod.example.com/");
-    assert_eq!(check.request.headers["x-env"], "prod");
-    assert_eq!(check.request.headers["x-flag"], "true");
+    assert_eq!(
+        check.probe.http().expect("an HTTP check").url.as_str(),
+        "http://prod.example.com/"
+    );
+    assert_eq!(
+        check.probe.http().expect("an HTTP check").headers["x-env"],
+        "prod"
+    );
+    assert_eq!(
+        check.probe.http().expect("an HTTP check").headers["x-flag"],
+        "true"
+    );
 }
 
 #[test]
@@ -1473,16 +1495,28 @@ timezone = "Europe/Berlin"
     };
 
     let inherits = by_name("inherits");
-    assert_eq!(inherits.request.timeout, Duration::from_secs(3));
+    assert_eq!(
+        inherits.probe.http().expect("an HTTP check").timeout,
+        Duration::from_secs(3)
+    );
     assert_eq!(inherits.group, "edge");
     assert_eq!(every(inherits), Some(Duration::from_secs(60)));
-    assert_eq!(inherits.request.max_redirects, 0);
+    assert_eq!(
+        inherits.probe.http().expect("an HTTP check").max_redirects,
+        0
+    );
 
     let overrides = by_name("overrides");
-    assert_eq!(overrides.request.timeout, Duration::from_secs(7));
+    assert_eq!(
+        overrides.probe.http().expect("an HTTP check").timeout,
+        Duration::from_secs(7)
+    );
     assert_eq!(overrides.group, "core");
     assert_eq!(every(overrides), Some(Duration::from_secs(5)));
-    assert_eq!(overrides.request.max_redirects, 3);
+    assert_eq!(
+        overrides.probe.http().expect("an HTTP check").max_redirects,
+        3
+    );
 
     let cron = by_name("cron-over-interval");
     assert_eq!(every(cron), None);
@@ -1490,7 +1524,10 @@ timezone = "Europe/Berlin"
         cron.schedule.describe(),
         "cron \"*/5 * * * *\" (Europe/Berlin)"
     );
-    assert_eq!(cron.request.timeout, Duration::from_secs(3));
+    assert_eq!(
+        cron.probe.http().expect("an HTTP check").timeout,
+        Duration::from_secs(3)
+    );
 }
 
 #[test]
@@ -1511,12 +1548,24 @@ url = "http://example.com/"
     );
     let check = &config.checks[0];
     assert_eq!(check.group, config::DEFAULT_GROUP);
-    assert_eq!(check.request.timeout, config::DEFAULT_TIMEOUT);
-    assert_eq!(check.request.max_body_bytes, config::DEFAULT_MAX_BODY_BYTES);
-    assert_eq!(check.request.max_redirects, config::DEFAULT_MAX_REDIRECTS);
-    assert_eq!(check.request.method, "GET");
-    assert!(check.request.body.is_none());
-    assert!(matches!(check.request.auth, Auth::None));
+    assert_eq!(
+        check.probe.http().expect("an HTTP check").timeout,
+        config::DEFAULT_TIMEOUT
+    );
+    assert_eq!(
+        check.probe.http().expect("an HTTP check").max_body_bytes,
+        config::DEFAULT_MAX_BODY_BYTES
+    );
+    assert_eq!(
+        check.probe.http().expect("an HTTP check").max_redirects,
+        config::DEFAULT_MAX_REDIRECTS
+    );
+    assert_eq!(check.probe.http().expect("an HTTP check").method, "GET");
+    assert!(check.probe.http().expect("an HTTP check").body.is_none());
+    assert!(matches!(
+        check.probe.http().expect("an HTTP check").auth,
+        Auth::None
+    ));
     assert!(
         matches!(check.schedule, Schedule::Interval { every, .. } if every == config::DEFAULT_INTERVAL)
     );
@@ -1588,7 +1637,7 @@ fn secrets_show_only_fingerprints_and_debug_does_not_leak() {
     ];
     for (check, (name, scheme, placement, origin)) in config.checks.iter().zip(want) {
         assert_eq!(check.name, name);
-        let auth = &check.request.auth;
+        let auth = &check.probe.http().expect("an HTTP check").auth;
         assert_eq!(auth.scheme(), scheme, "{name}");
         assert_eq!(auth.placement().as_deref(), Some(placement), "{name}");
         let secret = auth.secret().expect("a secret");
@@ -1604,7 +1653,9 @@ fn secrets_show_only_fingerprints_and_debug_does_not_leak() {
     }
     assert_ne!(
         config.checks[3]
-            .request
+            .probe
+            .http()
+            .expect("an HTTP check")
             .auth
             .secret()
             .unwrap()

@@ -692,7 +692,11 @@ async fn run_cases(cases: Vec<Case>) -> Vec<String> {
     let mut failures = Vec::new();
     for c in cases {
         let cfg: Config = config(&check_toml(&c.url, &c.extra));
-        let cap = cfg.checks[0].request.max_body_bytes;
+        let cap = cfg.checks[0]
+            .probe
+            .http()
+            .expect("an HTTP check")
+            .max_body_bytes;
         let started = Instant::now();
         let (obs, outcome) = probe(&cfg, "c").await;
         let took = started.elapsed();

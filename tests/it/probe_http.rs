@@ -230,7 +230,7 @@ async fn failure_kinds_are_distinct_and_bounded_in_time() {
     ];
     for (name, url, extra, kind, reason) in cases {
         let cfg = config(&one_check(&url, extra));
-        let timeout = cfg.checks[0].request.timeout;
+        let timeout = cfg.checks[0].probe.http().expect("an HTTP check").timeout;
         let started = Instant::now();
         let (obs, outcome) = probe(&cfg, "c").await;
         let took = started.elapsed();

@@ -115,6 +115,8 @@ fn result(status: u16, ms: u64, outcome: Outcome) -> CheckResult {
         phases: Phases::default(),
         redirects: 0,
         tls_not_after: None,
+        tls: None,
+        seen: lookout::seen::Seen::None,
         schedule_lag: Duration::ZERO,
     }
 }

@@ -76,6 +76,8 @@ json = { experiment_id = "{{ experiment_id }}" }
             phases,
             redirects: 0,
             tls_not_after: Some(Utc.with_ymd_and_hms(2027, 2, 1, 0, 0, 0).unwrap()),
+            tls: None,
+            seen: lookout::seen::Seen::None,
             schedule_lag: Duration::from_micros(800),
         },
     );
@@ -92,6 +94,8 @@ json = { experiment_id = "{{ experiment_id }}" }
             phases,
             redirects: 0,
             tls_not_after: None,
+            tls: None,
+            seen: lookout::seen::Seen::None,
             schedule_lag: Duration::from_millis(3),
         },
     );

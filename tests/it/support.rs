@@ -249,8 +249,15 @@ pub async fn probe(config: &Config, name: &str) -> (Observation, Outcome) {
         .iter()
         .find(|c| c.name == name)
         .unwrap_or_else(|| panic!("no check named {name}"));
-    let profile = prober.profile(check.request.tls_profile).unwrap();
-    let obs = http::probe(&check.request, profile, &config.redactor).await;
+    let profile = prober
+        .profile(check.probe.http().expect("an HTTP check").tls_profile)
+        .unwrap();
+    let obs = http::probe(
+        check.probe.http().expect("an HTTP check"),
+        profile,
+        &config.redactor,
+    )
+    .await;
     let outcome = judge(&check.expect, &obs, &config.redactor);
     (obs, outcome)
 }
