@@ -36,9 +36,8 @@ use super::Observation;
 use super::http::root_cause;
 use super::tls::{self, TlsProfile};
 use super::trace::{Trace, TraceStore, TraceVerifier};
-use crate::model::{GrpcTarget, Seen, TlsOn, TlsSeen, TlsVersion};
+use crate::model::{GrpcSeen, GrpcTarget, Seen, ServingStatus, TlsOn, TlsSeen, TlsVersion};
 use crate::outcome::{FailureKind, Phases};
-use crate::seen::{GrpcSeen, ServingStatus};
 
 /// Where the probe is, for naming the phase a timeout happened in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,11 +74,8 @@ pub async fn probe(t: &GrpcTarget, tls: Option<(&TlsOn, &TlsProfile)>) -> Observ
     };
     let started = Instant::now();
     let deadline = tokio::time::Instant::from_std(started) + t.timeout;
-    let result = tokio::time::timeout_at(
-        deadline,
-        exchange(t, tls, &trace, &mut progress, deadline),
-    )
-    .await;
+    let result =
+        tokio::time::timeout_at(deadline, exchange(t, tls, &trace, &mut progress, deadline)).await;
     let duration = started.elapsed();
     let mut obs = result.unwrap_or_else(|_| {
         Observation::failed(
@@ -216,7 +212,10 @@ async fn handshake_tls(
         }));
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     connector.connect(name, tcp).await.map_err(|e| {
-        let what = match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        let what = match e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
             Some(err) => tls::describe(err, &on.server_name, trace.leaf().as_ref()),
             None if is_closed(&e) => "the server closed the connection".to_owned(),
             None => e.to_string(),
@@ -260,7 +259,7 @@ async fn call(
             format!("{at} does not make a valid URI authority"),
         );
     };
-    let mut client = HealthClient::with_origin(H2(send), origin);
+    let mut client = HealthClient::with_origin(H2 { send, broken: None }, origin);
     let mut request = tonic::Request::new(HealthCheckRequest {
         service: t.service.clone(),
     });
@@ -321,14 +320,13 @@ fn transport_failure(err: &hyper::Error, at: &str, first_bytes: &FirstBytes) -> 
         format!("{at} answered in HTTP/1, not HTTP/2 (gRPC needs HTTP/2)")
     } else if first.is_empty() && is_closed_hyper(err) {
         format!("{at} closed the connection without answering")
-    } else if first.is_empty() {
-        format!("{at} did not answer in HTTP/2: {}", root_cause(err))
-    } else {
+    } else if first.len() >= 4 && first[3] != SETTINGS {
         format!(
-            "{at} does not speak HTTP/2 (it sent {}): {}",
-            show_bytes(&first),
-            root_cause(err)
+            "{at} does not speak HTTP/2: it sent {} where a SETTINGS frame belongs",
+            show_bytes(&first)
         )
+    } else {
+        format!("{at} broke the HTTP/2 connection: {}", root_cause(err))
     };
     Observation::failed(FailureKind::Protocol, reason)
 }
@@ -344,7 +342,7 @@ fn is_closed(e: &io::Error) -> bool {
 }
 
 fn is_closed_hyper(err: &hyper::Error) -> bool {
-    if err.is_incomplete_message() || err.is_closed() {
+    if err.is_incomplete_message() || err.is_closed() || err.is_canceled() {
         return true;
     }
     let mut current: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
@@ -447,8 +445,23 @@ fn sans(cert: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String> {
 /// hyper's HTTP/2 sender as the tower service tonic's client calls. Its
 /// errors are wrapped in [`Transport`], so a `Status` made of one can be
 /// told from a status the server sent.
-#[derive(Clone)]
-struct H2(Sender);
+///
+/// tonic turns a `poll_ready` error into a status of its own text and
+/// drops the error, so a connection that is already gone (the peer closed
+/// at once) is reported ready here and its error returned by `call`.
+struct H2 {
+    send: Sender,
+    broken: Option<hyper::Error>,
+}
+
+impl Clone for H2 {
+    fn clone(&self) -> H2 {
+        H2 {
+            send: self.send.clone(),
+            broken: None,
+        }
+    }
+}
 
 /// A connection error (hyper's), as tonic carries it in a `Status`.
 #[derive(Debug)]
@@ -474,11 +487,23 @@ impl tower::Service<hyper::Request<tonic::body::Body>> for H2 {
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Transport>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Transport>> {
-        self.0.poll_ready(cx).map_err(Transport)
+        if self.broken.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        match self.send.poll_ready(cx) {
+            Poll::Ready(Err(e)) => {
+                self.broken = Some(e);
+                Poll::Ready(Ok(()))
+            }
+            other => other.map_err(Transport),
+        }
     }
 
     fn call(&mut self, req: hyper::Request<tonic::body::Body>) -> Self::Future {
-        let sent = self.0.send_request(req);
+        if let Some(e) = self.broken.take() {
+            return Box::pin(std::future::ready(Err(Transport(e))));
+        }
+        let sent = self.send.send_request(req);
         Box::pin(async move {
             let response = sent.await.map_err(Transport)?;
             Ok(response.map(|body| body.map_err(Transport).boxed_unsync()))
@@ -492,6 +517,9 @@ impl tower::Service<hyper::Request<tonic::body::Body>> for H2 {
 struct FirstBytes(Arc<Mutex<Vec<u8>>>);
 
 const FIRST_BYTES: usize = 16;
+
+/// The type of an HTTP/2 SETTINGS frame.
+const SETTINGS: u8 = 0x4;
 
 impl FirstBytes {
     fn get(&self) -> Vec<u8> {
@@ -532,7 +560,18 @@ impl<S: AsyncRead + Unpin> AsyncRead for Recorded<S> {
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if !self.full && buf.filled().len() > before {
             self.first.record(&buf.filled()[before..]);
-            self.full = self.first.get().len() >= FIRST_BYTES;
+            let first = self.first.get();
+            self.full = first.len() >= FIRST_BYTES;
+            // The server's preface is a SETTINGS frame (RFC 9113 3.4): its
+            // type is the fourth byte. Anything else is not HTTP/2, and h2
+            // might wait for the rest of a "frame" that never comes.
+            if first.len() >= 4 && first[3] != SETTINGS {
+                self.full = true;
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "the server's first frame is not HTTP/2 SETTINGS",
+                )));
+            }
         }
         polled
     }

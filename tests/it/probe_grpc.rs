@@ -44,13 +44,15 @@ fn target(port: u16, service: &str, tls: Option<usize>, timeout: Duration) -> Ta
 async fn run(prober: &Prober, target: &Target) -> (Observation, Outcome) {
     let redactor = Redactor::default();
     let obs = prober.probe(target, &redactor).await;
-    let outcome =
-        lookout::judge::judge_target(target, &Expectations::default(), &obs, &redactor);
+    let outcome = lookout::judge::judge_target(target, &Expectations::default(), &obs, &redactor);
     (obs, outcome)
 }
 
 fn label_and_reason(outcome: &Outcome) -> (&'static str, String) {
-    (outcome.label(), outcome.reason().unwrap_or_default().to_owned())
+    (
+        outcome.label(),
+        outcome.reason().unwrap_or_default().to_owned(),
+    )
 }
 
 /// Plain connections from a listener, one at a time.
@@ -245,7 +247,9 @@ async fn tls_verifies_with_the_configured_ca_and_fills_the_handshake() {
         );
         if profile == UNTRUSTED {
             assert!(
-                reason.contains("certificate issued by \"CN=grpc test CA\", which is not a trusted CA"),
+                reason.contains(
+                    "certificate issued by \"CN=grpc test CA\", which is not a trusted CA"
+                ),
                 "{case}: {reason}"
             );
             assert!(obs.tls.is_none(), "{case}");
@@ -309,7 +313,9 @@ async fn peers_that_are_not_grpc_health_servers_fail_by_kind() {
     .await;
     let closes = hostile(|tcp| async move { drop(tcp) }).await;
     let garbage = hostile(|mut tcp| async move {
-        let _ = tcp.write_all(b"\x00\x00garbage\xff\xfe not http/2\r\n").await;
+        let _ = tcp
+            .write_all(b"\x00\x00garbage\xff\xfe not http/2\r\n")
+            .await;
         drain(&mut tcp).await;
     })
     .await;
@@ -362,7 +368,7 @@ async fn peers_that_are_not_grpc_health_servers_fail_by_kind() {
             garbage,
             Duration::from_secs(3),
             "protocol",
-            "does not speak HTTP/2 (it sent \"\\x00\\x00garbage",
+            "does not speak HTTP/2: it sent \"\\x00\\x00garbage",
         ),
         (
             "HTTP/1.1",
