@@ -46,7 +46,10 @@ impl Prober {
     pub async fn probe(&self, target: &Target, redactor: &Redactor) -> Observation {
         let profile = |i: usize| {
             self.profile(i).ok_or_else(|| {
-                Observation::failed(FailureKind::Internal, "no TLS profile for this check")
+                Box::new(Observation::failed(
+                    FailureKind::Internal,
+                    "no TLS profile for this check",
+                ))
             })
         };
         let run = async {
@@ -71,6 +74,6 @@ impl Prober {
                 Target::Icmp(i) => icmp::probe(i).await,
             })
         };
-        run.await.unwrap_or_else(|failed: Observation| failed)
+        run.await.unwrap_or_else(|failed: Box<Observation>| *failed)
     }
 }
