@@ -64,6 +64,10 @@ impl Stage {
 struct Progress {
     stage: Stage,
     phases: Phases,
+    /// When the call was sent, for the `processing` phase.
+    calling_since: Option<Instant>,
+    /// The finished TLS handshake, kept when the call then fails.
+    tls: Option<TlsSeen>,
 }
 
 pub async fn probe(t: &GrpcTarget, tls: Option<(&TlsOn, &TlsProfile)>) -> Observation {
@@ -71,6 +75,8 @@ pub async fn probe(t: &GrpcTarget, tls: Option<(&TlsOn, &TlsProfile)>) -> Observ
     let mut progress = Progress {
         stage: Stage::Resolving,
         phases: Phases::default(),
+        calling_since: None,
+        tls: None,
     };
     let started = Instant::now();
     let deadline = tokio::time::Instant::from_std(started) + t.timeout;
@@ -89,8 +95,14 @@ pub async fn probe(t: &GrpcTarget, tls: Option<(&TlsOn, &TlsProfile)>) -> Observ
     });
     obs.duration = duration;
     obs.phases = progress.phases;
-    // Known even when verification failed: that is when it matters.
-    if obs.tls_not_after.is_none() {
+    if let Some(since) = progress.calling_since {
+        obs.phases.processing = since.elapsed();
+    }
+    if let Some(seen) = progress.tls {
+        obs.tls_not_after = seen.chain_not_after;
+        obs.tls = Some(seen);
+    } else {
+        // Known even when verification failed: that is when it matters.
         obs.tls_not_after = trace.cert_not_after();
     }
     obs
@@ -139,7 +151,6 @@ async fn exchange(
     let _ = tcp.set_nodelay(true);
 
     let first_bytes = FirstBytes::default();
-    let mut tls_seen = None;
     let (send, origin) = if let Some((on, profile)) = tls {
         progress.stage = Stage::TlsHandshake;
         let handshake = Instant::now();
@@ -148,7 +159,7 @@ async fn exchange(
             Err(obs) => return *obs,
         };
         progress.phases.tls = handshake.elapsed();
-        tls_seen = Some(seen_tls(stream.get_ref().1));
+        progress.tls = Some(seen_tls(stream.get_ref().1));
         let origin = format!("https://{}", authority(&on.server_name, t.endpoint.port));
         (
             h2_handshake(Recorded::new(stream, &first_bytes)).await,
@@ -160,17 +171,11 @@ async fn exchange(
     };
 
     progress.stage = Stage::Calling;
-    let calling = Instant::now();
-    let mut obs = match send {
+    progress.calling_since = Some(Instant::now());
+    match send {
         Ok(send) => call(send, &origin, t, deadline, &at, &first_bytes).await,
         Err(e) => transport_failure(&e, &at, &first_bytes),
-    };
-    progress.phases.processing = calling.elapsed();
-    if let Some(seen) = tls_seen {
-        obs.tls_not_after = seen.chain_not_after;
-        obs.tls = Some(seen);
     }
-    obs
 }
 
 /// The first address that accepts; the last error when none does.
