@@ -82,12 +82,12 @@ fn zone() -> InMemoryZoneHandler {
 
 /// An authoritative server for [`zone`], on UDP and TCP at one address.
 /// Stops when dropped.
-struct DnsServer {
-    addr: SocketAddr,
+pub struct DnsServer {
+    pub addr: SocketAddr,
     _server: Server<Catalog>,
 }
 
-async fn start_dns() -> DnsServer {
+pub async fn start_dns() -> DnsServer {
     let mut catalog = Catalog::new();
     let handler: Arc<dyn ZoneHandler> = Arc::new(zone());
     catalog.upsert(LowerName::new(&name("example.")), vec![handler]);

@@ -64,7 +64,7 @@ fn plain(listener: TcpListener) -> impl futures_util::Stream<Item = std::io::Res
 }
 
 /// A tonic-health server on 127.0.0.1 (TLS with `tls`), and its reporter.
-async fn health_server(tls: Option<rustls::ServerConfig>) -> (u16, HealthReporter) {
+pub async fn health_server(tls: Option<rustls::ServerConfig>) -> (u16, HealthReporter) {
     let (reporter, service) = tonic_health::server::health_reporter();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
