@@ -139,6 +139,9 @@ pub async fn serve_tls(behaviour: Behaviour, dir: &std::path::Path) -> (u16, std
     (port, ca)
 }
 
+/// A failure kind and words its reason holds; `None`: the check passes.
+type Expected = Option<(FailureKind, Vec<&'static str>)>;
+
 const SECRETS: &str = "[secrets]\nredis = { env = \"PLATFORM_API_KEY\" }\n";
 
 fn check(body: &str) -> String {
@@ -157,7 +160,7 @@ async fn tcp_dialogues_pass_and_fail_with_the_line_they_read() {
     let banner = serve(Behaviour::Banner).await;
     let redis = serve(Behaviour::Redis).await;
     // (check body, expected failure kind and words in the reason; None: passes)
-    let cases: Vec<(String, Option<(FailureKind, Vec<&str>)>)> = vec![
+    let cases: Vec<(String, Expected)> = vec![
         (format!("url = \"tcp://127.0.0.1:{banner}\""), None),
         (
             format!(
