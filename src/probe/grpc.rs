@@ -1,8 +1,9 @@
 //! The gRPC health-check probe: one `grpc.health.v1.Health/Check` call on a
 //! fresh connection, in plaintext HTTP/2 (h2c) or in TLS with ALPN `h2`.
 //!
-//! The connection is built here (tokio `TcpStream`, then tokio-rustls with
-//! the profile's config, then hyper's HTTP/2 client) rather than by tonic's
+//! The connection is built here (tokio `TcpStream`, then the TLS handshake
+//! of [`handshake::connect`] with the profile's config and ALPN `h2`, then
+//! hyper's HTTP/2 client) rather than by tonic's
 //! transport: so each phase is timed and named, the certificates are seen
 //! by our verifier, and no second TLS stack comes with tonic. tonic-health's
 //! generated client makes the call over it.
@@ -24,19 +25,16 @@ use chrono::{DateTime, Utc};
 use http_body_util::BodyExt;
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::client::{Resumption, Tls12Resumption};
-use rustls::pki_types::{CertificateDer, ServerName};
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
 use super::Observation;
+use super::handshake;
 use super::http::root_cause;
-use super::tls::{self, TlsProfile};
-use super::trace::{Trace, TraceStore, TraceVerifier};
-use crate::model::{GrpcSeen, GrpcTarget, Seen, ServingStatus, TlsOn, TlsSeen, TlsVersion};
+use super::tls::TlsProfile;
+use crate::model::{GrpcSeen, GrpcTarget, Seen, ServingStatus, TlsOn, TlsSeen};
 use crate::outcome::{FailureKind, Phases};
 
 /// Where the probe is, for naming the phase a timeout happened in.
@@ -68,20 +66,21 @@ struct Progress {
     calling_since: Option<Instant>,
     /// The finished TLS handshake, kept when the call then fails.
     tls: Option<TlsSeen>,
+    /// The certificates' earliest expiry from a failed handshake.
+    tls_not_after: Option<DateTime<Utc>>,
 }
 
 pub async fn probe(t: &GrpcTarget, tls: Option<(&TlsOn, &TlsProfile)>) -> Observation {
-    let trace = Arc::new(Trace::default());
     let mut progress = Progress {
         stage: Stage::Resolving,
         phases: Phases::default(),
         calling_since: None,
         tls: None,
+        tls_not_after: None,
     };
     let started = Instant::now();
     let deadline = tokio::time::Instant::from_std(started) + t.timeout;
-    let result =
-        tokio::time::timeout_at(deadline, exchange(t, tls, &trace, &mut progress, deadline)).await;
+    let result = tokio::time::timeout_at(deadline, exchange(t, tls, &mut progress, deadline)).await;
     let duration = started.elapsed();
     let mut obs = result.unwrap_or_else(|_| {
         Observation::failed(
@@ -103,7 +102,7 @@ pub async fn probe(t: &GrpcTarget, tls: Option<(&TlsOn, &TlsProfile)>) -> Observ
         obs.tls = Some(seen);
     } else {
         // Known even when verification failed: that is when it matters.
-        obs.tls_not_after = trace.cert_not_after();
+        obs.tls_not_after = progress.tls_not_after;
     }
     obs
 }
@@ -111,7 +110,6 @@ pub async fn probe(t: &GrpcTarget, tls: Option<(&TlsOn, &TlsProfile)>) -> Observ
 async fn exchange(
     t: &GrpcTarget,
     tls: Option<(&TlsOn, &TlsProfile)>,
-    trace: &Arc<Trace>,
     progress: &mut Progress,
     deadline: tokio::time::Instant,
 ) -> Observation {
@@ -153,13 +151,20 @@ async fn exchange(
     let first_bytes = FirstBytes::default();
     let (send, origin) = if let Some((on, profile)) = tls {
         progress.stage = Stage::TlsHandshake;
-        let handshake = Instant::now();
-        let stream = match handshake_tls(tcp, on, profile, trace, &at).await {
-            Ok(stream) => stream,
-            Err(obs) => return *obs,
+        let shaking = Instant::now();
+        // gRPC is HTTP/2 only.
+        let stream = match handshake::connect(tcp, &on.server_name, profile, &[b"h2"], &at).await {
+            Ok(done) => {
+                progress.tls = Some(done.seen);
+                done.stream
+            }
+            Err(failed) => {
+                progress.tls_not_after = failed.not_after;
+                let (kind, reason) = failed.reason;
+                return Observation::failed(kind, reason);
+            }
         };
-        progress.phases.tls = handshake.elapsed();
-        progress.tls = Some(seen_tls(stream.get_ref().1));
+        progress.phases.tls = shaking.elapsed();
         let origin = format!("https://{}", authority(&on.server_name, t.endpoint.port));
         (
             h2_handshake(Recorded::new(stream, &first_bytes)).await,
@@ -188,48 +193,6 @@ async fn connect(addrs: &[SocketAddr]) -> io::Result<TcpStream> {
         }
     }
     Err(last)
-}
-
-async fn handshake_tls(
-    tcp: TcpStream,
-    on: &TlsOn,
-    profile: &TlsProfile,
-    trace: &Arc<Trace>,
-    at: &str,
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Box<Observation>> {
-    let name = ServerName::try_from(on.server_name.clone()).map_err(|_| {
-        Box::new(Observation::failed(
-            FailureKind::Tls,
-            format!("{:?} is not a name TLS can verify", on.server_name),
-        ))
-    })?;
-    let mut config = profile.base.clone();
-    // gRPC is HTTP/2 only.
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    // A full handshake each time, as a new client sees it.
-    config.resumption = Resumption::store(Arc::new(TraceStore(trace.clone())))
-        .tls12_resumption(Tls12Resumption::Disabled);
-    config
-        .dangerous()
-        .set_certificate_verifier(Arc::new(TraceVerifier {
-            inner: profile.verifier.clone(),
-            trace: trace.clone(),
-        }));
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    connector.connect(name, tcp).await.map_err(|e| {
-        let what = match e
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        {
-            Some(err) => tls::describe(err, &on.server_name, trace.leaf().as_ref()),
-            None if is_closed(&e) => "the server closed the connection".to_owned(),
-            None => e.to_string(),
-        };
-        Box::new(Observation::failed(
-            FailureKind::Tls,
-            format!("TLS handshake with {at} failed: {what}"),
-        ))
-    })
 }
 
 type Sender = http2::SendRequest<tonic::body::Body>;
@@ -384,67 +347,6 @@ fn authority(host: &str, port: u16) -> String {
     } else {
         format!("{host}:{port}")
     }
-}
-
-/// The handshake as [`TlsSeen`]: the version and the leaf's names, from
-/// the certificates the server presented. `chain_not_after` is the
-/// earliest `notAfter` among them (the root, which the server need not
-/// send, is not among them).
-fn seen_tls(conn: &rustls::ClientConnection) -> TlsSeen {
-    let version = match conn.protocol_version() {
-        Some(rustls::ProtocolVersion::TLSv1_3) => Some(TlsVersion::Tls13),
-        Some(rustls::ProtocolVersion::TLSv1_2) => Some(TlsVersion::Tls12),
-        _ => None,
-    };
-    let certs: &[CertificateDer<'_>] = conn.peer_certificates().unwrap_or_default();
-    let mut seen = TlsSeen {
-        version,
-        ..TlsSeen::default()
-    };
-    let not_after = |der: &CertificateDer<'_>| {
-        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
-        DateTime::<Utc>::from_timestamp(cert.validity().not_after.timestamp(), 0)
-    };
-    if let Some(leaf) = certs.first() {
-        seen.fingerprint_sha256 = Sha256::digest(leaf.as_ref())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        if let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf.as_ref()) {
-            seen.subject = cert.subject().to_string();
-            seen.issuer = cert.issuer().to_string();
-            seen.san = sans(&cert);
-            seen.leaf_not_after =
-                DateTime::from_timestamp(cert.validity().not_after.timestamp(), 0);
-        }
-    }
-    seen.chain_not_after = certs.iter().filter_map(not_after).min();
-    seen
-}
-
-/// The leaf's DNS and IP subjectAltNames.
-fn sans(cert: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String> {
-    use x509_parser::extensions::GeneralName;
-    let Ok(Some(ext)) = cert.subject_alternative_name() else {
-        return Vec::new();
-    };
-    ext.value
-        .general_names
-        .iter()
-        .filter_map(|name| match name {
-            GeneralName::DNSName(dns) => Some((*dns).to_owned()),
-            GeneralName::IPAddress(bytes) => match bytes.len() {
-                4 => <[u8; 4]>::try_from(*bytes)
-                    .ok()
-                    .map(|b| std::net::Ipv4Addr::from(b).to_string()),
-                16 => <[u8; 16]>::try_from(*bytes)
-                    .ok()
-                    .map(|b| std::net::Ipv6Addr::from(b).to_string()),
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect()
 }
 
 /// hyper's HTTP/2 sender as the tower service tonic's client calls. Its
