@@ -28,7 +28,10 @@ async fn each_kind_shows_in_metrics_api_and_page() {
     let dns = dns.addr;
     let (grpc, reporter) = health_server(None).await;
     reporter
-        .set_service_status("models.v1.Registry", tonic_health::ServingStatus::NotServing)
+        .set_service_status(
+            "models.v1.Registry",
+            tonic_health::ServingStatus::NotServing,
+        )
         .await;
     let toml = format!(
         r#"
@@ -164,7 +167,11 @@ expect = {{ max_loss = "0%" }}
         assert!(metrics.contains(&line), "{line}");
     }
     assert_eq!(
-        gauge(&scrape, "probe_dns_answer_rrs", &[("check", "pool over tcp")]),
+        gauge(
+            &scrape,
+            "probe_dns_answer_rrs",
+            &[("check", "pool over tcp")]
+        ),
         Some(2.0)
     );
     assert!(
@@ -185,7 +192,11 @@ expect = {{ max_loss = "0%" }}
         Some(1.0)
     );
     assert_eq!(
-        gauge(&scrape, "probe_grpc_status_code", &[("check", "model server")]),
+        gauge(
+            &scrape,
+            "probe_grpc_status_code",
+            &[("check", "model server")]
+        ),
         Some(0.0)
     );
     // ICMP needs a raw socket or ping_group_range (root in CI has the
@@ -193,13 +204,21 @@ expect = {{ max_loss = "0%" }}
     let icmp = success("loopback").expect("the icmp check ran");
     if icmp == 1.0 {
         assert_eq!(
-            gauge(&scrape, "lookout_icmp_packets_received", &[("check", "loopback")]),
+            gauge(
+                &scrape,
+                "lookout_icmp_packets_received",
+                &[("check", "loopback")]
+            ),
             Some(2.0)
         );
     }
     // 2 of the 3 TCP/TLS checks, the 4 DNS ones, not the gRPC one, and ICMP.
     assert_eq!(
-        gauge(&scrape, "lookout_group_health_score", &[("group", "infrastructure")]),
+        gauge(
+            &scrape,
+            "lookout_group_health_score",
+            &[("group", "infrastructure")]
+        ),
         Some((6.0 + icmp) / 9.0)
     );
     // Every family is documented, and the text passes promtool.

@@ -472,18 +472,66 @@ fn kind_fields_in_the_wrong_place_are_refused_with_the_field() {
             "checks[0].tls.server_name",
             "uses its URL's host",
         ),
-        ("url = \"dns://127.0.0.1\"", "checks[0].dns", "needs dns = {"),
-        ("url = \"dns://ns.example:53\"\ndns = { name = \"a\" }", "checks[0].url", "by address"),
-        ("url = \"dns://127.0.0.1\"\ndns = { name = \"a\", type = \"AXFR\" }", "checks[0].dns.type", "unknown record type"),
-        ("url = \"dns://127.0.0.1\"\ndns = { name = \"a\", transport = \"quic\" }", "checks[0].dns.transport", "\"udp\" or \"tcp\""),
-        ("url = \"dns://127.0.0.1\"\ndns = { name = \"a b\" }", "checks[0].dns.name", "without spaces"),
-        ("url = \"icmp://127.0.0.1:7\"", "checks[0].url", "has no port"),
-        ("url = \"icmp://127.0.0.1\"\nicmp = { count = 0 }", "checks[0].icmp.count", "must be 1 to 100"),
-        ("url = \"icmp://127.0.0.1\"\nicmp = { ip_version = 6 }", "checks[0].icmp.ip_version", "not an IPv6 address"),
-        ("url = \"icmp://127.0.0.1\"\nicmp = { count = 5 }", "checks[0].timeout", "longer than the timeout"),
-        ("url = \"icmp://127.0.0.1\"\nexpect = { max_loss = \"0.2\" }", "checks[0].expect.max_loss", "percentage"),
-        ("url = \"grpc://127.0.0.1:1\"\nexpect = { max_loss = \"1%\" }", "checks[0].expect.max_loss", "applies to icmp checks"),
-        ("url = \"grpc://127.0.0.1:1\"\nexpect = { san = [\"a\"] }", "checks[0].expect.san", "applies to tls, grpcs"),
+        (
+            "url = \"dns://127.0.0.1\"",
+            "checks[0].dns",
+            "needs dns = {",
+        ),
+        (
+            "url = \"dns://ns.example:53\"\ndns = { name = \"a\" }",
+            "checks[0].url",
+            "by address",
+        ),
+        (
+            "url = \"dns://127.0.0.1\"\ndns = { name = \"a\", type = \"AXFR\" }",
+            "checks[0].dns.type",
+            "unknown record type",
+        ),
+        (
+            "url = \"dns://127.0.0.1\"\ndns = { name = \"a\", transport = \"quic\" }",
+            "checks[0].dns.transport",
+            "\"udp\" or \"tcp\"",
+        ),
+        (
+            "url = \"dns://127.0.0.1\"\ndns = { name = \"a b\" }",
+            "checks[0].dns.name",
+            "without spaces",
+        ),
+        (
+            "url = \"icmp://127.0.0.1:7\"",
+            "checks[0].url",
+            "has no port",
+        ),
+        (
+            "url = \"icmp://127.0.0.1\"\nicmp = { count = 0 }",
+            "checks[0].icmp.count",
+            "must be 1 to 100",
+        ),
+        (
+            "url = \"icmp://127.0.0.1\"\nicmp = { ip_version = 6 }",
+            "checks[0].icmp.ip_version",
+            "not an IPv6 address",
+        ),
+        (
+            "url = \"icmp://127.0.0.1\"\nicmp = { count = 5 }",
+            "checks[0].timeout",
+            "longer than the timeout",
+        ),
+        (
+            "url = \"icmp://127.0.0.1\"\nexpect = { max_loss = \"0.2\" }",
+            "checks[0].expect.max_loss",
+            "percentage",
+        ),
+        (
+            "url = \"grpc://127.0.0.1:1\"\nexpect = { max_loss = \"1%\" }",
+            "checks[0].expect.max_loss",
+            "applies to icmp checks",
+        ),
+        (
+            "url = \"grpc://127.0.0.1:1\"\nexpect = { san = [\"a\"] }",
+            "checks[0].expect.san",
+            "applies to tls, grpcs",
+        ),
     ];
     for (body, field, words) in cases {
         let err = try_config(&check(body)).expect_err(body).to_string();
