@@ -327,6 +327,10 @@ async fn peers_that_are_not_grpc_health_servers_fail_by_kind() {
                 b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
             )
             .await;
+        // Read on until the client gives up: closing with its request
+        // unread would reset the connection, and a reset may discard the
+        // answer before the client reads it.
+        drain(&mut tcp).await;
         let _ = tcp.shutdown().await;
     })
     .await;
