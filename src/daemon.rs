@@ -90,6 +90,75 @@ struct Control {
     started: Config,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
+    /// `/probe`'s modules and their runner, swapped whole by a reload.
+    modules: std::sync::RwLock<Arc<Modules>>,
+}
+
+/// The current config's `/probe` modules, with a runner built for them.
+struct Modules {
+    by_name: std::collections::BTreeMap<String, Arc<Check>>,
+    runner: Runner,
+}
+
+impl Modules {
+    fn new(
+        config: &Config,
+        redactor: SharedRedactor,
+    ) -> Result<Modules, crate::probe::tls::TlsSetupError> {
+        Ok(Modules {
+            by_name: config.modules.clone(),
+            runner: Runner::sharing(config, redactor)?,
+        })
+    }
+}
+
+impl serve::probe::ProbeOnce for Control {
+    fn probe<'a>(
+        &'a self,
+        module: &'a str,
+        target: &'a str,
+        deadline: Option<Duration>,
+    ) -> futures_util::future::BoxFuture<'a, Result<String, serve::probe::ProbeRefused>> {
+        use serve::probe::ProbeRefused;
+        Box::pin(async move {
+            let modules = self
+                .modules
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let Some(prototype) = modules.by_name.get(module) else {
+                return Err(ProbeRefused::UnknownModule(module.to_owned()));
+            };
+            let mut probe = prototype
+                .probe
+                .retarget(target)
+                .map_err(ProbeRefused::BadTarget)?;
+            let budget = deadline.map_or(probe.timeout(), |d| d.min(probe.timeout()));
+            probe.set_timeout(budget);
+            let check = Check {
+                id: 0,
+                name: prototype.name.clone(),
+                group: prototype.group.clone(),
+                schedule: prototype.schedule.clone(),
+                probe,
+                expect: prototype.expect.clone(),
+                matrix: Vec::new(),
+            };
+            // The daemon's own limits: a /probe waits its turn with the
+            // checks against the same target, for at most its budget.
+            let slot = self.scheduler.limits().slot([check.target()]);
+            let permits = tokio::time::timeout(budget, slot.acquire())
+                .await
+                .ok()
+                .flatten()
+                .ok_or(ProbeRefused::Busy)?;
+            self.recorder.metrics.in_flight.inc();
+            let result = modules.runner.check(&check, Tick::now()).await;
+            self.recorder.metrics.in_flight.dec();
+            drop(permits);
+            Ok(crate::record::kinds::probe_exposition(&check, &result))
+        })
+    }
 }
 
 impl Control {
@@ -162,6 +231,7 @@ impl Control {
         // Everything that can fail comes first: past this point the reload
         // happens whole.
         let runner = Runner::sharing(&config, self.redactor.clone())?;
+        let modules = Modules::new(&config, self.redactor.clone())?;
         self.access.set(&config.server)?;
         warn_restart_only(&self.started, &config);
         warn_if_open(self.started.listen, &config.server);
@@ -174,6 +244,7 @@ impl Control {
             .await
             .map_err(|e| ReloadError::Join(e.to_string()))?;
         self.redactor.set(new_config.redactor.clone());
+        *self.modules.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(modules);
         {
             let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
             for job in diff.changed.iter().chain(&diff.removed) {
@@ -298,6 +369,7 @@ impl Daemon {
         let redactor = SharedRedactor::new(config.redactor.clone());
         let runner = Runner::sharing(&config, redactor.clone())?;
         let access = Arc::new(Access::new(&config.server)?);
+        let modules = Modules::new(&config, redactor.clone())?;
         let recorder = Arc::new(Recorder::new(&config));
         recorder.restore().await;
         let ready = Arc::new(AtomicBool::new(false));
@@ -325,6 +397,7 @@ impl Daemon {
             access: access.clone(),
             started: config,
             reloading: Default::default(),
+            modules: std::sync::RwLock::new(Arc::new(modules)),
         });
         let config = &control.started;
         let reloader: Option<Arc<dyn serve::Reloader>> = options
@@ -336,6 +409,7 @@ impl Daemon {
             uptime_cache: Default::default(),
             reloader,
             access: access.clone(),
+            prober: Some(control.clone() as Arc<dyn serve::probe::ProbeOnce>),
         });
         let stop_server = CancellationToken::new();
         let stop = stop_server.clone();

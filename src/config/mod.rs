@@ -6,6 +6,7 @@
 //! expanded here, so the rest of lookout only ever sees single checks.
 //! Every error names the file, line and column, and the field.
 
+mod blackbox;
 pub mod diff;
 mod error;
 mod flow;
@@ -75,6 +76,10 @@ pub struct Config {
     pub overrides: ClusterOverrides,
     /// `[view]`, for `lookout view`.
     pub view: ViewSettings,
+    /// `/probe`'s modules by name (`[modules]` and `blackbox_config`),
+    /// each a check aimed at `model::MODULE_HOST` until a scrape names
+    /// the target.
+    pub modules: std::collections::BTreeMap<String, Arc<Check>>,
 }
 
 pub const DEFAULT_VIEW_REFRESH: Duration = Duration::from_secs(15);

@@ -35,6 +35,37 @@ pub struct RawConfig {
     pub checks: Vec<Spanned<RawCheck>>,
     #[serde(default)]
     pub flows: Vec<Spanned<RawFlow>>,
+    /// `/probe?module=`: probe settings without a target.
+    #[serde(default)]
+    pub modules: BTreeMap<String, Spanned<RawModule>>,
+    /// A blackbox_exporter config whose modules `/probe` serves too
+    /// (relative to this file).
+    pub blackbox_config: Option<Spanned<PathBuf>>,
+}
+
+/// A `/probe` module: a check without a name, a target or a schedule; the
+/// scrape names the target. It carries no credential, since the target is
+/// the scraper's to choose.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModule {
+    /// `http`, `tcp`, `tls`, `dns`, `grpc`, `grpcs` or `icmp`.
+    pub prober: Spanned<String>,
+    pub timeout: Option<Spanned<HumanDuration>>,
+    pub method: Option<Spanned<String>>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<String>>,
+    pub body: Option<Spanned<String>>,
+    pub max_body_bytes: Option<u64>,
+    pub max_redirects: Option<u32>,
+    pub tls: Option<Spanned<RawTls>>,
+    pub expect: Option<Spanned<RawExpect>>,
+    pub tcp: Option<Spanned<RawTcp>>,
+    pub dns: Option<Spanned<RawDns>>,
+    pub grpc: Option<Spanned<RawGrpc>>,
+    pub icmp: Option<Spanned<RawIcmp>>,
+    /// Refused with a reason (a module carries no credential).
+    pub auth: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -24,5 +24,5 @@ pub use observation::Observation;
 pub use request::{Auth, CaFile, HttpRequest, TlsSettings};
 pub use target::{
     CertExpect, DnsExpect, DnsTarget, DnsTransport, Endpoint, GrpcTarget, IcmpTarget, IpVersion,
-    Kind, QueryStep, RecordType, Target, TcpTarget, TlsOn, TlsTarget,
+    Kind, MODULE_HOST, QueryStep, RecordType, Target, TcpTarget, TlsOn, TlsTarget,
 };

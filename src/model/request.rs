@@ -12,7 +12,7 @@ use url::Url;
 
 use crate::secret::Secret;
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct HttpRequest {
     pub method: Method,
     pub url: Url,

@@ -14,7 +14,7 @@ use super::{Auth, HttpRequest};
 use crate::secret::Secret;
 pub use crate::seen::TlsVersion;
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum Target {
     Http(HttpRequest),
     Tcp(TcpTarget),
@@ -156,6 +156,19 @@ impl Target {
         }
     }
 
+    /// Shortens (or sets) the whole probe's time budget: `/probe` keeps to
+    /// the scrape's deadline.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        match self {
+            Target::Http(r) => r.timeout = timeout,
+            Target::Tcp(t) => t.timeout = timeout,
+            Target::Tls(t) => t.timeout = timeout,
+            Target::Dns(d) => d.timeout = timeout,
+            Target::Grpc(g) => g.timeout = timeout,
+            Target::Icmp(i) => i.timeout = timeout,
+        }
+    }
+
     /// The index into `Config::tls_profiles` the probe verifies with, when
     /// it speaks TLS.
     pub fn tls_profile(&self) -> Option<usize> {
@@ -234,7 +247,7 @@ impl CertExpect {
     }
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct TcpTarget {
     pub endpoint: Endpoint,
     pub tls: Option<TlsOn>,
@@ -246,7 +259,7 @@ pub struct TcpTarget {
 }
 
 /// One step of a TCP dialogue, like blackbox_exporter's `query_response`.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum QueryStep {
     Send(String),
     /// `before`, the secret's value, then `after`: a credential in a line
@@ -260,7 +273,7 @@ pub enum QueryStep {
     Expect(Regex),
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct TlsTarget {
     pub endpoint: Endpoint,
     pub tls: TlsOn,
@@ -337,7 +350,7 @@ impl fmt::Display for RecordType {
     }
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct DnsTarget {
     /// The resolver asked, as `ip:port`.
     pub server: std::net::SocketAddr,
@@ -349,7 +362,7 @@ pub struct DnsTarget {
     pub expect: DnsExpect,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct DnsExpect {
     /// The response code's mnemonic (`NOERROR`, `NXDOMAIN`, …); NOERROR
     /// when not set.
@@ -362,7 +375,7 @@ pub struct DnsExpect {
     pub min_answers: Option<usize>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct GrpcTarget {
     pub endpoint: Endpoint,
     /// `grpcs://`: TLS (ALPN h2) with these settings.
@@ -373,7 +386,7 @@ pub struct GrpcTarget {
     pub expect_cert: CertExpect,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct IcmpTarget {
     pub host: String,
     /// Which address family to resolve the host to; any when `None`.
@@ -391,4 +404,152 @@ pub struct IcmpTarget {
 pub enum IpVersion {
     V4,
     V6,
+}
+
+/// The host a module's target stands in for until `/probe?target=` names
+/// one (a reserved name: it never resolves).
+pub const MODULE_HOST: &str = "module.invalid";
+
+impl Target {
+    /// This target, from a `/probe` module, sent to the address the scrape
+    /// names: an http(s) URL (a bare `host:port` means `http://`), a
+    /// `host:port` for TCP, TLS (443 by default) and gRPC, an `ip[:port]`
+    /// for DNS (53 by default), a host for ICMP. A TLS name the module did
+    /// not set becomes the target's host.
+    pub fn retarget(&self, target: &str) -> Result<Target, String> {
+        let target = target.trim();
+        if target.is_empty() || target.len() > 2048 || target.chars().any(char::is_control) {
+            return Err(
+                "the target must be 1 to 2048 characters without control characters".into(),
+            );
+        }
+        let mut out = self.clone();
+        let name_for = |tls: &mut TlsOn, host: &str| {
+            if tls.server_name == MODULE_HOST {
+                tls.server_name = host.to_owned();
+            }
+        };
+        match &mut out {
+            Target::Http(r) => {
+                let text = if target.contains("://") {
+                    target.to_owned()
+                } else {
+                    format!("http://{target}")
+                };
+                let url =
+                    url::Url::parse(&text).map_err(|e| format!("invalid URL {text:?}: {e}"))?;
+                if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                    return Err(format!(
+                        "{text:?} is not an http:// or https:// URL with a host"
+                    ));
+                }
+                if !url.username().is_empty() || url.password().is_some() {
+                    return Err("the target URL takes no user or password".into());
+                }
+                r.url = url;
+            }
+            Target::Tcp(t) => {
+                t.endpoint = endpoint(target, None)?;
+                if let Some(tls) = &mut t.tls {
+                    name_for(tls, &t.endpoint.host);
+                }
+            }
+            Target::Tls(t) => {
+                t.endpoint = endpoint(target, Some(443))?;
+                name_for(&mut t.tls, &t.endpoint.host);
+            }
+            Target::Grpc(g) => {
+                g.endpoint = endpoint(target, None)?;
+                if let Some(tls) = &mut g.tls {
+                    name_for(tls, &g.endpoint.host);
+                }
+            }
+            Target::Dns(d) => {
+                let e = endpoint(target, Some(53))?;
+                let ip: std::net::IpAddr = e.host.parse().map_err(|_| {
+                    format!(
+                        "a DNS target is the server's address (127.0.0.1 or [::1]:53), not {:?}",
+                        e.host
+                    )
+                })?;
+                d.server = std::net::SocketAddr::new(ip, e.port);
+            }
+            Target::Icmp(i) => {
+                let host = target.trim_start_matches('[').trim_end_matches(']');
+                check_host(host)?;
+                if host.contains(':') && host.parse::<std::net::Ipv6Addr>().is_err() {
+                    return Err(format!(
+                        "an ICMP target is a host, without a port: {target:?}"
+                    ));
+                }
+                i.host = host.to_owned();
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `host:port`, `[v6]:port`, or a host alone when there is a default port.
+fn endpoint(text: &str, default_port: Option<u16>) -> Result<Endpoint, String> {
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("{text:?}: an IPv6 address in brackets lacks its ]"))?;
+        match after.strip_prefix(':') {
+            Some(p) => (host, Some(p)),
+            None if after.is_empty() => (host, None),
+            None => return Err(format!("{text:?} is not host:port")),
+        }
+    } else {
+        match text.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h, Some(p)),
+            Some(_) => return Err(format!("{text:?}: write an IPv6 address as [addr]:port")),
+            None => (text, None),
+        }
+    };
+    check_host(host)?;
+    let port = match (port, default_port) {
+        (Some(p), _) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("{text:?}: the port must be 1 to 65535"))?,
+        (None, Some(d)) => d,
+        (None, None) => return Err(format!("{text:?} needs a port: host:port")),
+    };
+    Ok(Endpoint {
+        host: host.to_owned(),
+        port,
+    })
+}
+
+fn check_host(host: &str) -> Result<(), String> {
+    if host.is_empty()
+        || host.len() > 253
+        || host
+            .chars()
+            .any(|c| c.is_whitespace() || matches!(c, '/' | '@' | '?' | '#' | '[' | ']' | '\\'))
+    {
+        return Err(format!("{host:?} is not a host name or address"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_parse_with_and_without_ports() {
+        let e = |t, d| endpoint(t, d).map(|e| e.to_string());
+        assert_eq!(e("db:5432", None).unwrap(), "db:5432");
+        assert_eq!(e("[::1]:53", None).unwrap(), "[::1]:53");
+        assert_eq!(e("[::1]", Some(53)).unwrap(), "[::1]:53");
+        assert_eq!(e("host", Some(443)).unwrap(), "host:443");
+        for bad in [
+            "host", "::1:53", "h:0", "h:99999", "a b:1", "u@h:1", "h/x:1", ":80", "[::1",
+        ] {
+            assert!(endpoint(bad, None).is_err(), "{bad}");
+        }
+    }
 }

@@ -173,7 +173,10 @@ impl Family<'_> {
         let out = &mut *self.out;
         out.push_str(self.name);
         out.push_str(suffix);
-        out.push('{');
+        let bare = labels.0.is_empty() && extra.is_empty();
+        if !bare {
+            out.push('{');
+        }
         out.push_str(&labels.0);
         for (i, (key, value)) in extra.iter().enumerate() {
             if i > 0 || !labels.0.is_empty() {
@@ -184,7 +187,7 @@ impl Family<'_> {
             push_escaped(out, value);
             out.push('"');
         }
-        out.push_str("} ");
+        out.push_str(if bare { " " } else { "} " });
         match v {
             Value::U(n) => {
                 let _ = write!(out, "{n}");

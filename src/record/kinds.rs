@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
-use super::exposition::{Family, Kind, LabelSet};
-use crate::model::{Seen, ServingStatus, TlsSeen};
+use super::exposition::{Exposition, Family, Kind, LabelSet};
+use crate::model::{Check, Seen, ServingStatus, Target};
+use crate::outcome::{CheckResult, PHASE_NAMES};
 
 /// One sample of a kind's family: extra labels (besides the check's) and
 /// the value.
@@ -70,6 +71,16 @@ pub const FAMILIES: &[(&str, &str, Kind)] = &[
         Kind::Gauge,
     ),
     (
+        "probe_grpc_duration_seconds",
+        "Duration of each phase of the last gRPC health check (check: connecting and calling).",
+        Kind::Gauge,
+    ),
+    (
+        "probe_grpc_ssl",
+        "1 if the last gRPC health check went over TLS.",
+        Kind::Gauge,
+    ),
+    (
         "probe_grpc_status_code",
         "The gRPC status code of the last health check call.",
         Kind::Gauge,
@@ -113,7 +124,8 @@ fn phase(out: &mut Vec<Sample>, family: &'static str, name: &str, d: Duration) {
 }
 
 /// The samples one result adds, in no particular order.
-pub fn samples(seen: &Seen, tls: Option<&TlsSeen>) -> Vec<Sample> {
+pub fn samples(result: &CheckResult) -> Vec<Sample> {
+    let (seen, tls) = (&result.seen, result.tls.as_ref());
     let mut out = Vec::new();
     if let Some(tls) = tls {
         if let Some(v) = tls.version {
@@ -159,6 +171,20 @@ pub fn samples(seen: &Seen, tls: Option<&TlsSeen>) -> Vec<Sample> {
             one(&mut out, "probe_dns_additional_rrs", d.additional as f64);
         }
         Seen::Grpc(g) => {
+            let f = "probe_grpc_duration_seconds";
+            let resolve = result.phases.resolve;
+            phase(&mut out, f, "resolve", resolve);
+            phase(
+                &mut out,
+                f,
+                "check",
+                result.duration.saturating_sub(resolve),
+            );
+            one(
+                &mut out,
+                "probe_grpc_ssl",
+                f64::from(u8::from(tls.is_some())),
+            );
             for status in ServingStatus::ALL {
                 out.push(Sample {
                     family: "probe_grpc_healthcheck_response",
@@ -199,4 +225,84 @@ pub(super) fn write_family<'a>(
             f.sample_labels(labels, &extra, s.value);
         }
     }
+}
+
+/// One `/probe` result in blackbox_exporter's format: the same family
+/// names, no `check` or `group` label (the scrape's job and instance name
+/// the target).
+pub fn probe_exposition(check: &Check, result: &CheckResult) -> String {
+    let none = LabelSet::new(&[]);
+    let mut e = Exposition::with_capacity(2048);
+    let gauge = |e: &mut Exposition, name: &str, help: &str, v: f64| {
+        e.family(name, help, Kind::Gauge, |f| f.sample(&none, v));
+    };
+    let resolve = match &result.seen {
+        Seen::Icmp(i) => i.resolve,
+        _ => result.phases.resolve,
+    };
+    gauge(
+        &mut e,
+        "probe_dns_lookup_time_seconds",
+        "Time spent resolving the target's host name.",
+        resolve.as_secs_f64(),
+    );
+    if let Target::Http(r) = &check.probe {
+        e.family(
+            "probe_http_duration_seconds",
+            "Duration of each phase of the HTTP exchange, summed over redirects.",
+            Kind::Gauge,
+            |f| {
+                for (phase, d) in PHASE_NAMES.iter().zip(result.phases.by_name()) {
+                    f.sample_with(&none, "phase", phase, d.1.as_secs_f64());
+                }
+            },
+        );
+        gauge(
+            &mut e,
+            "probe_http_redirects",
+            "Redirects followed.",
+            f64::from(result.redirects),
+        );
+        gauge(
+            &mut e,
+            "probe_http_ssl",
+            "1 if the final request went over TLS.",
+            f64::from(u8::from(
+                r.url.scheme() == "https" && result.tls_not_after.is_some(),
+            )),
+        );
+        gauge(
+            &mut e,
+            "probe_http_status_code",
+            "Status code of the final response (0 when none arrived).",
+            f64::from(result.status.unwrap_or(0)),
+        );
+    }
+    if let Some(t) = result.tls_not_after {
+        gauge(
+            &mut e,
+            "probe_ssl_earliest_cert_expiry",
+            "Unix time at which the earliest-expiring certificate presented expires.",
+            t.timestamp() as f64,
+        );
+    }
+    let kind = samples(result);
+    for &(name, help, k) in FAMILIES {
+        e.family(name, help, k, |f| {
+            write_family(f, name, std::iter::once((&none, kind.as_slice())));
+        });
+    }
+    gauge(
+        &mut e,
+        "probe_duration_seconds",
+        "How long the probe took.",
+        result.duration.as_secs_f64(),
+    );
+    gauge(
+        &mut e,
+        "probe_success",
+        "1 if the probe passed, else 0.",
+        f64::from(u8::from(result.outcome.is_success())),
+    );
+    e.finish()
 }

@@ -62,7 +62,7 @@ impl Slot {
         if let Some(t) = result.tls_not_after {
             self.cert_not_after = Some(t.timestamp());
         }
-        self.kind = kinds::samples(&result.seen, result.tls.as_ref());
+        self.kind = kinds::samples(result);
         let bucket = DURATION_BOUNDS
             .iter()
             .position(|&b| secs <= b)

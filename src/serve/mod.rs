@@ -8,6 +8,7 @@ pub mod auth;
 mod detail;
 pub mod headers;
 pub mod listen;
+pub mod probe;
 pub mod svg;
 pub mod view;
 
@@ -36,6 +37,8 @@ pub struct AppState {
     pub reloader: Option<Arc<dyn Reloader>>,
     /// `[server]`'s TLS and basic auth users, as last (re)loaded.
     pub access: Arc<access::Access>,
+    /// `/probe`'s runner: the daemon's modules and limits.
+    pub prober: Option<Arc<dyn probe::ProbeOnce>>,
 }
 
 /// Re-reads the config: the daemon's, behind `POST /-/reload`.
@@ -51,6 +54,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(page))
         .route("/metrics", get(metrics))
+        .route("/probe", get(probe::probe))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/-/reload", axum::routing::post(reload).put(reload))

@@ -189,6 +189,22 @@ url = "{ok}"
     let cases = [
         case("/", get.clone(), "/", 200, Html, NoStore),
         case("/metrics", get.clone(), "/metrics", 200, Other, NoStore),
+        case(
+            "/probe",
+            get.clone(),
+            "/probe?module=http_2xx",
+            400,
+            Other,
+            NoStore,
+        ),
+        case(
+            "/probe",
+            get.clone(),
+            "/probe?target=127.0.0.1:1&module=nope",
+            400,
+            Other,
+            NoStore,
+        ),
         case("/healthz", get.clone(), "/healthz", 200, Other, NoStore),
         case("/readyz", get.clone(), "/readyz", 200, Other, NoStore),
         case("/-/reload", Method::POST, "/-/reload", 500, Other, NoStore),

@@ -19,6 +19,7 @@ mod kinds;
 mod listener;
 mod never_panics;
 mod probe_dns;
+mod probe_endpoint;
 mod probe_grpc;
 mod probe_http;
 mod probe_icmp;

@@ -24,6 +24,7 @@ mod check;
 mod cluster;
 mod expect;
 mod kind;
+mod module;
 mod request;
 mod secrets;
 mod server;
@@ -102,7 +103,7 @@ pub(super) fn validate(
         lines: LineIndex::new(source),
         dir: path.parent().unwrap_or(Path::new(".")),
     };
-    let raw = parse(&ctx)?;
+    let mut raw = parse(&ctx)?;
 
     let listen = match &raw.server.listen {
         None => DEFAULT_LISTEN
@@ -236,6 +237,18 @@ pub(super) fn validate(
         }
     }
 
+    let modules = module::modules(
+        &ctx,
+        std::mem::take(&mut raw.modules),
+        raw.blackbox_config.as_ref(),
+        &module::ModuleEnv {
+            defaults: &raw.defaults,
+            secrets: &secrets,
+            templater: &templater,
+        },
+        &mut tls_profiles,
+    )?;
+
     let redactor = Redactor::new(
         secrets.values().chain(redactable.literal_secrets.iter()),
         redactable.basic_pairs.iter().map(|(u, s)| (u.as_str(), s)),
@@ -256,6 +269,7 @@ pub(super) fn validate(
         total,
         overrides: overrides.clone(),
         view,
+        modules,
     })
 }
 
