@@ -5,10 +5,8 @@
 
 use std::sync::Arc;
 
-use chrono::DateTime;
 use rustls::client::Resumption;
 use rustls::pki_types::{CertificateDer, ServerName};
-use sha2::{Digest as _, Sha256};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
@@ -92,44 +90,8 @@ fn seen(stream: &TlsStream<TcpStream>, earliest: Option<chrono::DateTime<chrono:
         _ => None,
     };
     let chain: &[CertificateDer<'_>] = conn.peer_certificates().unwrap_or_default();
-    let mut out = TlsSeen {
+    TlsSeen {
         version,
-        chain_not_after: earliest,
-        ..TlsSeen::default()
-    };
-    if let Some(leaf) = chain.first() {
-        out.fingerprint_sha256 = hex(&Sha256::digest(leaf.as_ref()));
-        if let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf.as_ref()) {
-            out.subject = cert.subject().to_string();
-            out.issuer = cert.issuer().to_string();
-            out.leaf_not_after = DateTime::from_timestamp(cert.validity().not_after.timestamp(), 0);
-            if let Ok(Some(san)) = cert.subject_alternative_name() {
-                use x509_parser::extensions::GeneralName;
-                for name in &san.value.general_names {
-                    match name {
-                        GeneralName::DNSName(n) => out.san.push((*n).to_owned()),
-                        GeneralName::IPAddress(bytes) => {
-                            if let Some(ip) = ip_from(bytes) {
-                                out.san.push(ip.to_string());
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-            }
-        }
+        ..tls::certificate_seen(chain.first(), earliest)
     }
-    out
-}
-
-fn ip_from(bytes: &[u8]) -> Option<std::net::IpAddr> {
-    match bytes.len() {
-        4 => <[u8; 4]>::try_from(bytes).ok().map(std::net::IpAddr::from),
-        16 => <[u8; 16]>::try_from(bytes).ok().map(std::net::IpAddr::from),
-        _ => None,
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

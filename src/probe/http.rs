@@ -48,6 +48,8 @@ pub async fn probe(req: &HttpRequest, profile: &TlsProfile, redactor: &Redactor)
     obs.redirects = trace.redirects();
     obs.phases = trace.phases();
     obs.tls_not_after = trace.cert_not_after();
+    // Only a handshake that got as far as the server proving its key.
+    obs.tls = trace.tls_seen().filter(|t| t.version.is_some());
     obs
 }
 

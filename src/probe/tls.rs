@@ -300,6 +300,54 @@ fn words(value: &impl std::fmt::Debug) -> String {
     out
 }
 
+/// What the leaf certificate says, for `probe_ssl_last_chain_info` and
+/// the certificate expectations: subject, issuer, DNS and IP
+/// subjectAltNames, SHA-256 fingerprint and expiry. `chain_not_after` is
+/// the earliest expiry of the chain presented. The version is the
+/// caller's to fill.
+pub fn certificate_seen(
+    leaf: Option<&CertificateDer<'_>>,
+    chain_not_after: Option<DateTime<Utc>>,
+) -> crate::model::TlsSeen {
+    use sha2::{Digest as _, Sha256};
+    let mut out = crate::model::TlsSeen {
+        chain_not_after,
+        ..Default::default()
+    };
+    let Some(leaf) = leaf else {
+        return out;
+    };
+    out.fingerprint_sha256 = Sha256::digest(leaf.as_ref())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf.as_ref()) {
+        out.subject = cert.subject().to_string();
+        out.issuer = cert.issuer().to_string();
+        out.leaf_not_after = DateTime::from_timestamp(cert.validity().not_after.timestamp(), 0);
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            use x509_parser::extensions::GeneralName;
+            for name in &san.value.general_names {
+                match name {
+                    GeneralName::DNSName(n) => out.san.push((*n).to_owned()),
+                    GeneralName::IPAddress(bytes) => {
+                        let ip = match bytes.len() {
+                            4 => <[u8; 4]>::try_from(*bytes).ok().map(std::net::IpAddr::from),
+                            16 => <[u8; 16]>::try_from(*bytes)
+                                .ok()
+                                .map(std::net::IpAddr::from),
+                            _ => None,
+                        };
+                        out.san.extend(ip.map(|ip| ip.to_string()));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

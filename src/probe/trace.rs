@@ -63,6 +63,8 @@ struct State {
     cert_not_after: Option<DateTime<Utc>>,
     /// The server's certificate, as last seen by the verifier.
     leaf: Option<Leaf>,
+    /// The last handshake's certificate and version.
+    tls_seen: Option<crate::model::TlsSeen>,
     /// The status of the current hop's response, once its headers arrived.
     status: Option<u16>,
     /// Requests sent so far (hops), so the redirects followed are known
@@ -89,6 +91,7 @@ impl Default for Trace {
                 phases: Phases::default(),
                 cert_not_after: None,
                 leaf: None,
+                tls_seen: None,
                 status: None,
                 hops: 0,
             }),
@@ -147,6 +150,18 @@ impl Trace {
     }
 
     /// The server's own certificate, when one was seen: for reasons.
+    /// The last handshake: what its certificate said and, once the server
+    /// proved its key, the TLS version.
+    pub fn tls_seen(&self) -> Option<crate::model::TlsSeen> {
+        self.lock().tls_seen.clone()
+    }
+
+    fn saw_version(&self, version: crate::model::TlsVersion) {
+        if let Some(seen) = &mut self.lock().tls_seen {
+            seen.version = Some(version);
+        }
+    }
+
     pub fn leaf(&self) -> Option<Leaf> {
         self.lock().leaf.clone()
     }
@@ -364,6 +379,7 @@ impl ServerCertVerifier for TraceVerifier {
             )
             .min();
         self.trace.saw_certificates(leaf, earliest);
+        self.trace.lock().tls_seen = Some(super::tls::certificate_seen(Some(end_entity), earliest));
         self.inner
             .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
     }
@@ -374,7 +390,9 @@ impl ServerCertVerifier for TraceVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        let valid = self.inner.verify_tls12_signature(message, cert, dss)?;
+        self.trace.saw_version(crate::model::TlsVersion::Tls12);
+        Ok(valid)
     }
 
     fn verify_tls13_signature(
@@ -383,7 +401,9 @@ impl ServerCertVerifier for TraceVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        let valid = self.inner.verify_tls13_signature(message, cert, dss)?;
+        self.trace.saw_version(crate::model::TlsVersion::Tls13);
+        Ok(valid)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

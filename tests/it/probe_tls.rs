@@ -48,6 +48,14 @@ async fn custom_ca_verifies_and_records_tls_phase_and_expiry() {
         obs.tls_not_after,
         Some(Utc.with_ymd_and_hms(2031, 6, 30, 0, 0, 0).unwrap())
     );
+    // The handshake, as for the other kinds: version and certificate.
+    let tls = obs
+        .tls
+        .as_ref()
+        .expect("an https probe records its handshake");
+    assert!(tls.version.is_some(), "{tls:?}");
+    assert_eq!(tls.san, ["localhost"]);
+    assert_eq!(tls.fingerprint_sha256.len(), 64);
 }
 
 #[tokio::test]
