@@ -296,6 +296,13 @@ fn check_config(file: &std::path::Path, overrides: &config::ClusterOverrides) ->
             }
         }
     }
+    for (name, m) in &config.modules {
+        println!(
+            "module {name}\t/probe?module={name}\t{} (the target from the scrape), timeout {}",
+            m.probe.kind(),
+            humantime::format_duration(m.probe.timeout())
+        );
+    }
     ExitCode::SUCCESS
 }
 

@@ -407,3 +407,27 @@ async fn prometheus_scrapes_probe_and_it_matches_blackbox_exporter() {
     assert_eq!(got, 1.0);
     daemon.shutdown().await;
 }
+
+#[test]
+fn check_config_lists_the_modules() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lookout.toml");
+    std::fs::write(&path, format!("[store]\npath = \":memory:\"\n{MODULES}")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(["check-config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "module dns_a\t/probe?module=dns_a\tdns (the target from the scrape), timeout 10s",
+        "module tcp_connect\t/probe?module=tcp_connect\ttcp (the target from the scrape), timeout 10s",
+        "module http_2xx\t/probe?module=http_2xx\thttp (the target from the scrape), timeout 5s",
+    ] {
+        assert!(stdout.contains(line), "{line:?} not in\n{stdout}");
+    }
+}
