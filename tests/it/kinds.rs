@@ -258,3 +258,34 @@ expect = {{ max_loss = "0%" }}
     let gone = checks.iter().find(|c| c["name"] == "gone").unwrap();
     assert_eq!(gone["method"], "DNS A", "{gone}");
 }
+
+/// `lookout report` judges the other kinds as the daemon does, and its
+/// Markdown shows each one's kind, address and reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_covers_the_other_kinds() {
+    let banner = serve(Behaviour::Banner).await;
+    let server = start_dns().await;
+    let dns = server.addr;
+    let cfg = config(&format!(
+        r#"
+[[checks]]
+name = "smtp"
+url = "tcp://127.0.0.1:{banner}"
+tcp = {{ query = [{{ expect = "^220 " }}] }}
+
+[[checks]]
+name = "gone"
+url = "dns://{dns}"
+dns = {{ name = "gone.example" }}
+"#
+    ));
+    let once = lookout::run::run_once(&cfg).await.unwrap();
+    let report = lookout::report::Report::build(&cfg, &once, chrono::Utc::now(), None);
+    let md = lookout::report::markdown::render(&report);
+    assert!(md.contains(&format!("tcp://127.0.0.1:{banner}")), "{md}");
+    assert!(
+        md.contains("response code NXDOMAIN, expected NOERROR"),
+        "{md}"
+    );
+    assert!(md.contains("50.0"), "one of two passes:\n{md}");
+}

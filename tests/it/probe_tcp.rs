@@ -541,3 +541,40 @@ fn kind_fields_in_the_wrong_place_are_refused_with_the_field() {
         assert!(!err.contains(TEST_SECRET), "{err}");
     }
 }
+
+/// A reload keeps a check of another kind when nothing about it changed,
+/// and restarts it when anything did (its identity is every field, TLS
+/// settings by value, a secret by fingerprint).
+#[test]
+fn reload_identity_covers_every_kind() {
+    let kinds = [
+        "url = \"tcp://127.0.0.1:6379\"\ntcp = { query = [{ send = \"PING\\r\\n\" }, { expect = \"PONG\" }] }",
+        "url = \"tls://localhost:8443\"\nexpect = { cert_valid_for = \"14d\" }",
+        "url = \"dns://127.0.0.1:53\"\ndns = { name = \"a.example\", type = \"MX\" }",
+        "url = \"grpc://127.0.0.1:50051\"\ngrpc = { service = \"x\" }",
+        "url = \"icmp://127.0.0.1\"\nicmp = { count = 2, interval = \"100ms\" }",
+    ];
+    let changed = [
+        "url = \"tcp://127.0.0.1:6379\"\ntcp = { query = [{ send = \"PING\\r\\n\" }, { expect = \"PANG\" }] }",
+        "url = \"tls://localhost:8443\"\nexpect = { cert_valid_for = \"7d\" }",
+        "url = \"dns://127.0.0.1:53\"\ndns = { name = \"a.example\", type = \"TXT\" }",
+        "url = \"grpcs://127.0.0.1:50051\"\ngrpc = { service = \"x\" }",
+        "url = \"icmp://127.0.0.1\"\nicmp = { count = 3, interval = \"100ms\" }",
+    ];
+    for (same, other) in kinds.iter().zip(changed) {
+        let (a, b, c) = (
+            config(&check(same)),
+            config(&check(same)),
+            config(&check(other)),
+        );
+        let (ca, cb, cc) = (&a.checks[0], &b.checks[0], &c.checks[0]);
+        assert!(
+            ca.same_as(&a.tls_of_check(ca), cb, &b.tls_of_check(cb)),
+            "{same}"
+        );
+        assert!(
+            !ca.same_as(&a.tls_of_check(ca), cc, &c.tls_of_check(cc)),
+            "{same} vs {other}"
+        );
+    }
+}
