@@ -231,6 +231,16 @@ const BLACKBOX_YML: &str = r#"modules:
     timeout: 5s
 "#;
 
+/// A child process killed when the test ends, failed assertions included.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Family name → the label names its series carry (all series together).
 fn families(text: &str) -> BTreeMap<String, BTreeSet<String>> {
     let scrape = parse(text);
@@ -294,16 +304,18 @@ async fn prometheus_scrapes_probe_and_it_matches_blackbox_exporter() {
         .local_addr()
         .unwrap()
         .port();
-    let mut exporter = std::process::Command::new(&blackbox)
-        .arg(format!(
-            "--config.file={}",
-            dir.path().join("blackbox.yml").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("blackbox_exporter starts");
+    let _exporter = Killed(
+        std::process::Command::new(&blackbox)
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("blackbox.yml").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("blackbox_exporter starts"),
+    );
     let bb = format!("http://127.0.0.1:{port}");
     crate::support::eventually(Duration::from_secs(15), async || {
         reqwest::get(format!("{bb}/-/healthy"))
@@ -378,8 +390,6 @@ async fn prometheus_scrapes_probe_and_it_matches_blackbox_exporter() {
             );
         }
     }
-    let _ = exporter.kill();
-    let _ = exporter.wait();
     assert!(mismatches.is_empty(), "{mismatches:#?}");
 
     // A real Prometheus scrapes /probe with blackbox's relabelling.
