@@ -15,6 +15,21 @@ async fn get(url: String) -> String {
     reqwest::get(url).await.unwrap().text().await.unwrap()
 }
 
+/// Waits (10 s at most) until every check of `daemon` has a result, then
+/// reads `/metrics`, `/api/v1/status` and the page.
+pub async fn once_judged(daemon: &Daemon) -> (String, serde_json::Value, String) {
+    let recorder = daemon.recorder.clone();
+    eventually(Duration::from_secs(10), async || {
+        (recorder.board().overall().pending == 0).then_some(())
+    })
+    .await;
+    let base = format!("http://{}", daemon.addr);
+    let metrics = get(format!("{base}/metrics")).await;
+    let status = serde_json::from_str(&get(format!("{base}/api/v1/status")).await).unwrap();
+    let page = get(format!("{base}/")).await;
+    (metrics, status, page)
+}
+
 pub fn gauge(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     scrape
         .samples
@@ -98,16 +113,8 @@ async fn scores_metrics_api_and_page_agree() {
         }
     }
     let daemon = Daemon::start(config(&toml)).await.unwrap();
-    let recorder = daemon.recorder.clone();
-    eventually(Duration::from_secs(10), async || {
-        (recorder.board().overall().pending == 0).then_some(())
-    })
-    .await;
+    let (metrics, status, page) = once_judged(&daemon).await;
     let base = format!("http://{}", daemon.addr);
-    let metrics = get(format!("{base}/metrics")).await;
-    let status: serde_json::Value =
-        serde_json::from_str(&get(format!("{base}/api/v1/status")).await).unwrap();
-    let page = get(format!("{base}/")).await;
     let ready = reqwest::get(format!("{base}/readyz"))
         .await
         .unwrap()

@@ -3,20 +3,14 @@
 //! certificate's in labels), the kind and address in the API and on the
 //! page, and the kinds' results in the scores.
 
-use std::time::Duration;
-
 use lookout::daemon::Daemon;
 
-use crate::daemon::{gauge, parse, promtool_check_metrics};
+use crate::daemon::{gauge, once_judged, parse, promtool_check_metrics};
 use crate::deploy::documented_metric_names;
 use crate::probe_dns::start_dns;
 use crate::probe_grpc::health_server;
 use crate::probe_tcp::{Behaviour, serve, serve_tls};
-use crate::support::{config, eventually};
-
-async fn get(url: String) -> String {
-    reqwest::get(url).await.unwrap().text().await.unwrap()
-}
+use crate::support::config;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_kind_shows_in_metrics_api_and_page() {
@@ -91,16 +85,7 @@ expect = {{ max_loss = "0%" }}
 "#
     );
     let daemon = Daemon::start(config(&toml)).await.unwrap();
-    let recorder = daemon.recorder.clone();
-    eventually(Duration::from_secs(10), async || {
-        (recorder.board().overall().pending == 0).then_some(())
-    })
-    .await;
-    let base = format!("http://{}", daemon.addr);
-    let metrics = get(format!("{base}/metrics")).await;
-    let status: serde_json::Value =
-        serde_json::from_str(&get(format!("{base}/api/v1/status")).await).unwrap();
-    let page = get(format!("{base}/")).await;
+    let (metrics, status, page) = once_judged(&daemon).await;
     daemon.shutdown().await;
 
     let scrape = parse(&metrics);
