@@ -46,7 +46,19 @@ impl Runner {
         let redactor = self.redactor.get();
         let probe_and_judge = async {
             injected_panic();
-            let obs = self.prober.probe(&check.probe, &redactor).await;
+            let mut obs = self.prober.probe(&check.probe, &redactor).await;
+            // The certificate's text becomes metric labels and API fields:
+            // scrubbed like any other text from a target.
+            if let Some(tls) = &mut obs.tls {
+                for text in [&mut tls.subject, &mut tls.issuer]
+                    .into_iter()
+                    .chain(tls.san.iter_mut())
+                {
+                    if let std::borrow::Cow::Owned(clean) = redactor.redact(text) {
+                        *text = clean;
+                    }
+                }
+            }
             let outcome = judge_target(&check.probe, &check.expect, &obs, &redactor);
             (obs, outcome)
         };

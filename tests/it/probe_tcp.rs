@@ -578,3 +578,31 @@ fn reload_identity_covers_every_kind() {
         );
     }
 }
+
+/// A certificate's text becomes labels of `probe_ssl_last_chain_info`:
+/// a secret in it is redacted like any target text.
+#[tokio::test]
+async fn a_secret_in_a_certificate_is_redacted() {
+    let (server_config, _) = crate::support::self_signed_server(
+        &["localhost", TEST_SECRET],
+        (2020, 1, 1),
+        (2031, 6, 30),
+    );
+    let port = crate::support::serve_https(server_config, 4).await;
+    let cfg = config(&check(&format!(
+        "url = \"tls://localhost:{port}\"\ntls = {{ insecure_skip_verify = true }}"
+    )));
+    let runner = lookout::run::Runner::new(&cfg).unwrap();
+    let result = runner
+        .check(&cfg.checks[0], lookout::schedule::Tick::now())
+        .await;
+    assert!(result.outcome.is_success(), "{:?}", result.outcome);
+    let tls = result.tls.expect("the handshake is recorded");
+    assert_eq!(tls.san.len(), 2, "{tls:?}");
+    assert_eq!(tls.san[0], "localhost");
+    let shown = format!("{tls:?}");
+    assert!(
+        !shown.contains(TEST_SECRET) && !shown.contains(&TEST_SECRET[..8]),
+        "{shown}"
+    );
+}
