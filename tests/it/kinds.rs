@@ -8,7 +8,7 @@ use lookout::daemon::Daemon;
 use crate::daemon::{gauge, once_judged, parse, promtool_check_metrics};
 use crate::deploy::documented_metric_names;
 use crate::probe_dns::start_dns;
-use crate::probe_grpc::health_server;
+use crate::probe_grpc::{ca_and_server, health_server};
 use crate::probe_tcp::{Behaviour, serve, serve_tls};
 use crate::support::config;
 
@@ -27,6 +27,11 @@ async fn each_kind_shows_in_metrics_api_and_page() {
             tonic_health::ServingStatus::NotServing,
         )
         .await;
+    let (grpc_ca, grpc_tls) = ca_and_server("Corp Root");
+    let grpc_ca_file = dir.path().join("grpc-ca.pem");
+    std::fs::write(&grpc_ca_file, grpc_ca).unwrap();
+    let grpc_ca_file = grpc_ca_file.display();
+    let (grpcs, _reporter) = health_server(Some(grpc_tls)).await;
     let toml = format!(
         r#"
 [server]
@@ -76,6 +81,12 @@ expect = {{ rcode = "NXDOMAIN" }}
 name = "model server"
 url = "grpc://127.0.0.1:{grpc}"
 grpc = {{ service = "models.v1.Registry" }}
+
+[[checks]]
+name = "model server over tls"
+url = "grpcs://localhost:{grpcs}"
+tls = {{ ca_file = "{grpc_ca_file}" }}
+expect = {{ issuer = "CN=Corp Root", min_tls_version = "1.2" }}
 
 [[checks]]
 name = "loopback"
@@ -168,6 +179,15 @@ expect = {{ max_loss = "0%" }}
         .is_some()
     );
     assert_eq!(success("model server"), Some(0.0));
+    assert_eq!(success("model server over tls"), Some(1.0));
+    assert_eq!(
+        gauge(
+            &scrape,
+            "probe_grpc_ssl",
+            &[("check", "model server over tls")]
+        ),
+        Some(1.0)
+    );
     assert_eq!(
         gauge(
             &scrape,
@@ -197,14 +217,14 @@ expect = {{ max_loss = "0%" }}
             Some(2.0)
         );
     }
-    // 2 of the 3 TCP/TLS checks, the 4 DNS ones, not the gRPC one, and ICMP.
+    // 2 of the 3 TCP/TLS checks, the 4 DNS ones, one of the 2 gRPC ones, and ICMP.
     assert_eq!(
         gauge(
             &scrape,
             "lookout_group_health_score",
             &[("group", "infrastructure")]
         ),
-        Some((6.0 + icmp) / 9.0)
+        Some((7.0 + icmp) / 10.0)
     );
     // Every family is documented, and the text passes promtool.
     let documented = documented_metric_names();

@@ -98,7 +98,7 @@ pub async fn health_server(tls: Option<rustls::ServerConfig>) -> (u16, HealthRep
 
 /// A certificate authority and a `localhost` leaf it signed: the CA's
 /// PEM and the server's config.
-fn ca_and_server(ca_name: &str) -> (String, rustls::ServerConfig) {
+pub fn ca_and_server(ca_name: &str) -> (String, rustls::ServerConfig) {
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.distinguished_name = rcgen::DistinguishedName::new();
     ca_params
