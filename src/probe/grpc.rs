@@ -177,11 +177,29 @@ async fn exchange(
 
     progress.stage = Stage::Calling;
     progress.calling_since = Some(Instant::now());
-    match send {
-        Ok(send) => call(send, &origin, t, deadline, &at, &first_bytes).await,
-        Err(e) => transport_failure(&e, &at, &first_bytes),
+    let (send, mut ended) = match send {
+        Ok(pair) => pair,
+        Err(e) => return transport_failure(&e, &at, &first_bytes),
+    };
+    let calling = call(send, &origin, t, deadline, &at, &first_bytes);
+    tokio::pin!(calling);
+    // A connection that breaks before the call resolves (the peer closes
+    // or resets it while the request is on its way) is the answer: the
+    // call is given a moment to report it itself, then it is reported
+    // from the connection's own error, so it never waits out the timeout.
+    tokio::select! {
+        obs = &mut calling => obs,
+        Ok(Err(e)) = &mut ended => {
+            match tokio::time::timeout(CALL_GRACE, &mut calling).await {
+                Ok(obs) => obs,
+                Err(_) => transport_failure(&e, &at, &first_bytes),
+            }
+        }
     }
 }
+
+/// How long a call may still take to resolve once its connection broke.
+const CALL_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// The first address that accepts; the last error when none does.
 async fn connect(addrs: &[SocketAddr]) -> io::Result<TcpStream> {
@@ -197,7 +215,10 @@ async fn connect(addrs: &[SocketAddr]) -> io::Result<TcpStream> {
 
 type Sender = http2::SendRequest<tonic::body::Body>;
 
-async fn h2_handshake<S>(io: Recorded<S>) -> Result<Sender, hyper::Error>
+/// The connection's end, as its task saw it.
+type Ended = tokio::sync::oneshot::Receiver<Result<(), hyper::Error>>;
+
+async fn h2_handshake<S>(io: Recorded<S>) -> Result<(Sender, Ended), hyper::Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -206,11 +227,11 @@ where
     let (send, connection) = http2::Builder::new(TokioExecutor::new())
         .handshake(TokioIo::new(io))
         .await?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
-        // Its error, if any, is the call's too, and reported from there.
-        let _ = connection.await;
+        let _ = tx.send(connection.await);
     });
-    Ok(send)
+    Ok((send, rx))
 }
 
 async fn call(
