@@ -143,6 +143,8 @@ impl serve::probe::ProbeOnce for Control {
                 probe,
                 expect: prototype.expect.clone(),
                 matrix: Vec::new(),
+                run_at_start: false,
+                thresholds: prototype.thresholds,
             };
             // The daemon's own limits: a /probe waits its turn with the
             // checks against the same target, for at most its budget.
@@ -174,6 +176,9 @@ impl Control {
             let (skip_recorder, skip_check) = (self.recorder.clone(), check.clone());
             let handle = self.scheduler.spawn(
                 check.schedule.clone(),
+                check
+                    .run_at_start
+                    .then(|| check.schedule.start_delay(&check.name)),
                 slot,
                 move |tick| {
                     let (p, c) = (job_pipeline.clone(), job_check.clone());
@@ -188,6 +193,8 @@ impl Control {
             let (skip_recorder, skip_flow) = (self.recorder.clone(), flow.clone());
             let handle = self.scheduler.spawn(
                 flow.schedule.clone(),
+                flow.run_at_start
+                    .then(|| flow.schedule.start_delay(&flow.name)),
                 slot,
                 move |tick| {
                     let (p, f) = (job_pipeline.clone(), job_flow.clone());

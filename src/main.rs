@@ -38,6 +38,10 @@ enum Command {
     CheckConfig {
         /// The config file.
         file: PathBuf,
+        /// Do not read the secrets' values (environment variables and
+        /// files): validate everything else, for CI jobs without them.
+        #[arg(long)]
+        no_secrets: bool,
         #[command(flatten)]
         cluster: ClusterArgs,
     },
@@ -170,7 +174,11 @@ fn main() -> ExitCode {
             listen,
             config,
         } => view(prometheus.as_deref(), listen, config.as_deref()),
-        Command::CheckConfig { file, cluster } => check_config(&file, &cluster.overrides()),
+        Command::CheckConfig {
+            file,
+            no_secrets,
+            cluster,
+        } => check_config(&file, &cluster.overrides(), no_secrets),
         Command::HashPassword { cost } => hash_password(cost),
         Command::Run {
             config,
@@ -230,8 +238,17 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn check_config(file: &std::path::Path, overrides: &config::ClusterOverrides) -> ExitCode {
-    let config = match config::load_with(file, overrides) {
+fn check_config(
+    file: &std::path::Path,
+    overrides: &config::ClusterOverrides,
+    no_secrets: bool,
+) -> ExitCode {
+    let loaded = if no_secrets {
+        config::lint(file, overrides)
+    } else {
+        config::load_with(file, overrides)
+    };
+    let config = match loaded {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -239,12 +256,20 @@ fn check_config(file: &std::path::Path, overrides: &config::ClusterOverrides) ->
         }
     };
     println!(
-        "{}: OK, {} checks, {} flows, listen {}",
+        "{}: OK, {} checks, {} flows, listen {}{}",
         file.display(),
         config.total.checks,
         config.total.flows,
-        config.listen
+        config.listen,
+        if no_secrets {
+            " (secrets not read)"
+        } else {
+            ""
+        }
     );
+    for name in &config.unused_secrets {
+        eprintln!("warning: secret {name:?} is declared in [secrets] but no check or step uses it");
+    }
     if config.cluster != lookout::cluster::Cluster::default() {
         println!(
             "shard {} (location {}, replica {}): runs {} of {} checks and {} of {} flows, listed below",

@@ -162,9 +162,21 @@ pub(super) fn flow(
         Schedule::Interval { every, .. } => Schedule::interval(every, &name),
         cron => cron,
     };
+    let (run_at_start, thresholds) = super::validate::policy(
+        ctx,
+        field,
+        super::validate::OwnPolicy {
+            run_at_start: raw.run_at_start,
+            failure_threshold: raw.failure_threshold.as_ref(),
+            success_threshold: raw.success_threshold.as_ref(),
+        },
+        env.defaults,
+    )?;
     Ok(Flow {
         // Set to the flow's position when the config is assembled.
         id: 0,
+        run_at_start,
+        thresholds,
         name,
         group: raw
             .group

@@ -80,6 +80,8 @@ pub struct Config {
     /// each a check aimed at `model::MODULE_HOST` until a scrape names
     /// the target.
     pub modules: std::collections::BTreeMap<String, Arc<Check>>,
+    /// `[secrets]` entries no check or step uses (check-config warns).
+    pub unused_secrets: Vec<String>,
 }
 
 pub const DEFAULT_VIEW_REFRESH: Duration = Duration::from_secs(15);
@@ -227,5 +229,19 @@ pub fn from_str_with(
     env: &dyn Fn(&str) -> Option<String>,
     overrides: &ClusterOverrides,
 ) -> Result<Config, ConfigError> {
-    validate::validate(source, path, env, overrides)
+    validate::validate(source, path, env, overrides, true)
+}
+
+/// Validates a config file without reading its secrets' values (for CI
+/// jobs that never see them): every `[secrets]` entry is still declared and
+/// checked where it is used, but its environment variable or file is not
+/// read, and its fingerprint says so. Never for running checks.
+pub fn lint(path: &Path, overrides: &ClusterOverrides) -> Result<Config, ConfigError> {
+    let source = crate::file::read_to_string(path, crate::file::Kind::Config).map_err(|e| {
+        ConfigError::Read {
+            file: path.display().to_string(),
+            source: e,
+        }
+    })?;
+    validate::validate(&source, path, &|_| None, overrides, false)
 }

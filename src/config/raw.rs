@@ -145,6 +145,13 @@ pub struct RawDefaults {
     pub max_redirects: Option<u32>,
     pub group: Option<String>,
     pub tls: Option<Spanned<RawTls>>,
+    /// Run once when the daemon starts (or the check appears in a
+    /// reload), staggered, then on the schedule.
+    pub run_at_start: Option<bool>,
+    /// Consecutive failing runs before a passing check turns failing.
+    pub failure_threshold: Option<Spanned<u32>>,
+    /// Consecutive passing runs before a failing check turns passing.
+    pub success_threshold: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -183,6 +190,13 @@ pub struct RawCheck {
     pub icmp: Option<Spanned<RawIcmp>>,
     /// Run only from these locations (`[cluster] location`); everywhere when absent.
     pub locations: Option<Spanned<Vec<String>>>,
+    /// Run once when the daemon starts (or the check appears in a
+    /// reload), staggered, then on the schedule.
+    pub run_at_start: Option<bool>,
+    /// Consecutive failing runs before a passing check turns failing.
+    pub failure_threshold: Option<Spanned<u32>>,
+    /// Consecutive passing runs before a failing check turns passing.
+    pub success_threshold: Option<Spanned<u32>>,
 }
 
 /// A multi-step flow: steps run in order on one run's variables.
@@ -209,6 +223,13 @@ pub struct RawFlow {
     pub cleanup: Vec<Spanned<RawStep>>,
     /// Run only from these locations; everywhere when absent.
     pub locations: Option<Spanned<Vec<String>>>,
+    /// Run once when the daemon starts (or the check appears in a
+    /// reload), staggered, then on the schedule.
+    pub run_at_start: Option<bool>,
+    /// Consecutive failing runs before a passing check turns failing.
+    pub failure_threshold: Option<Spanned<u32>>,
+    /// Consecutive passing runs before a failing check turns passing.
+    pub success_threshold: Option<Spanned<u32>>,
 }
 
 /// One request of a flow: a check without a schedule, plus captures.

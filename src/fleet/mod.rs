@@ -314,6 +314,7 @@ impl Snapshot {
             name: m.name.clone(),
             group: m.group.clone(),
             state,
+            counting: None,
             method: configured.map_or_else(String::new, |c| c.probe.verb()),
             url: configured.map_or_else(String::new, |c| {
                 redactor.redact(&c.probe.address()).into_owned()
@@ -420,6 +421,7 @@ impl Snapshot {
             name: m.name.clone(),
             group: m.group.clone(),
             state,
+            counting: None,
             schedule: configured.map_or_else(String::new, |f| f.schedule.describe()),
             timeout_seconds: configured.map_or(0.0, |f| f.timeout.as_secs_f64()),
             duration_seconds: one.and_then(|s| s.duration),

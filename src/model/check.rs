@@ -25,6 +25,27 @@ pub struct Check {
     pub expect: Expectations,
     /// The matrix values this check was expanded with, in key order.
     pub matrix: Vec<(String, String)>,
+    pub run_at_start: bool,
+    pub thresholds: Thresholds,
+}
+
+/// How many consecutive runs must disagree with a monitor's state before
+/// it changes: one blip neither pages nor clears.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Thresholds {
+    /// Failing runs that turn a passing monitor failing.
+    pub failure: u32,
+    /// Passing runs that turn a failing monitor passing.
+    pub success: u32,
+}
+
+impl Default for Thresholds {
+    fn default() -> Thresholds {
+        Thresholds {
+            failure: 1,
+            success: 1,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -41,6 +62,8 @@ pub struct Flow {
     /// Run after the steps whatever happened, each only when the values it
     /// uses were captured.
     pub cleanup: Vec<Step>,
+    pub run_at_start: bool,
+    pub thresholds: Thresholds,
 }
 
 /// Variables every flow run has, whatever the config says.
@@ -137,13 +160,15 @@ impl Check {
 
     fn identity(&self, tls: &TlsSettings) -> String {
         format!(
-            "{:?} {:?} {:?} {} {:?} {:?}",
+            "{:?} {:?} {:?} {} {:?} {:?} {} {:?}",
             self.name,
             self.group,
             self.schedule,
             target_identity(&self.probe, tls),
             self.expect,
-            self.matrix
+            self.matrix,
+            self.run_at_start,
+            self.thresholds
         )
     }
 }
@@ -191,14 +216,16 @@ impl Flow {
         };
         let steps: Vec<String> = self.steps.iter().chain(&self.cleanup).map(step).collect();
         format!(
-            "{:?} {:?} {:?} {:?} {:?} {} {:?}",
+            "{:?} {:?} {:?} {:?} {:?} {} {:?} {} {:?}",
             self.name,
             self.group,
             self.schedule,
             self.timeout,
             self.vars,
             self.steps.len(),
-            steps
+            steps,
+            self.run_at_start,
+            self.thresholds
         )
     }
 }

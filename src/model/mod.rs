@@ -16,6 +16,7 @@ pub use crate::seen::{
 };
 pub use check::{
     BUILTIN_VARS, BodyTemplate, Capture, CaptureFrom, Check, Flow, RequestTemplate, Step,
+    Thresholds,
 };
 pub use expect::{
     Expectations, HeaderCheck, HeaderExpect, JsonCheck, JsonExpect, StatusMatcher, StatusPattern,

@@ -34,6 +34,13 @@ impl Monitor {
         }
     }
 
+    pub fn thresholds(&self) -> crate::model::Thresholds {
+        match self {
+            Monitor::Check(c) => c.thresholds,
+            Monitor::Flow(f) => f.thresholds,
+        }
+    }
+
     pub fn schedule(&self) -> &Schedule {
         match self {
             Monitor::Check(c) => &c.schedule,
@@ -104,6 +111,38 @@ pub struct Entry {
     pub recent: VecDeque<Spark>,
     /// The latest failure episode, kept after the check recovers.
     pub last_failure: Option<Failure>,
+    /// Consecutive runs so far that disagree with `state`, while they have
+    /// not reached the monitor's threshold ("failing 2/3").
+    pub counting: u32,
+}
+
+/// A state change under way: `runs` of the `of` consecutive runs that
+/// turn the monitor `towards` another state have happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Counting {
+    pub towards: State,
+    pub runs: u32,
+    pub of: u32,
+}
+
+impl Entry {
+    /// The state change this monitor is counting towards, if any.
+    pub fn counting(&self) -> Option<Counting> {
+        if self.counting == 0 {
+            return None;
+        }
+        let t = self.monitor.thresholds();
+        let (towards, of) = match self.state {
+            State::Passing => (State::Failing, t.failure),
+            State::Failing => (State::Passing, t.success),
+            State::Pending => return None,
+        };
+        Some(Counting {
+            towards,
+            runs: self.counting,
+            of,
+        })
+    }
 }
 
 /// When a check last turned failing, and the reason of its latest failing run.
@@ -178,6 +217,7 @@ impl Board {
                     skipped: 0,
                     recent: VecDeque::new(),
                     last_failure: None,
+                    counting: 0,
                 }
             })
             .collect();
@@ -215,26 +255,53 @@ impl Board {
         if id >= inner.entries.len() {
             return (None, Tally::default());
         }
-        let to = if result.outcome.is_success() {
+        let raw = if result.outcome.is_success() {
             State::Passing
         } else {
             State::Failing
         };
         let started = result.started_at;
         let entry = &mut inner.entries[id];
+        // The state follows the thresholds: a first result decides at once
+        // (nothing to hold it against), then it takes `failure` failing or
+        // `success` passing runs in a row to change it.
+        let thresholds = entry.monitor.thresholds();
+        // A failure episode is consecutive failing runs, whatever the state.
+        let previous_failed = entry.recent.back().is_some_and(|s| !s.ok);
+        let to = match entry.state {
+            State::Pending => raw,
+            state if state == raw => {
+                entry.counting = 0;
+                state
+            }
+            state => {
+                entry.counting += 1;
+                let needed = if raw == State::Failing {
+                    thresholds.failure
+                } else {
+                    thresholds.success
+                };
+                if entry.counting >= needed {
+                    entry.counting = 0;
+                    raw
+                } else {
+                    state
+                }
+            }
+        };
         push_spark(
             &mut entry.recent,
             Spark {
                 at_ms: started.timestamp_millis(),
-                ok: to == State::Passing,
+                ok: raw == State::Passing,
                 duration_seconds: result.duration.as_secs_f64(),
             },
         );
         let from = entry.state;
-        if to == State::Failing {
+        if raw == State::Failing {
             let reason = result.outcome.reason().map(str::to_owned);
             match &mut entry.last_failure {
-                Some(f) if from == State::Failing => f.reason = reason,
+                Some(f) if previous_failed => f.reason = reason,
                 _ => {
                     entry.last_failure = Some(Failure {
                         since: started,
@@ -423,5 +490,101 @@ mod tests {
         );
         assert_eq!(e.recent.len(), 5);
         assert!(!e.recent[1].ok && e.recent[3].ok);
+    }
+
+    /// The state machine under thresholds: (failure, success thresholds,
+    /// runs as pass/fail, the state after each run, the counting after the
+    /// last, the transitions seen).
+    /// name, failure and success thresholds, runs (`+` passes), the state
+    /// after each, the counting after the last, state changes after the first.
+    type Case = (
+        &'static str,
+        u32,
+        u32,
+        &'static str,
+        &'static [State],
+        Option<(State, u32, u32)>,
+        usize,
+    );
+
+    #[test]
+    fn thresholds_hold_the_state_through_blips() {
+        use State::{Failing as F, Passing as P};
+        let cases: [Case; 7] = [
+            (
+                "no thresholds: every change counts",
+                1,
+                1,
+                "+-+",
+                &[P, F, P],
+                None,
+                2,
+            ),
+            ("a blip does not page", 2, 1, "+-+", &[P, P, P], None, 0),
+            ("two in a row do", 2, 1, "+--", &[P, P, F], None, 1),
+            (
+                "counting shows",
+                3,
+                1,
+                "+--",
+                &[P, P, P],
+                Some((F, 2, 3)),
+                0,
+            ),
+            (
+                "flapping never settles",
+                2,
+                2,
+                "+-+-+-",
+                &[P, P, P, P, P, P],
+                Some((F, 1, 2)),
+                0,
+            ),
+            (
+                "recovery needs its own run of passes",
+                1,
+                3,
+                "-++-+++",
+                &[F, F, F, F, F, F, P],
+                None,
+                1,
+            ),
+            ("a first result decides at once", 3, 3, "-", &[F], None, 0),
+        ];
+        for (name, failure, success, runs, states, counting, transitions) in cases {
+            let cfg = crate::config::from_str(
+                &format!(
+                    "[[checks]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/\"\nfailure_threshold = {failure}\nsuccess_threshold = {success}\n[store]\npath = \":memory:\"\n"
+                ),
+                std::path::Path::new("t.toml"),
+                &|_| None,
+            )
+            .unwrap();
+            let board = Board::new(&cfg.checks, &cfg.flows);
+            let mut seen = Vec::new();
+            let mut changes = 0;
+            for (minute, run) in runs.chars().enumerate() {
+                let (change, _) =
+                    board.update(Slot::Check(0), result(minute as u32, run == '+'), None);
+                changes += usize::from(change.is_some());
+                seen.push(board.entries()[0].state);
+            }
+            assert_eq!(seen, states, "{name}");
+            let e = &board.entries()[0];
+            assert_eq!(
+                e.counting().map(|c| (c.towards, c.runs, c.of)),
+                counting,
+                "{name}"
+            );
+            // Pending → first state counts as a change too.
+            assert_eq!(changes, transitions + 1, "{name}");
+            // The raw runs stay in the sparkline whatever the state.
+            let raw: String = e
+                .recent
+                .iter()
+                .map(|s| if s.ok { '+' } else { '-' })
+                .collect();
+            assert_eq!(raw, runs, "{name}");
+        }
     }
 }

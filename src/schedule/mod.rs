@@ -25,6 +25,9 @@ use tokio_util::task::TaskTracker;
 
 pub use cron_spec::CronSpec;
 
+/// At-start runs are spread over at most this long.
+pub const STARTUP_SPREAD: Duration = Duration::from_secs(5);
+
 #[derive(Clone, Debug)]
 pub enum Schedule {
     Cron { spec: CronSpec, tz: chrono_tz::Tz },
@@ -42,6 +45,22 @@ impl Schedule {
         first.copy_from_slice(&digest[..8]);
         let phase = Duration::from_millis(u64::from_le_bytes(first) % every_ms);
         Schedule::Interval { every, phase }
+    }
+
+    /// How long after start a job's at-start run waits: a stable share of
+    /// [`STARTUP_SPREAD`] (or of the interval, when shorter) by `key`, so a
+    /// large config does not fire all at once and a restart spreads the
+    /// same way.
+    pub fn start_delay(&self, key: &str) -> Duration {
+        let spread = match self {
+            Schedule::Interval { every, .. } => (*every).min(STARTUP_SPREAD),
+            Schedule::Cron { .. } => STARTUP_SPREAD,
+        };
+        let spread_ms = spread.as_millis().max(1) as u64;
+        let digest = Sha256::digest(format!("start:{key}").as_bytes());
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        Duration::from_millis(u64::from_le_bytes(first) % spread_ms)
     }
 
     /// The first tick strictly after `t`.
@@ -233,12 +252,14 @@ impl Scheduler {
         &self.limits
     }
 
-    /// Runs `job` on `schedule` until shutdown. `on_skip` is told how many
-    /// ticks passed while a run was still going. Each run first waits for
-    /// `slot` (see [`Limits`]).
+    /// Runs `job` on `schedule` until shutdown, and first, when `first` is
+    /// set, once that long from now. `on_skip` is told how many ticks
+    /// passed while a run was still going. Each run first waits for `slot`
+    /// (see [`Limits`]).
     pub fn spawn<J, F>(
         &self,
         schedule: Schedule,
+        first: Option<Duration>,
         slot: Slot,
         job: J,
         on_skip: impl Fn(u64) + Send + 'static,
@@ -254,7 +275,17 @@ impl Scheduler {
         };
         self.tracker.spawn(async move {
             let mut after = Utc::now();
-            while let Some(next) = schedule.next_after(after) {
+            let mut first = first;
+            loop {
+                let next = match first.take() {
+                    Some(delay) => {
+                        Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default()
+                    }
+                    None => match schedule.next_after(after) {
+                        Some(next) => next,
+                        None => break,
+                    },
+                };
                 let wait = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
                 tokio::select! {
                     _ = cancel.cancelled() => return,

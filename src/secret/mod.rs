@@ -45,6 +45,17 @@ impl Secret {
         }
     }
 
+    /// A `[secrets]` entry that was not read (`check-config --no-secrets`):
+    /// a stand-in value that fits anywhere a credential goes, and a
+    /// fingerprint that says so.
+    pub fn unread(name: &str) -> Self {
+        Secret {
+            value: Arc::new(SecretString::from("lookout-unread-secret")),
+            fingerprint: "not read (--no-secrets)".into(),
+            origin: SecretOrigin::Named(name.to_owned()),
+        }
+    }
+
     /// The plain value. Only the request builder may call this.
     pub fn expose(&self) -> &str {
         self.value.expose_secret()

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::config::{Auth, Check, Flow, Step};
 use crate::outcome::{FlowResult, Phases, StepResult, StepRun};
-use crate::record::board::{Board, Entry, Failure, Monitor, Spark, State, Tally};
+use crate::record::board::{Board, Counting, Entry, Failure, Monitor, Spark, State, Tally};
 use crate::secret::Redactor;
 use crate::store::query::{ChangeRow, UptimeByName};
 
@@ -267,6 +267,10 @@ pub struct CheckView {
     pub name: String,
     pub group: String,
     pub state: State,
+    /// A state change under way (`failure_threshold`/`success_threshold`):
+    /// `{towards: "failing", runs: 2, of: 3}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counting: Option<Counting>,
     pub method: String,
     pub url: String,
     pub schedule: String,
@@ -310,6 +314,11 @@ impl CheckView {
 
     pub fn state_text(&self) -> &'static str {
         self.state.as_str()
+    }
+
+    /// ` (failing 2/3)` while a state change is counted, else nothing.
+    pub fn counting_text(&self) -> String {
+        counting_text(self.counting)
     }
 
     pub fn last_run_text(&self) -> String {
@@ -366,6 +375,7 @@ pub(crate) fn check_view(c: &Check, e: &Entry, redactor: &Redactor) -> CheckView
         name: c.name.clone(),
         group: c.group.clone(),
         state: e.state,
+        counting: e.counting(),
         method: c.probe.verb(),
         url: redactor.redact(&c.probe.address()).into_owned(),
         schedule: c.schedule.describe(),
@@ -510,6 +520,8 @@ pub struct FlowView {
     pub name: String,
     pub group: String,
     pub state: State,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counting: Option<Counting>,
     pub schedule: String,
     pub timeout_seconds: f64,
     pub duration_seconds: Option<f64>,
@@ -575,6 +587,11 @@ impl FlowView {
 
     pub fn state_text(&self) -> &'static str {
         self.state.as_str()
+    }
+
+    /// ` (failing 2/3)` while a state change is counted, else nothing.
+    pub fn counting_text(&self) -> String {
+        counting_text(self.counting)
     }
 
     pub fn reason_text(&self) -> &str {
@@ -652,6 +669,7 @@ pub(crate) fn flow_view(f: &Flow, e: &Entry, redactor: &Redactor) -> FlowView {
         name: f.name.clone(),
         group: f.group.clone(),
         state: e.state,
+        counting: e.counting(),
         schedule: f.schedule.describe(),
         timeout_seconds: f.timeout.as_secs_f64(),
         duration_seconds: last.map(|r| r.duration.as_secs_f64()),
@@ -713,4 +731,10 @@ pub fn build(board: &Board, redactor: &Redactor) -> StatusView {
         locations: Vec::new(),
         source: None,
     }
+}
+
+fn counting_text(counting: Option<Counting>) -> String {
+    counting.map_or_else(String::new, |c| {
+        format!(" ({} {}/{})", c.towards.as_str(), c.runs, c.of)
+    })
 }

@@ -1829,3 +1829,99 @@ fn cli_check_config_lists_the_expanded_checks_of_the_example() {
     }
     assert!(stdout.contains("key sha256:"), "{stdout}");
 }
+
+fn check_config_no_secrets(path: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(["check-config", "--no-secrets"])
+        .arg(path)
+        .env_clear()
+        .output()
+        .expect("lookout runs")
+}
+
+/// `check-config --no-secrets`: everything but the secrets' values, for CI
+/// jobs that never see production keys; what is declared and used is still
+/// checked, and a secret nothing uses is a warning.
+#[test]
+fn check_config_without_secrets_lints_everything_else() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let good = write(
+        "good.toml",
+        "[secrets]\nplatform = { env = \"PROD_KEY_NOT_SET_HERE\" }\nspare = { file = \"/nonexistent/key\" }\n\
+         [[checks]]\nname = \"auth\"\nurl = \"https://api.example.com/v1\"\n\
+         auth = { scheme = \"bearer\", secret = \"platform\" }\n",
+    );
+    // Without the flag: the missing variable is the error.
+    let out = check_config(&good);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PROD_KEY_NOT_SET_HERE is not set"));
+    // With it: valid, the key shown as not read, the unused one warned of.
+    let out = check_config_no_secrets(&good);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stdout.contains(": OK, 1 checks, 0 flows, listen 127.0.0.1:9898 (secrets not read)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("key not read (--no-secrets)"), "{stdout}");
+    assert!(
+        stderr.contains(
+            "warning: secret \"spare\" is declared in [secrets] but no check or step uses it"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("\"platform\""), "{stderr}");
+    // What is not about values is still checked: an undeclared secret.
+    let bad = write(
+        "bad.toml",
+        "[[checks]]\nname = \"auth\"\nurl = \"https://api.example.com/v1\"\n\
+         auth = { scheme = \"bearer\", secret = \"platform\" }\n",
+    );
+    let out = check_config_no_secrets(&bad);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown secret \"platform\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every config the repository ships lints without its secrets, as a CI
+/// job would run it.
+#[test]
+fn every_shipped_config_lints_without_secrets() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(root.join("examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.extend(
+        [
+            "config.toml",
+            "deploy/compose/lookout.toml",
+            "deploy/kubernetes/config.toml",
+            "deploy/systemd/config.toml",
+        ]
+        .map(|f| root.join(f)),
+    );
+    assert!(files.len() >= 6, "{files:?}");
+    for file in files {
+        let out = check_config_no_secrets(&file);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -32,3 +32,4 @@ mod secret_forms;
 mod snapshots;
 mod store;
 mod support;
+mod thresholds;

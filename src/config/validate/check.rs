@@ -161,6 +161,8 @@ pub(super) struct SharedParts {
     max_redirects: u32,
     tls_profile: usize,
     expect: Expectations,
+    run_at_start: bool,
+    thresholds: Thresholds,
 }
 
 impl SharedParts {
@@ -174,6 +176,16 @@ impl SharedParts {
     ) -> Result<SharedParts, ConfigError> {
         let method = method(ctx, field, raw.method.as_ref())?;
         let tls_profile = tls_profile(ctx, field, raw.tls.as_ref(), defaults, tls_profiles)?;
+        let (run_at_start, thresholds) = policy(
+            ctx,
+            field,
+            OwnPolicy {
+                run_at_start: raw.run_at_start,
+                failure_threshold: raw.failure_threshold.as_ref(),
+                success_threshold: raw.success_threshold.as_ref(),
+            },
+            defaults,
+        )?;
         let (timeout, max_body_bytes, max_redirects) = request_limits(
             raw.timeout.as_ref(),
             raw.max_body_bytes,
@@ -204,6 +216,8 @@ impl SharedParts {
             max_redirects,
             tls_profile,
             expect: expectations(ctx, field, raw.expect.as_ref())?,
+            run_at_start,
+            thresholds,
         })
     }
 }
@@ -278,6 +292,8 @@ pub(super) fn build_one(
             probe: kind::target(ctx, kind, &input)?,
             expect: shared.expect.clone(),
             matrix,
+            run_at_start: shared.run_at_start,
+            thresholds: shared.thresholds,
         });
     }
     let url = probe_url(ctx, field, raw.url.span(), &url_text)?;
@@ -337,5 +353,7 @@ pub(super) fn build_one(
         }),
         expect: shared.expect.clone(),
         matrix,
+        run_at_start: shared.run_at_start,
+        thresholds: shared.thresholds,
     })
 }

@@ -18,7 +18,7 @@ use rustls::pki_types::pem::PemObject;
 use toml::Spanned;
 use url::Url;
 
-use crate::model::Target;
+use crate::model::{Target, Thresholds};
 
 mod check;
 mod cluster;
@@ -40,7 +40,7 @@ pub(super) use request::{auth, header_name, method, probe_url, request_limits, t
 use secrets::*;
 use server::*;
 use store::*;
-pub(super) use timing::{OwnSchedule, schedule};
+pub(super) use timing::{OwnPolicy, OwnSchedule, policy, schedule};
 
 use super::error::LineIndex;
 use super::raw::{
@@ -96,6 +96,7 @@ pub(super) fn validate(
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
     overrides: &ClusterOverrides,
+    read_secrets: bool,
 ) -> Result<Config, ConfigError> {
     let ctx = Ctx {
         file: path.display().to_string(),
@@ -142,12 +143,18 @@ pub(super) fn validate(
     let max_concurrent_per_target = share(max_concurrent_per_target, cluster.shard);
     let store = store_settings(&ctx, &raw.store, &cluster)?;
     let server = server_settings(&ctx, &raw.server)?;
-    let secrets = load_secrets(&ctx, &raw.secrets, env)?;
+    let secrets = load_secrets(&ctx, &raw.secrets, env, read_secrets)?;
     let templater = Templater::default();
     let mut tls_profiles: Vec<TlsSettings> = Vec::new();
     let mut checks: Vec<Arc<Check>> = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut redactable = Redactable::default();
+    // Which `[secrets]` entries some check or step sends.
+    let mut used_secrets: std::collections::BTreeSet<String> = Default::default();
+    let named = |s: &Secret| match s.origin() {
+        SecretOrigin::Named(n) => Some(n.clone()),
+        SecretOrigin::Literal => None,
+    };
     let mut total = Totals::default();
 
     for (index, raw_check) in raw.checks.iter().enumerate() {
@@ -182,6 +189,7 @@ pub(super) fn validate(
             }
             let line = ctx.line(raw_check.get_ref().name.span().start);
             seen.insert(check.name.clone(), line);
+            used_secrets.extend(check.probe.secrets().into_iter().filter_map(named));
             match &check.probe {
                 Target::Http(r) => redactable.note(&r.auth),
                 other => other
@@ -224,6 +232,7 @@ pub(super) fn validate(
         seen.insert(flow.name.clone(), line);
         for step in flow.steps.iter().chain(&flow.cleanup) {
             redactable.note(&step.request.auth);
+            used_secrets.extend(step.request.auth.secret().and_then(named));
         }
         total.flows += 1;
         let here = runs_here(&ctx, &field, raw_flow.locations.as_ref(), &cluster)?;
@@ -237,6 +246,11 @@ pub(super) fn validate(
         }
     }
 
+    let unused_secrets: Vec<String> = secrets
+        .keys()
+        .filter(|name| !used_secrets.contains(*name))
+        .cloned()
+        .collect();
     let modules = module::modules(
         &ctx,
         std::mem::take(&mut raw.modules),
@@ -270,6 +284,7 @@ pub(super) fn validate(
         overrides: overrides.clone(),
         view,
         modules,
+        unused_secrets,
     })
 }
 

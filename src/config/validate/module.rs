@@ -131,6 +131,9 @@ fn module(
         )
     })?;
     let check = RawCheck {
+        run_at_start: None,
+        failure_threshold: None,
+        success_threshold: None,
         name: Spanned::new(span.clone(), name.to_owned()),
         group: None,
         url: Spanned::new(raw.prober.span(), url),

@@ -6,9 +6,14 @@ pub(super) fn load_secrets(
     ctx: &Ctx<'_>,
     raw: &BTreeMap<String, Spanned<SecretSource>>,
     env: &dyn Fn(&str) -> Option<String>,
+    read: bool,
 ) -> Result<BTreeMap<String, Secret>, ConfigError> {
     let mut out = BTreeMap::new();
     for (name, source) in raw {
+        if !read {
+            out.insert(name.clone(), Secret::unread(name));
+            continue;
+        }
         let field = format!("secrets.{name}");
         let value = match source.get_ref() {
             SecretSource::Env(var) => env(var).ok_or_else(|| {

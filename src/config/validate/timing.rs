@@ -79,3 +79,54 @@ pub(in crate::config) fn schedule(
         }),
     }
 }
+
+/// The most consecutive runs a threshold may ask for.
+const MAX_THRESHOLD: u32 = 100;
+
+/// What a check or flow writes of `run_at_start` and its thresholds.
+pub(in crate::config) struct OwnPolicy<'a> {
+    pub run_at_start: Option<bool>,
+    pub failure_threshold: Option<&'a Spanned<u32>>,
+    pub success_threshold: Option<&'a Spanned<u32>>,
+}
+
+/// `run_at_start` (default true) and the thresholds (default 1 and 1),
+/// each from the check or flow, else `[defaults]`.
+pub(in crate::config) fn policy(
+    ctx: &Ctx<'_>,
+    field: &str,
+    own: OwnPolicy<'_>,
+    defaults: &RawDefaults,
+) -> Result<(bool, Thresholds), ConfigError> {
+    let threshold = |own: Option<&Spanned<u32>>, default: Option<&Spanned<u32>>, key: &str| {
+        let (value, place) = match (own, default) {
+            (Some(v), _) => (v, format!("{field}.{key}")),
+            (None, Some(v)) => (v, format!("defaults.{key}")),
+            (None, None) => return Ok(1),
+        };
+        if (1..=MAX_THRESHOLD).contains(value.get_ref()) {
+            Ok(*value.get_ref())
+        } else {
+            Err(ctx.err(
+                value.span(),
+                place,
+                format!("must be 1 to {MAX_THRESHOLD} consecutive runs"),
+            ))
+        }
+    };
+    Ok((
+        own.run_at_start.or(defaults.run_at_start).unwrap_or(true),
+        Thresholds {
+            failure: threshold(
+                own.failure_threshold,
+                defaults.failure_threshold.as_ref(),
+                "failure_threshold",
+            )?,
+            success: threshold(
+                own.success_threshold,
+                defaults.success_threshold.as_ref(),
+                "success_threshold",
+            )?,
+        },
+    ))
+}
