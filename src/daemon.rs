@@ -438,6 +438,7 @@ impl Daemon {
             checks = config.checks.len(),
             flows = config.flows.len(),
             config = %config.source.display(),
+            history = %config.store.path,
             "lookout is running"
         );
         if config.cluster != crate::cluster::Cluster::default() {

@@ -37,6 +37,15 @@ pub enum StorePath {
     Memory,
 }
 
+impl std::fmt::Display for StorePath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StorePath::File(p) => write!(f, "{}", p.display()),
+            StorePath::Memory => f.write_str(":memory:"),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct StoreSettings {
     pub path: StorePath,

@@ -190,6 +190,14 @@ impl Writer {
 }
 
 fn open(path: &StorePath) -> Result<Connection, String> {
+    // The default place (a state directory) may not exist yet.
+    if let StorePath::File(p) = path
+        && let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.exists()
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
     let conn = match path {
         StorePath::Memory => Connection::open_in_memory(),
         StorePath::File(p) => Connection::open_with_flags(

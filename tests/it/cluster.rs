@@ -310,12 +310,9 @@ fn each_instance_has_its_own_history_file() {
             other => panic!("{other:?}"),
         };
     let none = ClusterOverrides::default();
-    assert_eq!(path("", &none), "/etc/lookout/lookout.db");
-    assert_eq!(
-        path("", &shard("2/3")),
-        "/etc/lookout/lookout-shard=2of3.db"
-    );
-    assert_eq!(path("", &shard("0/1")), "/etc/lookout/lookout.db");
+    assert_eq!(path("", &none), "./lookout.db");
+    assert_eq!(path("", &shard("2/3")), "./lookout-shard=2of3.db");
+    assert_eq!(path("", &shard("0/1")), "./lookout.db");
     let everything = ClusterOverrides {
         shard: Some("1/4".parse().unwrap()),
         location: Some("eu-west".into()),
@@ -324,7 +321,7 @@ fn each_instance_has_its_own_history_file() {
     };
     assert_eq!(
         path("", &everything),
-        "/etc/lookout/lookout-location=eu-west-shard=1of4-replica=b.db"
+        "./lookout-location=eu-west-shard=1of4-replica=b.db"
     );
     assert_eq!(
         path("[store]\npath = \"data/history.sqlite\"", &shard("1/2")),
@@ -513,4 +510,75 @@ async fn rebalancing_from_three_shards_to_four() {
             settled.len()
         );
     }
+}
+
+/// Without `[store] path`, the history goes to a state directory, never
+/// next to the config: systemd's STATE_DIRECTORY, XDG_STATE_HOME, then
+/// ~/.local/state, then the working directory.
+#[test]
+fn the_default_history_file_is_in_a_state_directory() {
+    let text = "[[checks]]\nname = \"a\"\nurl = \"http://127.0.0.1:9/\"\n";
+    let cases: [(&[(&str, &str)], &str); 6] = [
+        (
+            &[("STATE_DIRECTORY", "/var/lib/lookout:/var/lib/other")],
+            "/var/lib/lookout/lookout.db",
+        ),
+        (
+            &[
+                ("STATE_DIRECTORY", "/var/lib/lookout"),
+                ("XDG_STATE_HOME", "/x"),
+            ],
+            "/var/lib/lookout/lookout.db",
+        ),
+        (
+            &[("XDG_STATE_HOME", "/home/u/.state"), ("HOME", "/home/u")],
+            "/home/u/.state/lookout/lookout.db",
+        ),
+        // A relative XDG_STATE_HOME is ignored, as the XDG spec says.
+        (
+            &[("XDG_STATE_HOME", "state"), ("HOME", "/home/u")],
+            "/home/u/.local/state/lookout/lookout.db",
+        ),
+        (
+            &[("HOME", "/home/u")],
+            "/home/u/.local/state/lookout/lookout.db",
+        ),
+        (&[], "./lookout.db"),
+    ];
+    for (env, want) in cases {
+        let lookup = |name: &str| {
+            env.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        let cfg = load_env(text, &ClusterOverrides::default(), &lookup).unwrap();
+        assert_eq!(cfg.store.path.to_string(), want, "{env:?}");
+    }
+}
+
+/// The real binary under systemd's STATE_DIRECTORY: the history lands
+/// there (the directory made if missing), and the start-up line says where.
+#[tokio::test]
+async fn the_daemon_says_where_its_history_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("lookout.toml");
+    std::fs::write(
+        &config,
+        "[server]\nlisten = \"127.0.0.1:0\"\n[[checks]]\nname = \"a\"\nurl = \"http://127.0.0.1:9/\"\n",
+    )
+    .unwrap();
+    let state = dir.path().join("state/lookout");
+    let running =
+        crate::support::Running::start(&config, &[("STATE_DIRECTORY", state.to_str().unwrap())]);
+    let (_, _, log) = running.stop().await;
+    let file = state.join("lookout.db");
+    assert!(file.exists(), "{log}");
+    assert!(
+        log.contains(&format!("\"history\":\"{}\"", file.display())),
+        "{log}"
+    );
+    assert!(
+        !dir.path().join("lookout.db").exists(),
+        "not next to the config"
+    );
 }

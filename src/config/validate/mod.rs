@@ -141,7 +141,7 @@ pub(super) fn validate(
     let cluster = cluster(&ctx, &raw.cluster, overrides, env)?;
     let view = view_settings(&ctx, &raw.view)?;
     let max_concurrent_per_target = share(max_concurrent_per_target, cluster.shard);
-    let store = store_settings(&ctx, &raw.store, &cluster)?;
+    let store = store_settings(&ctx, &raw.store, &cluster, env)?;
     let server = server_settings(&ctx, &raw.server)?;
     let secrets = load_secrets(&ctx, &raw.secrets, env, read_secrets)?;
     let templater = Templater::default();
