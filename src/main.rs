@@ -117,6 +117,20 @@ struct ClusterArgs {
     /// Which copy of its shard this is, when two run side by side.
     #[arg(long)]
     replica: Option<String>,
+    /// Set a `[vars]` entry (over `LOOKOUT_VAR_NAME` and the file); may be
+    /// given several times.
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    vars: Vec<(String, String)>,
+}
+
+/// `name=value`, the value possibly empty or holding `=`.
+fn parse_var(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_owned(), value.to_owned()))
+        }
+        _ => Err(format!("{text:?} is not NAME=VALUE")),
+    }
 }
 
 impl ClusterArgs {
@@ -127,6 +141,7 @@ impl ClusterArgs {
             location: self.location.clone(),
             replica: self.replica.clone(),
             whole_file: false,
+            vars: self.vars.clone(),
         }
     }
 }

@@ -31,6 +31,7 @@ pub(super) struct FlowEnv<'a> {
     pub defaults: &'a RawDefaults,
     pub secrets: &'a BTreeMap<String, crate::secret::Secret>,
     pub templater: &'a Templater,
+    pub globals: &'a super::validate::Globals,
 }
 
 pub(super) fn flow(
@@ -66,21 +67,8 @@ pub(super) fn flow(
         ));
     }
 
-    let mut vars = Vars::new();
-    for (key, value) in &raw.vars {
-        let where_ = format!("{field}.vars.{key}");
-        if !is_identifier(key) || BUILTIN_VARS.contains(&key.as_str()) {
-            return Err(ctx.err(
-                value.span(),
-                where_,
-                format!(
-                    "{key:?} cannot be a variable name (letters, digits and _, not one of {})",
-                    BUILTIN_VARS.join(", ")
-                ),
-            ));
-        }
-        vars.insert(key.clone(), value.get_ref().0.clone());
-    }
+    // `[vars]`, the flow's own over them, the command line over both.
+    let vars: Vars = super::validate::own_vars(ctx, field, &raw.vars, env.globals)?;
 
     let tls = tls_profile(ctx, field, raw.tls.as_ref(), env.defaults, tls_profiles)?;
     let shared = Shared {
@@ -211,8 +199,21 @@ fn step(
     captured_later: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Step, ConfigError> {
     let templater = env.templater;
-    // Flow-level headers first; a step's own header of the same name wins.
+    // A URL that starts with `/` is joined to `[defaults] base_url`.
+    let joined = Spanned::new(
+        s.url.span(),
+        super::validate::with_base(s.url.get_ref(), env.globals),
+    );
+    let s_url = &joined;
+    // `[defaults]` headers, then the flow's; a step's own header of the
+    // same name wins.
     let mut header_sources: BTreeMap<String, (String, &str, &Spanned<String>)> = BTreeMap::new();
+    for (key, value) in &env.defaults.headers {
+        header_sources.insert(
+            key.to_ascii_lowercase(),
+            (format!("defaults.headers.{key}"), key, value),
+        );
+    }
     for (key, value) in &shared.flow.headers {
         let where_ = format!("{}.headers.{key}", shared.field);
         header_sources.insert(key.to_ascii_lowercase(), (where_, key, value));
@@ -227,8 +228,8 @@ fn step(
     // Templates and where they were written.
     let mut templates: Vec<(String, Range<usize>, Vec<String>)> = vec![(
         format!("{field}.url"),
-        s.url.span(),
-        vars_of(templater, ctx, &format!("{field}.url"), &s.url)?,
+        s_url.span(),
+        vars_of(templater, ctx, &format!("{field}.url"), s_url)?,
     )];
     for (where_, _, value) in header_sources.values() {
         templates.push((
@@ -301,9 +302,10 @@ fn step(
         (None, Some(json)) => BodyTemplate::Json(json.get_ref().clone()),
         (None, None) => BodyTemplate::None,
     };
-    let auth = match (&s.auth, &shared.flow.auth) {
-        (Some(a), _) => auth(ctx, field, Some(a), env.secrets)?,
-        (None, a) => auth(ctx, shared.field, a.as_ref(), env.secrets)?,
+    let auth = match (&s.auth, &shared.flow.auth, &env.defaults.auth) {
+        (Some(a), _, _) => auth(ctx, field, Some(a), env.secrets)?,
+        (None, Some(a), _) => auth(ctx, shared.field, Some(a), env.secrets)?,
+        (None, None, a) => auth(ctx, "defaults", a.as_ref(), env.secrets)?,
     };
 
     let mut captures = Vec::new();
@@ -354,7 +356,7 @@ fn step(
         s.max_redirects,
         env.defaults,
     );
-    let url_text = s.url.get_ref().clone();
+    let url_text = s_url.get_ref().clone();
     let mut request = RequestTemplate {
         method: method(ctx, field, s.method.as_ref())?,
         // Replaced below, once the URL is known to render.
@@ -448,7 +450,7 @@ fn pointer(
     Ok(CaptureFrom::Json(p.to_owned()))
 }
 
-fn is_identifier(s: &str) -> bool {
+pub(super) fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
     chars
         .next()

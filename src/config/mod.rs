@@ -128,6 +128,9 @@ pub struct ClusterOverrides {
     /// Keep every check and flow, whatever `[cluster]` and `locations`
     /// say: `lookout view` shows the whole file.
     pub whole_file: bool,
+    /// `--var name=value`: over `LOOKOUT_VAR_name`, a check's `vars` and
+    /// `[vars]`; each must name a `[vars]` entry.
+    pub vars: Vec<(String, String)>,
 }
 
 impl ClusterOverrides {

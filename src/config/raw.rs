@@ -35,6 +35,10 @@ pub struct RawConfig {
     pub checks: Vec<Spanned<RawCheck>>,
     #[serde(default)]
     pub flows: Vec<Spanned<RawFlow>>,
+    /// Values for templates, in every templated field of checks and flows;
+    /// `--var name=value` and `LOOKOUT_VAR_name` override them.
+    #[serde(default)]
+    pub vars: BTreeMap<String, Spanned<MatrixValue>>,
     /// `/probe?module=`: probe settings without a target.
     #[serde(default)]
     pub modules: BTreeMap<String, Spanned<RawModule>>,
@@ -145,6 +149,17 @@ pub struct RawDefaults {
     pub max_redirects: Option<u32>,
     pub group: Option<String>,
     pub tls: Option<Spanned<RawTls>>,
+    /// Joined to every check's and step's URL that starts with `/`.
+    /// Templated with `[vars]`.
+    pub base_url: Option<Spanned<String>>,
+    /// For every HTTP check and flow step that sets none of its own.
+    pub auth: Option<Spanned<RawAuth>>,
+    /// Sent by every HTTP check and flow step; their own header of the
+    /// same name wins. Templated.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<String>>,
+    /// For every check that sets no `expect` of its own (whole, not merged).
+    pub expect: Option<Spanned<RawExpect>>,
     /// Run once when the daemon starts (or the check appears in a
     /// reload), staggered, then on the schedule.
     pub run_at_start: Option<bool>,
@@ -190,6 +205,9 @@ pub struct RawCheck {
     pub icmp: Option<Spanned<RawIcmp>>,
     /// Run only from these locations (`[cluster] location`); everywhere when absent.
     pub locations: Option<Spanned<Vec<String>>>,
+    /// Values for this check's templates, over `[vars]`.
+    #[serde(default)]
+    pub vars: BTreeMap<String, Spanned<MatrixValue>>,
     /// Run once when the daemon starts (or the check appears in a
     /// reload), staggered, then on the schedule.
     pub run_at_start: Option<bool>,

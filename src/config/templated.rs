@@ -30,6 +30,7 @@ fn is_templated(path: &[Seg<'_>]) -> bool {
     use Seg::{Index, Key};
     match path {
         [Key("checks"), Index(_), rest @ ..] => request_template(rest, true),
+        [Key("defaults"), Key("base_url")] | [Key("defaults"), Key("headers"), Key(_)] => true,
         [Key("flows"), Index(_), Key("headers"), Key(_)] => true,
         [
             Key("flows"),

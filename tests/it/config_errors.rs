@@ -581,7 +581,7 @@ matrix = { region = ["eu", "us"], tier = [1] }
         line: 3,
         column: 7,
         field: "checks[0].url",
-        message: "unknown template variable \"nope\": matrix defines region, tier",
+        message: "unknown template variable \"nope\": matrix and vars define region, tier",
     },
     Case {
         name: "unknown template variable in a header",

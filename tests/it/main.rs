@@ -33,3 +33,4 @@ mod snapshots;
 mod store;
 mod support;
 mod thresholds;
+mod vars;

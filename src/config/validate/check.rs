@@ -7,16 +7,23 @@ use crate::model::{Kind, Target};
 /// The most checks one matrix may expand into.
 pub(super) const MAX_MATRIX_EXPANSION: usize = 10_000;
 
+/// What config-wide validation hands to one `[[checks]]` entry.
+pub(super) struct CheckEnv<'a> {
+    pub defaults: &'a RawDefaults,
+    pub secrets: &'a BTreeMap<String, Secret>,
+    pub templater: &'a Templater,
+    pub globals: &'a Globals,
+}
+
 /// One `[[checks]]` entry, expanded over its matrix.
 pub(super) fn expand_check(
     ctx: &Ctx<'_>,
     field: &str,
     spanned: &Spanned<RawCheck>,
-    defaults: &RawDefaults,
-    secrets: &BTreeMap<String, Secret>,
-    templater: &Templater,
+    env: &CheckEnv<'_>,
     tls_profiles: &mut Vec<TlsSettings>,
 ) -> Result<Vec<Check>, ConfigError> {
+    let (defaults, secrets, templater) = (env.defaults, env.secrets, env.templater);
     let raw = spanned.get_ref();
     let name = raw.name.get_ref().trim();
     if !valid_name(name) {
@@ -29,7 +36,29 @@ pub(super) fn expand_check(
         ));
     }
     let combos = matrix_combinations(ctx, field, spanned)?;
-    let allowed: Vec<&String> = raw.matrix.keys().collect();
+    let own = own_vars(ctx, field, &raw.vars, env.globals)?;
+    if let Some(key) = raw.matrix.keys().find(|k| own.contains_key(*k)) {
+        return Err(ctx.err(
+            spanned.span(),
+            format!("{field}.matrix.{key}"),
+            format!("{key:?} is a matrix key and a variable ([vars] or vars): rename one"),
+        ));
+    }
+    let allowed: Vec<&String> = raw.matrix.keys().chain(own.keys()).collect();
+    // `[defaults] headers` first; the check's own header of a name wins.
+    let mut headers: BTreeMap<String, (String, &String, &Spanned<String>)> = BTreeMap::new();
+    for (key, value) in &defaults.headers {
+        headers.insert(
+            key.to_ascii_lowercase(),
+            (format!("defaults.headers.{key}"), key, value),
+        );
+    }
+    for (key, value) in &raw.headers {
+        headers.insert(
+            key.to_ascii_lowercase(),
+            (format!("{field}.headers.{key}"), key, value),
+        );
+    }
 
     // Every template must only use matrix variables.
     let mut templated: Vec<(String, Range<usize>, Vec<String>)> = vec![
@@ -44,11 +73,11 @@ pub(super) fn expand_check(
             vars_of(templater, ctx, &format!("{field}.url"), &raw.url)?,
         ),
     ];
-    for (header, value) in &raw.headers {
+    for (where_, _, value) in headers.values() {
         templated.push((
-            format!("{field}.headers.{header}"),
+            where_.clone(),
             value.span(),
-            vars_of(templater, ctx, &format!("{field}.headers.{header}"), value)?,
+            vars_of(templater, ctx, where_, value)?,
         ));
     }
     if let Some(body) = &raw.body {
@@ -75,10 +104,10 @@ pub(super) fn expand_check(
     for (where_, span, used) in &templated {
         if let Some(unknown) = used.iter().find(|v| !allowed.contains(v)) {
             let known = if allowed.is_empty() {
-                "this check has no matrix".to_owned()
+                "this check has no matrix and no vars".to_owned()
             } else {
                 format!(
-                    "matrix defines {}",
+                    "matrix and vars define {}",
                     allowed
                         .iter()
                         .map(|s| s.as_str())
@@ -95,10 +124,19 @@ pub(super) fn expand_check(
     }
 
     let shared = SharedParts::build(ctx, field, raw, defaults, secrets, tls_profiles)?;
+    let headers: Vec<(String, &String, &Spanned<String>)> = headers.into_values().collect();
     let mut out = Vec::with_capacity(combos.len());
-    for vars in combos {
+    for matrix in combos {
+        let mut vars = own.clone();
+        vars.extend(matrix.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let one = One {
+            matrix: &matrix,
+            vars: &vars,
+            headers: &headers,
+            globals: env.globals,
+        };
         out.push(build_one(
-            ctx, field, raw, &vars, templater, &shared, secrets,
+            ctx, field, raw, &one, templater, &shared, secrets,
         )?);
     }
     Ok(out)
@@ -210,45 +248,68 @@ impl SharedParts {
                 },
                 defaults,
             )?,
-            auth: auth(ctx, field, raw.auth.as_ref(), secrets)?,
+            auth: match (&raw.auth, &defaults.auth) {
+                (Some(own), _) => auth(ctx, field, Some(own), secrets)?,
+                (None, inherited) => auth(ctx, "defaults", inherited.as_ref(), secrets)?,
+            },
             timeout,
             max_body_bytes,
             max_redirects,
             tls_profile,
-            expect: expectations(ctx, field, raw.expect.as_ref())?,
+            expect: match (&raw.expect, &defaults.expect) {
+                (Some(own), _) => expectations(ctx, field, Some(own))?,
+                (None, inherited) => expectations(ctx, "defaults", inherited.as_ref())?,
+            },
             run_at_start,
             thresholds,
         })
     }
 }
 
+/// One matrix combination of a check: its values and what it renders with.
+pub(super) struct One<'a> {
+    /// The matrix values alone (the name's suffix, `Check::matrix`).
+    pub matrix: &'a Vars,
+    /// Everything a template may use: vars, then the matrix values.
+    pub vars: &'a Vars,
+    /// `[defaults] headers` and the check's own, merged: where each was
+    /// written, its name, its template.
+    pub headers: &'a [(String, &'a String, &'a Spanned<String>)],
+    pub globals: &'a Globals,
+}
+
 pub(super) fn build_one(
     ctx: &Ctx<'_>,
     field: &str,
     raw: &RawCheck,
-    vars: &Vars,
+    one: &One<'_>,
     templater: &Templater,
     shared: &SharedParts,
     secrets: &BTreeMap<String, Secret>,
 ) -> Result<Check, ConfigError> {
+    let vars = one.vars;
     let render = |text: &Spanned<String>, what: &str| {
         templater
             .render(text.get_ref(), vars)
             .map_err(|e| ctx.err(text.span(), format!("{field}.{what}"), e))
     };
     let mut name = render(&raw.name, "name")?.trim().to_owned();
-    if !vars.is_empty() {
-        let labels: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if !one.matrix.is_empty() {
+        let labels: Vec<String> = one.matrix.iter().map(|(k, v)| format!("{k}={v}")).collect();
         name = format!("{name}[{}]", labels.join(","));
     }
 
-    let url_text = render(&raw.url, "url")?;
+    let url_text = with_base(&render(&raw.url, "url")?, one.globals);
     // The phase comes from the expanded name, so matrix siblings spread out.
     let schedule = match &shared.schedule {
         Schedule::Interval { every, .. } => Schedule::interval(*every, &name),
         cron => cron.clone(),
     };
-    let matrix = vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let matrix = one
+        .matrix
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let kind = match kind::kind_of(&url_text) {
         Some(kind) => kind,
         None if url_text.contains("://") => {
@@ -299,14 +360,15 @@ pub(super) fn build_one(
     let url = probe_url(ctx, field, raw.url.span(), &url_text)?;
 
     let mut headers = HeaderMap::new();
-    for (key, value) in &raw.headers {
-        let where_ = format!("{field}.headers.{key}");
-        let name = header_name(ctx, &where_, key, value.span())?;
-        let text = render(value, &format!("headers.{key}"))?;
+    for (where_, key, value) in one.headers {
+        let name = header_name(ctx, where_, key, value.span())?;
+        let text = templater
+            .render(value.get_ref(), vars)
+            .map_err(|e| ctx.err(value.span(), where_.as_str(), e))?;
         let value = HeaderValue::from_str(&text).map_err(|_| {
             ctx.err(
                 value.span(),
-                &where_,
+                where_.as_str(),
                 "invalid header value (control characters?)",
             )
         })?;

@@ -30,6 +30,7 @@ mod secrets;
 mod server;
 mod store;
 mod timing;
+mod vars;
 
 use check::expand_check;
 pub(super) use check::vars_of;
@@ -41,6 +42,7 @@ use secrets::*;
 use server::*;
 use store::*;
 pub(super) use timing::{OwnPolicy, OwnSchedule, policy, schedule};
+pub(in crate::config) use vars::{Globals, own_vars, with_base};
 
 use super::error::LineIndex;
 use super::raw::{
@@ -145,6 +147,7 @@ pub(super) fn validate(
     let server = server_settings(&ctx, &raw.server)?;
     let secrets = load_secrets(&ctx, &raw.secrets, env, read_secrets)?;
     let templater = Templater::default();
+    let globals = vars::globals(&ctx, &raw, env, overrides, &templater)?;
     let mut tls_profiles: Vec<TlsSettings> = Vec::new();
     let mut checks: Vec<Arc<Check>> = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -163,9 +166,12 @@ pub(super) fn validate(
             &ctx,
             &field,
             raw_check,
-            &raw.defaults,
-            &secrets,
-            &templater,
+            &check::CheckEnv {
+                defaults: &raw.defaults,
+                secrets: &secrets,
+                templater: &templater,
+                globals: &globals,
+            },
             &mut tls_profiles,
         )?;
         let here = runs_here(
@@ -213,6 +219,7 @@ pub(super) fn validate(
         defaults: &raw.defaults,
         secrets: &secrets,
         templater: &templater,
+        globals: &globals,
     };
     for (index, spanned) in raw.flows.iter().enumerate() {
         let field = format!("flows[{index}]");
@@ -259,6 +266,7 @@ pub(super) fn validate(
             defaults: &raw.defaults,
             secrets: &secrets,
             templater: &templater,
+            globals: &globals,
         },
         &mut tls_profiles,
     )?;

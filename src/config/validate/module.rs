@@ -26,6 +26,7 @@ pub(super) struct ModuleEnv<'a> {
     pub defaults: &'a RawDefaults,
     pub secrets: &'a BTreeMap<String, Secret>,
     pub templater: &'a Templater,
+    pub globals: &'a Globals,
 }
 
 /// Every module of the file and of `blackbox_config`, by name.
@@ -156,15 +157,19 @@ fn module(
         grpc: raw.grpc,
         icmp: raw.icmp,
         locations: None,
+        vars: BTreeMap::new(),
     };
     let spanned = Spanned::new(span, check);
     let mut built = expand_check(
         ctx,
         field,
         &spanned,
-        env.defaults,
-        env.secrets,
-        env.templater,
+        &super::check::CheckEnv {
+            defaults: env.defaults,
+            secrets: env.secrets,
+            templater: env.templater,
+            globals: env.globals,
+        },
         tls_profiles,
     )?;
     let one = built.pop().ok_or_else(|| {
