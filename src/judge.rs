@@ -13,7 +13,8 @@ mod kinds;
 pub use kinds::grpc_code_name;
 
 pub use crate::model::{
-    Expectations, HeaderCheck, HeaderExpect, JsonCheck, JsonExpect, StatusMatcher, StatusPattern,
+    Expectations, HeaderCheck, HeaderExpect, JsonCheck, JsonExpect, JsonType, StatusMatcher,
+    StatusPattern,
 };
 use crate::model::{Observation, Target};
 use crate::outcome::{FailureKind, Outcome};
@@ -129,6 +130,17 @@ fn judge_headers(
                 e.name,
                 quote(v, redactor)
             )),
+            (HeaderCheck::Matches(re), None) => Some(format!(
+                "header {} missing, expected /{}/",
+                e.name,
+                re.as_str()
+            )),
+            (HeaderCheck::Matches(re), Some(v)) if !re.is_match(v) => Some(format!(
+                "header {} is {}, expected it to match /{}/",
+                e.name,
+                quote(v, redactor),
+                re.as_str()
+            )),
             _ => None,
         };
         if let Some(reason) = problem {
@@ -168,13 +180,99 @@ fn judge_json(expects: &[JsonExpect], body: &[u8], redactor: &Redactor) -> Optio
                 e.pointer,
                 clean(&v.to_string(), redactor)
             )),
-            _ => None,
+            (JsonCheck::Equals(_), Some(_)) | (JsonCheck::Exists(_), _) => None,
+            (JsonCheck::NotEquals(_), None) => None,
+            (JsonCheck::NotEquals(not), Some(v)) => json_equal(v, not)
+                .then(|| format!("{} is {not}, expected anything else", e.pointer)),
+            (other, None) => Some(format!("{} missing, expected {}", e.pointer, wanted(other))),
+            (check, Some(v)) => json_problem(check, v).map(|got| {
+                format!(
+                    "{} {}, expected {}",
+                    e.pointer,
+                    clean(&got, redactor),
+                    wanted(check)
+                )
+            }),
         };
         if let Some(reason) = problem {
             return Some(fail(FailureKind::Json, reason));
         }
     }
     None
+}
+
+/// What a check asks for, in a reason: `< 2`, `to match /x/`.
+fn wanted(check: &JsonCheck) -> String {
+    match check {
+        JsonCheck::Equals(v) => v.to_string(),
+        JsonCheck::NotEquals(v) => format!("anything but {v}"),
+        JsonCheck::Exists(true) => "present".into(),
+        JsonCheck::Exists(false) => "absent".into(),
+        JsonCheck::Compare(op, bound) => format!("{} {bound}", op.symbol()),
+        JsonCheck::Matches(re) => format!("to match /{}/", re.as_str()),
+        JsonCheck::Length(n) => format!("length {n}"),
+        JsonCheck::Contains(v) => format!("to contain {v}"),
+        JsonCheck::Type(t) => a_type(*t),
+    }
+}
+
+/// `a string`, `an integer`.
+fn a_type(t: JsonType) -> String {
+    let name = t.as_str();
+    let article = if name.starts_with(['a', 'i', 'o']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {name}")
+}
+
+/// What is wrong with `v` under one of the value checks, as the found
+/// value's description (`is 3`, `has length 2`), or `None` when it holds.
+fn json_problem(check: &JsonCheck, v: &serde_json::Value) -> Option<String> {
+    use serde_json::Value as V;
+    let is = || format!("is {v}");
+    match check {
+        JsonCheck::Compare(op, bound) => match v.as_f64() {
+            Some(n) if op.holds(n, *bound) => None,
+            Some(_) => Some(is()),
+            None => Some(format!("is {}, not a number", JsonType::of(v).as_str())),
+        },
+        JsonCheck::Matches(re) => match v {
+            V::String(s) if re.is_match(s) => None,
+            V::String(_) => Some(is()),
+            _ => Some(format!("is {}, not a string", JsonType::of(v).as_str())),
+        },
+        JsonCheck::Length(n) => {
+            let len = match v {
+                V::String(s) => s.chars().count(),
+                V::Array(a) => a.len(),
+                V::Object(o) => o.len(),
+                _ => {
+                    return Some(format!(
+                        "is {}, which has no length",
+                        JsonType::of(v).as_str()
+                    ));
+                }
+            };
+            (len != *n).then(|| format!("has length {len}"))
+        }
+        JsonCheck::Contains(want) => {
+            let holds = match (v, want) {
+                (V::Array(items), _) => items.iter().any(|i| json_equal(i, want)),
+                (V::String(s), V::String(needle)) => s.contains(needle.as_str()),
+                _ => {
+                    return Some(format!(
+                        "is {}, which contains nothing",
+                        JsonType::of(v).as_str()
+                    ));
+                }
+            };
+            (!holds).then(is)
+        }
+        JsonCheck::Type(t) => (!t.admits(v)).then(|| format!("is {}", a_type(JsonType::of(v)))),
+        JsonCheck::Equals(_) | JsonCheck::NotEquals(_) | JsonCheck::Exists(_) => None,
+    }
 }
 
 /// Equality where `1` and `1.0` are the same number.

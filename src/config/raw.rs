@@ -409,7 +409,17 @@ pub struct RawExpect {
 pub struct RawJsonExpect {
     pub pointer: String,
     pub equals: Option<serde_json::Value>,
+    pub not_equals: Option<serde_json::Value>,
     pub exists: Option<bool>,
+    pub lt: Option<f64>,
+    pub le: Option<f64>,
+    pub gt: Option<f64>,
+    pub ge: Option<f64>,
+    pub matches: Option<BodyRegex>,
+    pub length: Option<usize>,
+    pub contains: Option<serde_json::Value>,
+    #[serde(rename = "type")]
+    pub json_type: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -419,6 +429,7 @@ pub struct RawHeaderExpect {
     pub equals: Option<String>,
     pub contains: Option<String>,
     pub exists: Option<bool>,
+    pub matches: Option<BodyRegex>,
 }
 
 /// A matrix value: strings, integers and booleans are all templated as text.

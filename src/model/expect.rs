@@ -160,7 +160,101 @@ impl fmt::Display for StatusMatcher {
 #[derive(Clone, Debug)]
 pub enum JsonCheck {
     Equals(serde_json::Value),
+    NotEquals(serde_json::Value),
     Exists(bool),
+    /// A number compared with a bound.
+    Compare(Comparison, f64),
+    /// A string matched by a regex.
+    Matches(Regex),
+    /// The length of an array, a string (in characters) or an object.
+    Length(usize),
+    /// An array holding an equal element, or a string holding a substring.
+    Contains(serde_json::Value),
+    Type(JsonType),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Comparison {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl Comparison {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Comparison::Lt => "<",
+            Comparison::Le => "<=",
+            Comparison::Gt => ">",
+            Comparison::Ge => ">=",
+        }
+    }
+
+    pub fn holds(self, value: f64, bound: f64) -> bool {
+        match self {
+            Comparison::Lt => value < bound,
+            Comparison::Le => value <= bound,
+            Comparison::Gt => value > bound,
+            Comparison::Ge => value >= bound,
+        }
+    }
+}
+
+/// JSON's types, as `type = "…"` names them (`integer` is a number
+/// without a fraction).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JsonType {
+    String,
+    Number,
+    Integer,
+    Boolean,
+    Array,
+    Object,
+    Null,
+}
+
+impl JsonType {
+    pub const ALL: [JsonType; 7] = [
+        JsonType::String,
+        JsonType::Number,
+        JsonType::Integer,
+        JsonType::Boolean,
+        JsonType::Array,
+        JsonType::Object,
+        JsonType::Null,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JsonType::String => "string",
+            JsonType::Number => "number",
+            JsonType::Integer => "integer",
+            JsonType::Boolean => "boolean",
+            JsonType::Array => "array",
+            JsonType::Object => "object",
+            JsonType::Null => "null",
+        }
+    }
+
+    pub fn of(value: &serde_json::Value) -> JsonType {
+        use serde_json::Value as V;
+        match value {
+            V::String(_) => JsonType::String,
+            V::Number(n) if n.is_i64() || n.is_u64() => JsonType::Integer,
+            V::Number(_) => JsonType::Number,
+            V::Bool(_) => JsonType::Boolean,
+            V::Array(_) => JsonType::Array,
+            V::Object(_) => JsonType::Object,
+            V::Null => JsonType::Null,
+        }
+    }
+
+    /// Whether `value` is of this type (an integer is a number too).
+    pub fn admits(self, value: &serde_json::Value) -> bool {
+        let actual = JsonType::of(value);
+        actual == self || (self == JsonType::Number && actual == JsonType::Integer)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -174,6 +268,7 @@ pub enum HeaderCheck {
     Equals(String),
     Contains(String),
     Exists(bool),
+    Matches(Regex),
 }
 
 #[derive(Clone, Debug)]

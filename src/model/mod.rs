@@ -19,7 +19,8 @@ pub use check::{
     Thresholds,
 };
 pub use expect::{
-    Expectations, HeaderCheck, HeaderExpect, JsonCheck, JsonExpect, StatusMatcher, StatusPattern,
+    Comparison, Expectations, HeaderCheck, HeaderExpect, JsonCheck, JsonExpect, JsonType,
+    StatusMatcher, StatusPattern,
 };
 pub use observation::Observation;
 pub use request::{Auth, CaFile, HttpRequest, TlsSettings};

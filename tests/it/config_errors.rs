@@ -991,7 +991,7 @@ json = [
         line: 5,
         column: 1,
         field: "checks[0].expect.json[1]",
-        message: "set exactly one of equals or exists",
+        message: "set exactly one of equals, not_equals, exists, lt, le, gt, ge, matches, length, contains or type",
     },
     Case {
         name: "expect json with neither equals nor exists",
@@ -1003,7 +1003,7 @@ expect = { json = [{ pointer = "/id" }] }
         line: 4,
         column: 10,
         field: "checks[0].expect.json[0]",
-        message: "set exactly one of equals or exists",
+        message: "set exactly one of equals, not_equals, exists, lt, le, gt, ge, matches, length, contains or type",
     },
     Case {
         name: "expect header with two checks",
@@ -1015,7 +1015,7 @@ expect = { headers = [{ name = "server", equals = "x", exists = true }] }
         line: 4,
         column: 10,
         field: "checks[0].expect.headers[0]",
-        message: "set exactly one of equals, contains or exists",
+        message: "set exactly one of equals, contains, matches or exists",
     },
     // --- secrets and auth ---
     Case {

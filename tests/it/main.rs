@@ -1,6 +1,7 @@
 //! One integration-test binary (links once): each module is one area.
 
 mod architecture;
+mod assertions;
 mod browser;
 mod cluster;
 mod config_errors;

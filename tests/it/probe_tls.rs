@@ -283,6 +283,7 @@ async fn a_failing_tls_probe_logs_nothing_but_the_state_change() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_lookout"))
         .args(["run", "--config"])
         .arg(&path)
+        .env("STATE_DIRECTORY", path.parent().unwrap())
         .env_remove("LOOKOUT_LOG")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

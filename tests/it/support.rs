@@ -591,6 +591,9 @@ pub struct Running {
     /// `127.0.0.1:PORT`, from the "lookout is running" line.
     pub addr: String,
     log: Option<std::thread::JoinHandle<String>>,
+    /// Its STATE_DIRECTORY, so a config without `[store] path` keeps its
+    /// history here, not in the user's state directory.
+    _state: tempfile::TempDir,
 }
 
 impl Running {
@@ -598,9 +601,11 @@ impl Running {
     /// where it listens.
     pub fn start(config: &Path, env: &[(&str, &str)]) -> Running {
         use std::io::BufRead as _;
+        let state = tempfile::tempdir().unwrap();
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lookout"))
             .args(["run", "--log-format", "json", "--config"])
             .arg(config)
+            .env("STATE_DIRECTORY", state.path())
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -630,6 +635,7 @@ impl Running {
                 child,
                 addr,
                 log: Some(log),
+                _state: state,
             },
             Err(_) => {
                 let _ = child.kill();

@@ -29,16 +29,43 @@ pub(in crate::config) fn expectations(
                 ),
             ));
         }
-        let check = match (&j.equals, j.exists) {
-            (Some(v), None) => JsonCheck::Equals(v.clone()),
-            (None, Some(b)) => JsonCheck::Exists(b),
-            _ => {
-                return Err(err(
-                    &format!("json[{i}]"),
-                    "set exactly one of equals or exists".into(),
-                ));
-            }
-        };
+        let mut checks: Vec<JsonCheck> = Vec::new();
+        checks.extend(j.equals.clone().map(JsonCheck::Equals));
+        checks.extend(j.not_equals.clone().map(JsonCheck::NotEquals));
+        checks.extend(j.exists.map(JsonCheck::Exists));
+        for (bound, op) in [
+            (j.lt, Comparison::Lt),
+            (j.le, Comparison::Le),
+            (j.gt, Comparison::Gt),
+            (j.ge, Comparison::Ge),
+        ] {
+            checks.extend(bound.map(|b| JsonCheck::Compare(op, b)));
+        }
+        checks.extend(j.matches.as_ref().map(|r| JsonCheck::Matches(r.0.clone())));
+        checks.extend(j.length.map(JsonCheck::Length));
+        checks.extend(j.contains.clone().map(JsonCheck::Contains));
+        if let Some(name) = &j.json_type {
+            let t = JsonType::ALL
+                .into_iter()
+                .find(|t| t.as_str() == name)
+                .ok_or_else(|| {
+                    err(
+                        &format!("json[{i}].type"),
+                        format!(
+                            "unknown type {name:?}; use {}",
+                            JsonType::ALL.map(|t| t.as_str()).join(", ")
+                        ),
+                    )
+                })?;
+            checks.push(JsonCheck::Type(t));
+        }
+        if checks.len() != 1 {
+            return Err(err(
+                &format!("json[{i}]"),
+                "set exactly one of equals, not_equals, exists, lt, le, gt, ge, matches, length, contains or type (write two items for a range)".into(),
+            ));
+        }
+        let check = checks.remove(0);
         json.push(JsonExpect {
             pointer: j.pointer.clone(),
             check,
@@ -52,14 +79,15 @@ pub(in crate::config) fn expectations(
                 format!("invalid header name {:?}", h.name),
             )
         })?;
-        let check = match (&h.equals, &h.contains, h.exists) {
-            (Some(v), None, None) => HeaderCheck::Equals(v.clone()),
-            (None, Some(v), None) => HeaderCheck::Contains(v.clone()),
-            (None, None, Some(b)) => HeaderCheck::Exists(b),
+        let check = match (&h.equals, &h.contains, h.exists, &h.matches) {
+            (Some(v), None, None, None) => HeaderCheck::Equals(v.clone()),
+            (None, Some(v), None, None) => HeaderCheck::Contains(v.clone()),
+            (None, None, Some(b), None) => HeaderCheck::Exists(b),
+            (None, None, None, Some(r)) => HeaderCheck::Matches(r.0.clone()),
             _ => {
                 return Err(err(
                     &format!("headers[{i}]"),
-                    "set exactly one of equals, contains or exists".into(),
+                    "set exactly one of equals, contains, matches or exists".into(),
                 ));
             }
         };

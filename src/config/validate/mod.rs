@@ -51,7 +51,9 @@ use super::raw::{
 };
 use super::*;
 use crate::file;
-use crate::model::{HeaderCheck, HeaderExpect, JsonCheck, JsonExpect, StatusMatcher};
+use crate::model::{
+    Comparison, HeaderCheck, HeaderExpect, JsonCheck, JsonExpect, JsonType, StatusMatcher,
+};
 use crate::schedule::Schedule;
 use crate::secret::{Redactor, Secret, SecretOrigin};
 use crate::template::{Templater, Vars};
