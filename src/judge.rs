@@ -84,6 +84,9 @@ pub fn judge(expect: &Expectations, obs: &Observation, redactor: &Redactor) -> O
     if let Some(outcome) = judge_headers(&expect.headers, obs, redactor) {
         return outcome;
     }
+    if let Some(outcome) = judge_auth_path(expect, obs, redactor) {
+        return outcome;
+    }
     if let Some(outcome) = judge_json(&expect.json, &obs.body, redactor) {
         return outcome;
     }
@@ -199,6 +202,111 @@ fn judge_json(expects: &[JsonExpect], body: &[u8], redactor: &Redactor) -> Optio
         }
     }
     None
+}
+
+/// The named assertions of auth paths: the challenge a 401 carries, the
+/// wait a 429 asks for.
+fn judge_auth_path(
+    expect: &Expectations,
+    obs: &Observation,
+    redactor: &Redactor,
+) -> Option<Outcome> {
+    let header = |name: &str| {
+        obs.headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
+    if let Some(want) = &expect.www_authenticate {
+        let Some(value) = header("www-authenticate") else {
+            return Some(fail(
+                FailureKind::Header,
+                format!(
+                    "no WWW-Authenticate header, expected a {} challenge",
+                    want.scheme
+                ),
+            ));
+        };
+        let scheme = value.split_whitespace().next().unwrap_or_default();
+        if !scheme.eq_ignore_ascii_case(&want.scheme) {
+            return Some(fail(
+                FailureKind::Header,
+                format!(
+                    "WWW-Authenticate is {}, expected a {} challenge",
+                    quote(&value, redactor),
+                    want.scheme
+                ),
+            ));
+        }
+        if let Some(realm) = &want.realm {
+            let found = realm_of(&value);
+            if found.as_deref() != Some(realm.as_str()) {
+                return Some(fail(
+                    FailureKind::Header,
+                    format!(
+                        "WWW-Authenticate is {}, expected realm {realm:?}",
+                        quote(&value, redactor)
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(want) = &expect.retry_after {
+        let Some(value) = header("retry-after") else {
+            return Some(fail(
+                FailureKind::Header,
+                format!(
+                    "no Retry-After header{}",
+                    obs.status
+                        .map(|s| format!(" on the {s}"))
+                        .unwrap_or_default()
+                ),
+            ));
+        };
+        let Some(wait) = retry_after_seconds(&value) else {
+            return Some(fail(
+                FailureKind::Header,
+                format!(
+                    "Retry-After is {}, neither seconds nor an HTTP date",
+                    quote(&value, redactor)
+                ),
+            ));
+        };
+        if let Some(max) = want.max
+            && wait > max.as_secs_f64()
+        {
+            return Some(fail(
+                FailureKind::Header,
+                format!(
+                    "Retry-After asks for {wait:.0}s, expected at most {}",
+                    humantime::format_duration(max)
+                ),
+            ));
+        }
+    }
+    None
+}
+
+/// The `realm` parameter of a challenge, quoted or as a token.
+fn realm_of(challenge: &str) -> Option<String> {
+    static REALM: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r#"(?i)(?:^|[\s,])realm\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))"#)
+            .expect("a valid pattern")
+    });
+    let caps = REALM.captures(challenge)?;
+    caps.get(1)
+        .map(|m| m.as_str().replace("\\\"", "\"").replace("\\\\", "\\"))
+        .or_else(|| caps.get(2).map(|m| m.as_str().to_owned()))
+}
+
+/// `Retry-After` in seconds from now: delay-seconds, or an HTTP date.
+fn retry_after_seconds(value: &str) -> Option<f64> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(secs as f64);
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let left = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some((left.num_milliseconds() as f64 / 1000.0).max(0.0))
 }
 
 /// What a check asks for, in a reason: `< 2`, `to match /x/`.

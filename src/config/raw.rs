@@ -387,6 +387,8 @@ pub struct RawExpect {
     pub json: Vec<RawJsonExpect>,
     #[serde(default)]
     pub headers: Vec<RawHeaderExpect>,
+    pub www_authenticate: Option<RawChallenge>,
+    pub retry_after: Option<RawRetryAfter>,
     // Certificates (https, tcp with tls, tls, grpcs).
     pub cert_valid_for: Option<HumanDuration>,
     pub min_tls_version: Option<String>,
@@ -420,6 +422,19 @@ pub struct RawJsonExpect {
     pub contains: Option<serde_json::Value>,
     #[serde(rename = "type")]
     pub json_type: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChallenge {
+    pub scheme: String,
+    pub realm: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetryAfter {
+    pub max: Option<HumanDuration>,
 }
 
 #[derive(Debug, Deserialize)]

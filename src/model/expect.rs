@@ -286,4 +286,21 @@ pub struct Expectations {
     pub body_regex: Option<Regex>,
     pub json: Vec<JsonExpect>,
     pub headers: Vec<HeaderExpect>,
+    /// An auth path's challenge: `WWW-Authenticate` names this scheme (and
+    /// realm).
+    pub www_authenticate: Option<Challenge>,
+    /// A rate limit's answer: `Retry-After` is there (and at most `max`).
+    pub retry_after: Option<RetryAfter>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Challenge {
+    /// Compared without case (`Bearer`, `Basic`, …).
+    pub scheme: String,
+    pub realm: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct RetryAfter {
+    pub max: Option<Duration>,
 }

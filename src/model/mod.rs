@@ -19,8 +19,8 @@ pub use check::{
     Thresholds,
 };
 pub use expect::{
-    Comparison, Expectations, HeaderCheck, HeaderExpect, JsonCheck, JsonExpect, JsonType,
-    StatusMatcher, StatusPattern,
+    Challenge, Comparison, Expectations, HeaderCheck, HeaderExpect, JsonCheck, JsonExpect,
+    JsonType, RetryAfter, StatusMatcher, StatusPattern,
 };
 pub use observation::Observation;
 pub use request::{Auth, CaFile, HttpRequest, TlsSettings};

@@ -195,3 +195,96 @@ fn each_assertion_takes_exactly_one_test_and_a_known_type() {
         assert!(err.contains(words), "{expect}: {err}");
     }
 }
+
+/// The auth paths' named assertions: the challenge of a 401, the wait of a
+/// 429.
+#[test]
+fn auth_path_assertions_read_the_challenge_and_the_wait() {
+    let in_an_hour = (chrono::Utc::now() + chrono::Duration::hours(1))
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    let cases: Vec<(&str, Vec<(&str, String)>, Option<&str>)> = vec![
+        (
+            r#"www_authenticate = { scheme = "Bearer" }"#,
+            vec![(
+                "www-authenticate",
+                "Bearer realm=\"api\", error=\"invalid_token\"".into(),
+            )],
+            None,
+        ),
+        (
+            r#"www_authenticate = { scheme = "bearer", realm = "api" }"#,
+            vec![("www-authenticate", "Bearer realm=\"api\"".into())],
+            None,
+        ),
+        (
+            r#"www_authenticate = { scheme = "Bearer", realm = "api" }"#,
+            vec![("www-authenticate", "Bearer error=\"x\", realm=api".into())],
+            None,
+        ),
+        (
+            r#"www_authenticate = { scheme = "Bearer", realm = "ml" }"#,
+            vec![("www-authenticate", "Bearer realm=\"api\"".into())],
+            Some(r#"WWW-Authenticate is "Bearer realm="api"", expected realm "ml""#),
+        ),
+        (
+            r#"www_authenticate = { scheme = "Basic" }"#,
+            vec![("www-authenticate", "Bearer".into())],
+            Some(r#"WWW-Authenticate is "Bearer", expected a Basic challenge"#),
+        ),
+        (
+            r#"www_authenticate = { scheme = "Bearer" }"#,
+            vec![],
+            Some("no WWW-Authenticate header, expected a Bearer challenge"),
+        ),
+        (
+            r#"retry_after = {}"#,
+            vec![("retry-after", "30".into())],
+            None,
+        ),
+        (
+            r#"retry_after = { max = "60s" }"#,
+            vec![("retry-after", "30".into())],
+            None,
+        ),
+        (
+            r#"retry_after = { max = "10s" }"#,
+            vec![("retry-after", "30".into())],
+            Some("Retry-After asks for 30s, expected at most 10s"),
+        ),
+        (
+            r#"retry_after = { max = "2h" }"#,
+            vec![("retry-after", in_an_hour.clone())],
+            None,
+        ),
+        (
+            r#"retry_after = { max = "1m" }"#,
+            vec![("retry-after", in_an_hour)],
+            Some("Retry-After asks for"),
+        ),
+        (
+            r#"retry_after = {}"#,
+            vec![("retry-after", "soon".into())],
+            Some(r#"Retry-After is "soon", neither seconds nor an HTTP date"#),
+        ),
+        (
+            r#"retry_after = {}"#,
+            vec![],
+            Some("no Retry-After header on the 200"),
+        ),
+    ];
+    for (expect, headers, want) in cases {
+        let pairs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let got = outcome(expect, &pairs);
+        match want {
+            None => assert_eq!(got, Outcome::Success, "{expect} {headers:?}"),
+            Some(words) => {
+                let Outcome::Failure { kind, reason } = &got else {
+                    panic!("{expect}: passed");
+                };
+                assert_eq!(kind.as_str(), "header", "{expect}");
+                assert!(reason.starts_with(words), "{expect}: {reason}");
+            }
+        }
+    }
+}

@@ -101,5 +101,24 @@ pub(in crate::config) fn expectations(
         body_regex: e.body_regex.as_ref().map(|r| r.0.clone()),
         json,
         headers,
+        www_authenticate: match &e.www_authenticate {
+            None => None,
+            Some(c) if c.scheme.trim().is_empty() || c.scheme.contains(char::is_whitespace) => {
+                return Err(err(
+                    "www_authenticate.scheme",
+                    format!(
+                        "{:?} is not an auth scheme (one token: \"Bearer\", \"Basic\")",
+                        c.scheme
+                    ),
+                ));
+            }
+            Some(c) => Some(crate::model::Challenge {
+                scheme: c.scheme.clone(),
+                realm: c.realm.clone(),
+            }),
+        },
+        retry_after: e.retry_after.as_ref().map(|r| crate::model::RetryAfter {
+            max: r.max.map(|d| d.0),
+        }),
     })
 }

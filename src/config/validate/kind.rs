@@ -123,6 +123,8 @@ pub(super) fn refuse_foreign(
             ("body_regex", e.body_regex.is_some()),
             ("json", !e.json.is_empty()),
             ("headers", !e.headers.is_empty()),
+            ("www_authenticate", e.www_authenticate.is_some()),
+            ("retry_after", e.retry_after.is_some()),
         ];
         if let Some((key, _)) = http_keys.iter().find(|(_, set)| *set) {
             return Err(wrong_expect(key, "http"));
