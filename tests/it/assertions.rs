@@ -203,7 +203,9 @@ fn auth_path_assertions_read_the_challenge_and_the_wait() {
     let in_an_hour = (chrono::Utc::now() + chrono::Duration::hours(1))
         .format("%a, %d %b %Y %H:%M:%S GMT")
         .to_string();
-    let cases: Vec<(&str, Vec<(&str, String)>, Option<&str>)> = vec![
+    // (expect, response headers, None for a pass or how the reason starts)
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, Option<&'a str>);
+    let cases: Vec<Case> = vec![
         (
             r#"www_authenticate = { scheme = "Bearer" }"#,
             vec![(
