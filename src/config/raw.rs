@@ -285,8 +285,7 @@ pub struct RawCaptureTable {
     pub header: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthScheme {
     ApiKey,
     Bearer,
@@ -295,10 +294,29 @@ pub enum AuthScheme {
     None,
 }
 
-#[derive(Debug, Deserialize)]
+impl AuthScheme {
+    pub const NAMES: [(&'static str, AuthScheme); 5] = [
+        ("api_key", AuthScheme::ApiKey),
+        ("bearer", AuthScheme::Bearer),
+        ("basic", AuthScheme::Basic),
+        ("query", AuthScheme::Query),
+        ("none", AuthScheme::None),
+    ];
+
+    pub fn parse(text: &str) -> Option<AuthScheme> {
+        AuthScheme::NAMES
+            .iter()
+            .find(|(name, _)| *name == text)
+            .map(|(_, s)| *s)
+    }
+}
+
+#[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct RawAuth {
-    pub scheme: AuthScheme,
+    /// `api_key`, `bearer`, `basic`, `query` or `none`; in a check, a
+    /// template (a matrix over the scheme).
+    pub scheme: Spanned<String>,
     /// Header name for `api_key` (default `X-API-Key`).
     pub header: Option<String>,
     /// Query parameter name for `query` (default `api_key`).

@@ -48,6 +48,12 @@ fn request_template(rest: &[Seg<'_>], with_name: bool) -> bool {
     use Seg::Key;
     match rest {
         [Key("name")] | [Key("dns"), Key("name")] => with_name,
+        // A check's auth, but its literal value (never shown, so never
+        // rendered) and a flow's.
+        [
+            Key("auth"),
+            Key("scheme" | "header" | "param" | "username" | "secret"),
+        ] => with_name,
         [Key("url" | "body")] | [Key("headers"), Key(_)] | [Key("json"), ..] => true,
         _ => false,
     }
@@ -57,13 +63,13 @@ fn request_template(rest: &[Seg<'_>], with_name: bool) -> bool {
 fn where_templates_work(path: &[Seg<'_>]) -> &'static str {
     match path.first() {
         Some(Seg::Key("checks")) => {
-            "templates are expanded only in a check's name, url, headers, body, json and dns.name"
+            "templates are expanded only in a check's name, url, headers, body, json, dns.name and auth (but its value)"
         }
         Some(Seg::Key("flows")) => {
             "templates are expanded only in a flow's headers and in its steps' url, headers, body and json"
         }
         _ => {
-            "templates are expanded only in a check's name, url, headers, body, json and dns.name, \
+            "templates are expanded only in a check's name, url, headers, body, json, dns.name and auth (but its value), \
              and in a flow's headers and its steps' url, headers, body and json"
         }
     }

@@ -227,3 +227,50 @@ fn check_config_takes_var_on_the_command_line() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("GET http://127.0.0.1:5500/health"));
 }
+
+/// `auth` is templated in a check (all but its literal value), so a matrix
+/// runs the same paths with each scheme and each key, as the reports do.
+#[test]
+fn a_matrix_over_the_auth_scheme_and_the_key() {
+    let cfg = load(
+        r#"
+[secrets]
+good = { env = "PLATFORM_API_KEY" }
+expired = { env = "EXPIRED_KEY" }
+[[checks]]
+name = "auth"
+url = "http://127.0.0.1:9/{{ path }}"
+auth = { scheme = "{{ scheme }}", secret = "{{ key }}" }
+matrix = { scheme = ["bearer", "api_key"], key = ["good", "expired"], path = ["models", "runs", "experiments"] }
+"#,
+        &[("EXPIRED_KEY", "hk_expired_0123456789")],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(cfg.checks.len(), 12);
+    let mut seen = std::collections::BTreeSet::new();
+    for c in &cfg.checks {
+        let auth = &c.probe.http().unwrap().auth;
+        let scheme = c
+            .matrix
+            .iter()
+            .find(|(k, _)| k == "scheme")
+            .unwrap()
+            .1
+            .clone();
+        assert_eq!(auth.scheme(), scheme, "{}", c.name);
+        seen.insert((scheme, auth.secret().unwrap().fingerprint().to_owned()));
+    }
+    assert_eq!(seen.len(), 4, "two schemes times two keys: {seen:?}");
+
+    let err = load(
+        "[[checks]]\nname = \"a\"\nurl = \"http://x/\"\nauth = { scheme = \"{{ s }}\", value = \"k\" }\nmatrix = { s = [\"bearer\", \"oauth\"] }\n",
+        &[],
+        &[],
+    )
+    .expect_err("an unknown scheme after rendering");
+    assert!(
+        err.contains("checks[0].auth.scheme: unknown auth scheme \"oauth\""),
+        "{err}"
+    );
+}

@@ -95,6 +95,17 @@ pub(super) fn expand_check(
             vars_of(templater, ctx, &format!("{field}.dns.name"), name)?,
         ));
     }
+    if let Some(a) = &raw.auth {
+        for (key, text) in auth_texts(a.get_ref()) {
+            let where_ = format!("{field}.auth.{key}");
+            let spanned = Spanned::new(a.span(), text.to_owned());
+            templated.push((
+                where_.clone(),
+                a.span(),
+                vars_of(templater, ctx, &where_, &spanned)?,
+            ));
+        }
+    }
     if let Some(json) = &raw.json {
         let used = templater
             .json_variables(json.get_ref())
@@ -249,6 +260,8 @@ impl SharedParts {
                 defaults,
             )?,
             auth: match (&raw.auth, &defaults.auth) {
+                // Rendered and checked per matrix combination.
+                (Some(own), _) if is_templated(own.get_ref()) => Auth::None,
                 (Some(own), _) => auth(ctx, field, Some(own), secrets)?,
                 (None, inherited) => auth(ctx, "defaults", inherited.as_ref(), secrets)?,
             },
@@ -264,6 +277,57 @@ impl SharedParts {
             thresholds,
         })
     }
+}
+
+/// The templated strings of an `auth` table, by key.
+fn auth_texts(a: &RawAuth) -> Vec<(&'static str, &str)> {
+    let mut out = vec![("scheme", a.scheme.get_ref().as_str())];
+    for (key, value) in [
+        ("header", &a.header),
+        ("param", &a.param),
+        ("username", &a.username),
+        ("secret", &a.secret),
+    ] {
+        if let Some(v) = value {
+            out.push((key, v.as_str()));
+        }
+    }
+    out
+}
+
+fn is_templated(a: &RawAuth) -> bool {
+    auth_texts(a)
+        .iter()
+        .any(|(_, t)| ["{{", "{%", "{#"].iter().any(|m| t.contains(m)))
+}
+
+/// An `auth` table with its templates rendered for one combination.
+fn render_auth(
+    ctx: &Ctx<'_>,
+    field: &str,
+    a: &Spanned<RawAuth>,
+    templater: &Templater,
+    vars: &Vars,
+) -> Result<Spanned<RawAuth>, ConfigError> {
+    let render = |key: &str, text: &str| {
+        templater
+            .render(text, vars)
+            .map(|s| s.trim().to_owned())
+            .map_err(|e| ctx.err(a.span(), format!("{field}.auth.{key}"), e))
+    };
+    let raw = a.get_ref();
+    let opt = |key: &str, v: &Option<String>| v.as_deref().map(|t| render(key, t)).transpose();
+    Ok(Spanned::new(
+        a.span(),
+        RawAuth {
+            scheme: Spanned::new(raw.scheme.span(), render("scheme", raw.scheme.get_ref())?),
+            header: opt("header", &raw.header)?,
+            param: opt("param", &raw.param)?,
+            username: opt("username", &raw.username)?,
+            secret: opt("secret", &raw.secret)?,
+            value: raw.value.clone(),
+        },
+    ))
 }
 
 /// One matrix combination of a check: its values and what it renders with.
@@ -396,6 +460,15 @@ pub(super) fn build_one(
         (None, None) => None,
     };
 
+    let credential = match &raw.auth {
+        Some(a) if is_templated(a.get_ref()) => auth(
+            ctx,
+            field,
+            Some(&render_auth(ctx, field, a, templater, vars)?),
+            secrets,
+        )?,
+        _ => shared.auth.clone(),
+    };
     Ok(Check {
         // Set to the check's position when the config is assembled.
         id: 0,
@@ -407,7 +480,7 @@ pub(super) fn build_one(
             url,
             headers,
             body,
-            auth: shared.auth.clone(),
+            auth: credential,
             timeout: shared.timeout,
             max_body_bytes: shared.max_body_bytes,
             max_redirects: shared.max_redirects,

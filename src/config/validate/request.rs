@@ -105,10 +105,25 @@ pub(in crate::config) fn auth(
     let Some(spanned) = raw else {
         return Ok(Auth::None);
     };
-    let a = spanned.get_ref();
+    let raw_auth = spanned.get_ref();
     let where_ = format!("{field}.auth");
     let err = |msg: String| ctx.err(spanned.span(), &where_, msg);
-    let scheme_name = format!("{:?}", a.scheme).to_lowercase();
+    let Some(scheme) = AuthScheme::parse(raw_auth.scheme.get_ref()) else {
+        return Err(ctx.err(
+            raw_auth.scheme.span(),
+            format!("{field}.auth.scheme"),
+            format!(
+                "unknown auth scheme {:?}; use {}",
+                raw_auth.scheme.get_ref(),
+                AuthScheme::NAMES.map(|(n, _)| n).join(", ")
+            ),
+        ));
+    };
+    let a = Parsed {
+        scheme,
+        raw: raw_auth,
+    };
+    let scheme_name = raw_auth.scheme.get_ref().clone();
     if a.header.is_some() && a.scheme != AuthScheme::ApiKey {
         return Err(err(format!(
             "header is only for scheme \"api_key\", not {scheme_name:?}"
@@ -218,4 +233,17 @@ pub(super) fn tls_settings(
         ca_file,
         insecure_skip_verify: raw.insecure_skip_verify,
     })
+}
+
+/// A `RawAuth` whose scheme is known.
+struct Parsed<'a> {
+    scheme: AuthScheme,
+    raw: &'a RawAuth,
+}
+
+impl std::ops::Deref for Parsed<'_> {
+    type Target = RawAuth;
+    fn deref(&self) -> &RawAuth {
+        self.raw
+    }
 }
