@@ -38,10 +38,11 @@ pub(super) fn flow(
     ctx: &Ctx<'_>,
     field: &str,
     raw: &RawFlow,
+    matrix: &Vars,
     env: &FlowEnv<'_>,
     tls_profiles: &mut Vec<TlsSettings>,
 ) -> Result<Flow, ConfigError> {
-    let name = raw.name.get_ref().trim().to_owned();
+    let mut name = raw.name.get_ref().trim().to_owned();
     if !valid_name(&name) {
         return Err(ctx.err(
             raw.name.span(),
@@ -67,8 +68,31 @@ pub(super) fn flow(
         ));
     }
 
-    // `[vars]`, the flow's own over them, the command line over both.
-    let vars: Vars = super::validate::own_vars(ctx, field, &raw.vars, env.globals)?;
+    // `[vars]`, the flow's own over them, the command line over both;
+    // then this combination's matrix values.
+    let mut vars: Vars = super::validate::own_vars(ctx, field, &raw.vars, env.globals)?;
+    if let Some(key) = matrix.keys().find(|k| vars.contains_key(*k)) {
+        return Err(ctx.err(
+            raw.name.span(),
+            format!("{field}.matrix.{key}"),
+            format!("{key:?} is a matrix key and a variable ([vars] or vars): rename one"),
+        ));
+    }
+    if let Some(key) = matrix
+        .keys()
+        .find(|k| !is_identifier(k) || BUILTIN_VARS.contains(&k.as_str()))
+    {
+        return Err(ctx.err(
+            raw.name.span(),
+            format!("{field}.matrix.{key}"),
+            format!("{key:?} cannot be a variable name (letters, digits and _, not a built-in)"),
+        ));
+    }
+    vars.extend(matrix.iter().map(|(k, v)| (k.clone(), v.clone())));
+    if !matrix.is_empty() {
+        let labels: Vec<String> = matrix.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        name = format!("{name}[{}]", labels.join(","));
+    }
 
     let tls = tls_profile(ctx, field, raw.tls.as_ref(), env.defaults, tls_profiles)?;
     let shared = Shared {

@@ -236,6 +236,10 @@ pub struct RawFlow {
     /// Fixed values for templates, known when the config loads.
     #[serde(default)]
     pub vars: BTreeMap<String, Spanned<MatrixValue>>,
+    /// One flow per combination, named `name[key=value,…]`; the values are
+    /// variables of its steps.
+    #[serde(default)]
+    pub matrix: BTreeMap<String, Vec<MatrixValue>>,
     pub steps: Spanned<Vec<Spanned<RawStep>>>,
     #[serde(default)]
     pub cleanup: Vec<Spanned<RawStep>>,

@@ -274,3 +274,52 @@ matrix = { scheme = ["bearer", "api_key"], key = ["good", "expired"], path = ["m
         "{err}"
     );
 }
+
+/// A flow takes a matrix too: one flow per combination, its values
+/// variables of every step.
+#[test]
+fn a_flow_matrix_makes_one_flow_per_combination() {
+    let cfg = load(
+        r#"
+[vars]
+api = "127.0.0.1:5000"
+[[flows]]
+name = "register"
+matrix = { model = ["churn", "fraud"], stage = ["Staging"] }
+[[flows.steps]]
+name = "create"
+url = "http://{{ api }}/models/{{ model }}?stage={{ stage }}&run={{ run_id }}"
+"#,
+        &[],
+        &[],
+    )
+    .unwrap();
+    let names: Vec<&str> = cfg.flows.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "register[model=churn,stage=Staging]",
+            "register[model=fraud,stage=Staging]"
+        ]
+    );
+    assert_eq!(cfg.flows[1].vars["model"], "fraud");
+    assert_eq!(cfg.flows[1].vars["api"], "127.0.0.1:5000");
+    assert_ne!(
+        format!("{:?}", cfg.flows[0].schedule),
+        format!("{:?}", cfg.flows[1].schedule),
+        "each has its own phase"
+    );
+    for (toml, want) in [
+        (
+            "[vars]\nmodel = \"x\"\n[[flows]]\nname = \"f\"\nmatrix = { model = [\"a\"] }\nsteps = [{ name = \"s\", url = \"http://x/{{ model }}\" }]\n",
+            "flows[0].matrix.model: \"model\" is a matrix key and a variable",
+        ),
+        (
+            "[[flows]]\nname = \"f\"\nmatrix = { run_id = [\"a\"] }\nsteps = [{ name = \"s\", url = \"http://x/\" }]\n",
+            "flows[0].matrix.run_id: \"run_id\" cannot be a variable name",
+        ),
+    ] {
+        let err = load(toml, &[], &[]).expect_err(toml);
+        assert!(err.contains(want), "{err}");
+    }
+}

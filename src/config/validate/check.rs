@@ -2,6 +2,7 @@
 
 use super::kind;
 use super::*;
+use crate::config::raw::MatrixValue;
 use crate::model::{Kind, Target};
 
 /// The most checks one matrix may expand into.
@@ -169,8 +170,20 @@ pub(super) fn matrix_combinations(
     field: &str,
     spanned: &Spanned<RawCheck>,
 ) -> Result<Vec<Vars>, ConfigError> {
+    combinations(ctx, field, spanned.span(), &spanned.get_ref().matrix)
+}
+
+/// Every combination of a matrix's values (a check's or a flow's), in key
+/// order; at most [`MAX_MATRIX_EXPANSION`].
+pub(in crate::config) fn combinations(
+    ctx: &Ctx<'_>,
+    field: &str,
+    span: Range<usize>,
+    matrix: &BTreeMap<String, Vec<MatrixValue>>,
+) -> Result<Vec<Vars>, ConfigError> {
+    let spanned = Spanned::new(span, ());
     let mut combos: Vec<Vars> = vec![Vars::new()];
-    for (key, values) in &spanned.get_ref().matrix {
+    for (key, values) in matrix {
         if values.is_empty() {
             return Err(ctx.err(
                 spanned.span(),

@@ -226,9 +226,17 @@ pub(super) fn validate(
     for (index, spanned) in raw.flows.iter().enumerate() {
         let field = format!("flows[{index}]");
         let raw_flow = spanned.get_ref();
-        let mut flow = super::flow::flow(&ctx, &field, raw_flow, &flow_env, &mut tls_profiles)?;
-        if let Some(first) = seen.get(&flow.name) {
-            return Err(ctx.err(
+        for matrix in check::combinations(&ctx, &field, spanned.span(), &raw_flow.matrix)? {
+            let mut flow = super::flow::flow(
+                &ctx,
+                &field,
+                raw_flow,
+                &matrix,
+                &flow_env,
+                &mut tls_profiles,
+            )?;
+            if let Some(first) = seen.get(&flow.name) {
+                return Err(ctx.err(
                 raw_flow.name.span(),
                 format!("{field}.name"),
                 format!(
@@ -236,22 +244,23 @@ pub(super) fn validate(
                     flow.name
                 ),
             ));
-        }
-        let line = ctx.line(raw_flow.name.span().start);
-        seen.insert(flow.name.clone(), line);
-        for step in flow.steps.iter().chain(&flow.cleanup) {
-            redactable.note(&step.request.auth);
-            used_secrets.extend(step.request.auth.secret().and_then(named));
-        }
-        total.flows += 1;
-        let here = runs_here(&ctx, &field, raw_flow.locations.as_ref(), &cluster)?;
-        if here
-            && cluster
-                .shard
-                .owns(&crate::cluster::flow_identity(&flow.name))
-        {
-            flow.id = flows.len();
-            flows.push(Arc::new(flow));
+            }
+            let line = ctx.line(raw_flow.name.span().start);
+            seen.insert(flow.name.clone(), line);
+            for step in flow.steps.iter().chain(&flow.cleanup) {
+                redactable.note(&step.request.auth);
+                used_secrets.extend(step.request.auth.secret().and_then(named));
+            }
+            total.flows += 1;
+            let here = runs_here(&ctx, &field, raw_flow.locations.as_ref(), &cluster)?;
+            if here
+                && cluster
+                    .shard
+                    .owns(&crate::cluster::flow_identity(&flow.name))
+            {
+                flow.id = flows.len();
+                flows.push(Arc::new(flow));
+            }
         }
     }
 
