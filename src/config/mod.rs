@@ -206,13 +206,15 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// `load`, with the command line's settings over `[cluster]`.
 pub fn load_with(path: &Path, overrides: &ClusterOverrides) -> Result<Config, ConfigError> {
-    let source = crate::file::read_to_string(path, crate::file::Kind::Config).map_err(|e| {
-        ConfigError::Read {
-            file: path.display().to_string(),
-            source: e,
-        }
-    })?;
+    let source = read(path)?;
     from_str_with(&source, path, &|name| std::env::var(name).ok(), overrides)
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    crate::file::read_to_string(path, crate::file::Kind::Config).map_err(|e| ConfigError::Read {
+        file: path.display().to_string(),
+        source: e,
+    })
 }
 
 /// Validates config text. `env` looks up environment variables, so tests can
@@ -240,11 +242,14 @@ pub fn from_str_with(
 /// checked where it is used, but its environment variable or file is not
 /// read, and its fingerprint says so. Never for running checks.
 pub fn lint(path: &Path, overrides: &ClusterOverrides) -> Result<Config, ConfigError> {
-    let source = crate::file::read_to_string(path, crate::file::Kind::Config).map_err(|e| {
-        ConfigError::Read {
-            file: path.display().to_string(),
-            source: e,
-        }
-    })?;
-    validate::validate(&source, path, &|_| None, overrides, false)
+    let source = read(path)?;
+    // The environment still gives LOOKOUT_VAR_* and STATE_DIRECTORY;
+    // only the secrets are not read.
+    validate::validate(
+        &source,
+        path,
+        &|name| std::env::var(name).ok(),
+        overrides,
+        false,
+    )
 }
