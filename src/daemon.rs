@@ -94,6 +94,22 @@ struct Control {
     modules: std::sync::RwLock<Arc<Modules>>,
 }
 
+/// One probe in `lookout_probes_in_flight`, for as long as it lives.
+struct InFlight<'a>(&'a prometheus::IntGauge);
+
+impl<'a> InFlight<'a> {
+    fn new(gauge: &'a prometheus::IntGauge) -> InFlight<'a> {
+        gauge.inc();
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// The current config's `/probe` modules, with a runner built for them.
 struct Modules {
     by_name: std::collections::BTreeMap<String, Arc<Check>>,
@@ -129,12 +145,13 @@ impl serve::probe::ProbeOnce for Control {
             let Some(prototype) = modules.by_name.get(module) else {
                 return Err(ProbeRefused::UnknownModule(module.to_owned()));
             };
-            let mut probe = prototype
+            let probe = prototype
                 .probe
                 .retarget(target)
                 .map_err(ProbeRefused::BadTarget)?;
+            // One deadline for the wait and the probe together.
             let budget = deadline.map_or(probe.timeout(), |d| d.min(probe.timeout()));
-            probe.set_timeout(budget);
+            let started = tokio::time::Instant::now();
             let check = Check {
                 id: 0,
                 name: prototype.name.clone(),
@@ -154,9 +171,16 @@ impl serve::probe::ProbeOnce for Control {
                 .ok()
                 .flatten()
                 .ok_or(ProbeRefused::Busy)?;
-            self.recorder.metrics.in_flight.inc();
+            let left = budget.saturating_sub(started.elapsed());
+            if left < Duration::from_millis(100) {
+                return Err(ProbeRefused::Busy);
+            }
+            let mut check = check;
+            check.probe.set_timeout(left);
+            // Counted while it runs, and uncounted even when the scrape
+            // gives up and drops this future.
+            let _in_flight = InFlight::new(&self.recorder.metrics.in_flight);
             let result = modules.runner.check(&check, Tick::now()).await;
-            self.recorder.metrics.in_flight.dec();
             drop(permits);
             Ok(crate::record::kinds::probe_exposition(&check, &result))
         })

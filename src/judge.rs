@@ -40,7 +40,7 @@ pub fn judge_target(
     let outcome = match target {
         Target::Http(_) => judge(expect, obs, redactor),
         Target::Tcp(t) => kinds::tcp(t, obs, redactor),
-        Target::Tls(t) => kinds::cert(&t.expect, obs),
+        Target::Tls(t) => kinds::cert(&t.expect, obs, redactor),
         Target::Dns(d) => kinds::dns(&d.expect, obs, redactor),
         Target::Grpc(g) => kinds::grpc(g, obs, redactor),
         Target::Icmp(i) => kinds::icmp(i, obs),

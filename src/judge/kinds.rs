@@ -8,7 +8,7 @@ use crate::model::{
     CertExpect, DnsExpect, GrpcTarget, IcmpTarget, Observation, Seen, ServingStatus, TcpTarget,
 };
 use crate::outcome::{FailureKind, Outcome};
-use crate::secret::{Redactor, quote};
+use crate::secret::{Redactor, clean, quote};
 
 /// A TCP dialogue: every `expect` step found its line, then the
 /// certificate (when TLS was on).
@@ -34,11 +34,20 @@ pub(super) fn tcp(t: &TcpTarget, obs: &Observation, redactor: &Redactor) -> Outc
             ),
         );
     }
-    cert(&t.expect_cert, obs)
+    cert(&t.expect_cert, obs, redactor)
+}
+
+/// At most three of a certificate's names, cleaned, then how many more.
+fn some_names(names: &[String], redactor: &Redactor) -> String {
+    let shown: Vec<String> = names.iter().take(3).map(|n| clean(n, redactor)).collect();
+    match names.len().saturating_sub(3) {
+        0 => shown.join(", "),
+        more => format!("{} and {more} more", shown.join(", ")),
+    }
 }
 
 /// A certificate expectation, for every kind that speaks TLS.
-pub(super) fn cert(expect: &CertExpect, obs: &Observation) -> Outcome {
+pub(super) fn cert(expect: &CertExpect, obs: &Observation, redactor: &Redactor) -> Outcome {
     if expect.is_empty() {
         return Outcome::Success;
     }
@@ -87,7 +96,11 @@ pub(super) fn cert(expect: &CertExpect, obs: &Observation) -> Outcome {
     {
         return fail(
             FailureKind::Certificate,
-            format!("issuer {:?} does not match /{}/", tls.issuer, re.as_str()),
+            format!(
+                "issuer {} does not match /{}/",
+                quote(&tls.issuer, redactor),
+                re.as_str()
+            ),
         );
     }
     for name in &expect.san {
@@ -99,7 +112,7 @@ pub(super) fn cert(expect: &CertExpect, obs: &Observation) -> Outcome {
                     if tls.san.is_empty() {
                         "no subjectAltName".to_owned()
                     } else {
-                        tls.san.join(", ")
+                        some_names(&tls.san, redactor)
                     }
                 ),
             );
@@ -170,7 +183,7 @@ pub(super) fn grpc(g: &GrpcTarget, obs: &Observation, redactor: &Redactor) -> Ou
         format!("service {:?}", g.service)
     };
     match seen.serving {
-        Some(ServingStatus::Serving) => cert(&g.expect_cert, obs),
+        Some(ServingStatus::Serving) => cert(&g.expect_cert, obs, redactor),
         Some(other) => fail(
             FailureKind::NotServing,
             format!("{service} is {}, expected SERVING", other.as_str()),

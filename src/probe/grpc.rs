@@ -120,7 +120,9 @@ async fn exchange(
     let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((host.as_str(), t.endpoint.port))
         .await
     {
-        Ok(found) => found.collect(),
+        // Bounded like the TCP probe: a name with many addresses is tried
+        // on its first few.
+        Ok(found) => found.take(8).collect(),
         Err(e) => {
             return Observation::failed(FailureKind::Dns, format!("could not resolve {host}: {e}"));
         }

@@ -75,6 +75,14 @@ impl Prober {
                 Target::Icmp(i) => icmp::probe(i).await,
             })
         };
-        run.await.unwrap_or_else(|failed: Box<Observation>| *failed)
+        let mut obs = run.await.unwrap_or_else(|failed: Box<Observation>| *failed);
+        // HTTP cleans its own reasons; the other kinds' may quote what the
+        // target sent (a certificate's names, a gRPC peer's bytes).
+        if !matches!(target, Target::Http(_))
+            && let Some((_, reason)) = &mut obs.error
+        {
+            *reason = crate::secret::clean(reason, redactor);
+        }
+        obs
     }
 }

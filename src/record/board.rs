@@ -171,6 +171,41 @@ pub struct Spark {
     pub duration_seconds: f64,
 }
 
+/// The state after one more run whose own result is `raw`: a first
+/// result decides at once, then it takes `failure` failing or `success`
+/// passing runs in a row to change it; `counting` carries the runs so far.
+fn next_state(
+    state: State,
+    counting: &mut u32,
+    raw: State,
+    thresholds: crate::model::Thresholds,
+) -> State {
+    match state {
+        State::Pending => {
+            *counting = 0;
+            raw
+        }
+        state if state == raw => {
+            *counting = 0;
+            state
+        }
+        state => {
+            *counting += 1;
+            let needed = if raw == State::Failing {
+                thresholds.failure
+            } else {
+                thresholds.success
+            };
+            if *counting >= needed {
+                *counting = 0;
+                raw
+            } else {
+                state
+            }
+        }
+    }
+}
+
 /// A state change, for the log line and (later) the history.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transition {
@@ -268,27 +303,7 @@ impl Board {
         let thresholds = entry.monitor.thresholds();
         // A failure episode is consecutive failing runs, whatever the state.
         let previous_failed = entry.recent.back().is_some_and(|s| !s.ok);
-        let to = match entry.state {
-            State::Pending => raw,
-            state if state == raw => {
-                entry.counting = 0;
-                state
-            }
-            state => {
-                entry.counting += 1;
-                let needed = if raw == State::Failing {
-                    thresholds.failure
-                } else {
-                    thresholds.success
-                };
-                if entry.counting >= needed {
-                    entry.counting = 0;
-                    raw
-                } else {
-                    state
-                }
-            }
-        };
+        let to = next_state(entry.state, &mut entry.counting, raw, thresholds);
         push_spark(
             &mut entry.recent,
             Spark {
@@ -335,21 +350,25 @@ impl Board {
             let Some(h) = history.get(entry.monitor.name()) else {
                 continue;
             };
-            let Some(newest) = h.recent.last() else {
+            if h.recent.is_empty() {
                 continue;
-            };
+            }
             if entry.state != State::Pending {
                 continue;
             }
             for s in &h.recent {
                 push_spark(&mut entry.recent, *s);
             }
-            let to = if newest.ok {
-                State::Passing
-            } else {
-                State::Failing
-            };
+            // The restored runs, replayed under the thresholds: a blip just
+            // before a restart is still a blip after it.
+            let thresholds = entry.monitor.thresholds();
+            let (mut to, mut counting) = (State::Pending, 0);
+            for s in &h.recent {
+                let raw = if s.ok { State::Passing } else { State::Failing };
+                to = next_state(to, &mut counting, raw, thresholds);
+            }
             entry.state = to;
+            entry.counting = counting;
             entry.since = h.since;
             entry.last_failure = h.last_failure.clone();
             let tally = groups.entry(entry.monitor.group().to_owned()).or_default();
@@ -586,5 +605,44 @@ mod tests {
                 .collect();
             assert_eq!(raw, runs, "{name}");
         }
+    }
+
+    /// A restart replays the restored runs under the thresholds: a blip
+    /// before it is still only counted after it.
+    #[test]
+    fn a_restart_keeps_the_thresholds() {
+        let cfg = crate::config::from_str(
+            "[[checks]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/\"\nfailure_threshold = 3\n[store]\npath = \":memory:\"\n",
+            std::path::Path::new("t.toml"),
+            &|_| None,
+        )
+        .unwrap();
+        let board = Board::new(&cfg.checks, &cfg.flows);
+        let spark = |at_ms, ok| Spark {
+            at_ms,
+            ok,
+            duration_seconds: 0.01,
+        };
+        let mut history = HashMap::new();
+        history.insert(
+            "a".to_owned(),
+            Restored {
+                recent: vec![spark(1, true), spark(2, true), spark(3, false)],
+                since: None,
+                last_failure: None,
+            },
+        );
+        board.seed(&history);
+        let e = &board.entries()[0];
+        assert_eq!(e.state, State::Passing);
+        assert_eq!(
+            e.counting().map(|c| (c.towards, c.runs, c.of)),
+            Some((State::Failing, 1, 3))
+        );
+        // Two more failures make three in a row.
+        board.update(Slot::Check(0), result(10, false), None);
+        assert_eq!(board.entries()[0].state, State::Passing);
+        board.update(Slot::Check(0), result(11, false), None);
+        assert_eq!(board.entries()[0].state, State::Failing);
     }
 }

@@ -107,6 +107,21 @@ pub const FAMILIES: &[(&str, &str, Kind)] = &[
     ),
 ];
 
+/// The most of a certificate's text one label keeps: a certificate with
+/// thousands of names must not make a label of tens of kilobytes.
+const MAX_LABEL_BYTES: usize = 1024;
+
+fn capped(text: &str) -> String {
+    if text.len() <= MAX_LABEL_BYTES {
+        return text.to_owned();
+    }
+    let mut end = MAX_LABEL_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
 fn one(out: &mut Vec<Sample>, family: &'static str, value: f64) {
     out.push(Sample {
         family,
@@ -146,9 +161,9 @@ pub fn samples(result: &CheckResult) -> Vec<Sample> {
             family: "probe_ssl_last_chain_info",
             labels: vec![
                 ("fingerprint_sha256", tls.fingerprint_sha256.clone()),
-                ("subject", tls.subject.clone()),
-                ("issuer", tls.issuer.clone()),
-                ("subjectalternative", tls.san.join(",")),
+                ("subject", capped(&tls.subject)),
+                ("issuer", capped(&tls.issuer)),
+                ("subjectalternative", capped(&tls.san.join(","))),
             ],
             value: 1.0,
         });

@@ -165,6 +165,8 @@ pub struct Limits {
     global: Arc<Semaphore>,
     per_target: usize,
     targets: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// The map's size after its last sweep.
+    swept_at: std::sync::atomic::AtomicUsize,
 }
 
 impl Limits {
@@ -173,6 +175,7 @@ impl Limits {
             global: Arc::new(Semaphore::new(max_concurrent.max(1))),
             per_target: max_per_target.max(1),
             targets: Mutex::new(HashMap::new()),
+            swept_at: Default::default(),
         }
     }
 
@@ -185,6 +188,19 @@ impl Limits {
         let names: std::collections::BTreeSet<String> = targets.into_iter().collect();
         let per_target = self.per_target;
         let mut map = self.targets.lock().unwrap_or_else(|p| p.into_inner());
+        // Targets nobody holds a slot of any more (a reload removed their
+        // checks, a /probe target came once) are forgotten, so the map
+        // stays as large as what runs: swept whenever it doubled.
+        if map.len()
+            >= 2 * self
+                .swept_at
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .max(64)
+        {
+            map.retain(|_, s| Arc::strong_count(s) > 1);
+            self.swept_at
+                .store(map.len(), std::sync::atomic::Ordering::Relaxed);
+        }
         let targets = names
             .into_iter()
             .map(|name| {
@@ -447,5 +463,19 @@ mod tests {
                 .await
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn targets_nobody_holds_are_forgotten() {
+        let limits = Limits::new(4, 1);
+        let kept = limits.slot(["kept".to_owned()]);
+        for i in 0..1000 {
+            drop(limits.slot([format!("once-{i}")]));
+        }
+        let size = limits.targets.lock().unwrap().len();
+        assert!(size <= 130, "the map is swept: {size}");
+        // A target still held keeps its semaphore, so its limit holds.
+        assert!(limits.targets.lock().unwrap().contains_key("kept"));
+        drop(kept);
     }
 }

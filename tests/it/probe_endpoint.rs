@@ -441,3 +441,58 @@ fn check_config_lists_the_modules() {
         assert!(stdout.contains(line), "{line:?} not in\n{stdout}");
     }
 }
+
+/// A module inherits no credential from `[defaults]` (auth or headers),
+/// and a header that looks like one is refused: a scrape chooses the
+/// target, and a credential goes only where the config says.
+#[test]
+fn a_module_inherits_no_credential() {
+    let cfg = try_config(
+        "[secrets]\nk = { env = \"PLATFORM_API_KEY\" }\n\
+         [defaults]\nauth = { scheme = \"bearer\", secret = \"k\" }\nheaders = { \"X-Team\" = \"sre\" }\n\
+         [[checks]]\nname = \"c\"\nurl = \"http://127.0.0.1:1/\"\n\
+         [modules.http_2xx]\nprober = \"http\"\n",
+    )
+    .unwrap();
+    let module = cfg.modules["http_2xx"].probe.http().unwrap();
+    assert_eq!(module.auth.scheme(), "none");
+    assert!(module.headers.is_empty(), "{:?}", module.headers);
+    assert_eq!(cfg.checks[0].probe.http().unwrap().auth.scheme(), "bearer");
+    for header in [
+        "Authorization",
+        "X-API-Key",
+        "Cookie",
+        "X-Auth-Token",
+        "Private-Token",
+    ] {
+        let err = try_config(&format!(
+            "[modules.m]\nprober = \"http\"\nheaders = {{ \"{header}\" = \"x\" }}\n"
+        ))
+        .expect_err(header)
+        .to_string();
+        assert!(
+            err.contains(&format!(
+                "modules.m.headers.{header}: a module carries no credential"
+            )),
+            "{err}"
+        );
+    }
+    // blackbox.yml's headers go through the same door.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("blackbox.yml"),
+        "modules:\n  auth_probe:\n    prober: http\n    http:\n      headers:\n        Authorization: Bearer t0ken\n",
+    )
+    .unwrap();
+    let path = dir.path().join("lookout.toml");
+    std::fs::write(
+        &path,
+        "blackbox_config = \"blackbox.yml\"\n[store]\npath = \":memory:\"\n",
+    )
+    .unwrap();
+    let err = lookout::config::load(&path)
+        .expect_err("a credential header")
+        .to_string();
+    assert!(err.contains("a module carries no credential"), "{err}");
+    assert!(!err.contains("t0ken"), "{err}");
+}

@@ -606,3 +606,37 @@ async fn a_secret_in_a_certificate_is_redacted() {
         "{shown}"
     );
 }
+
+/// The other kinds' failure reasons are redacted too: a TLS failure names
+/// the certificate's names, and one of them is the secret.
+#[tokio::test]
+async fn a_secret_in_a_failing_handshake_is_redacted() {
+    let (server_config, pem) = crate::support::self_signed_server(
+        &[TEST_SECRET, "localhost"],
+        (2020, 1, 1),
+        (2031, 6, 30),
+    );
+    let port = crate::support::serve_https(server_config, 4).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, pem).unwrap();
+    // Trusted, but for other names: the reason lists the names it is for.
+    let cfg = config(&check(&format!(
+        "url = \"tls://localhost:{port}\"\ntls = {{ ca_file = \"{}\", server_name = \"other.example\" }}",
+        ca.display()
+    )));
+    let runner = lookout::run::Runner::new(&cfg).unwrap();
+    let result = runner
+        .check(&cfg.checks[0], lookout::schedule::Tick::now())
+        .await;
+    let reason = result.outcome.reason().unwrap_or_default().to_owned();
+    assert_eq!(result.outcome.label(), "tls", "{reason}");
+    assert!(
+        reason.contains("localhost"),
+        "the names are shown: {reason}"
+    );
+    assert!(
+        !reason.contains(TEST_SECRET) && !reason.contains(&TEST_SECRET[..8]),
+        "{reason}"
+    );
+}

@@ -14,6 +14,9 @@ pub(super) struct CheckEnv<'a> {
     pub secrets: &'a BTreeMap<String, Secret>,
     pub templater: &'a Templater,
     pub globals: &'a Globals,
+    /// Whether `[defaults] auth` and `headers` apply: not to a `/probe`
+    /// module, whose target the scraper chooses.
+    pub inherit_credentials: bool,
 }
 
 /// One `[[checks]]` entry, expanded over its matrix.
@@ -48,7 +51,7 @@ pub(super) fn expand_check(
     let allowed: Vec<&String> = raw.matrix.keys().chain(own.keys()).collect();
     // `[defaults] headers` first; the check's own header of a name wins.
     let mut headers: BTreeMap<String, (String, &String, &Spanned<String>)> = BTreeMap::new();
-    for (key, value) in &defaults.headers {
+    for (key, value) in defaults.headers.iter().filter(|_| env.inherit_credentials) {
         headers.insert(
             key.to_ascii_lowercase(),
             (format!("defaults.headers.{key}"), key, value),
@@ -135,7 +138,15 @@ pub(super) fn expand_check(
         }
     }
 
-    let shared = SharedParts::build(ctx, field, raw, defaults, secrets, tls_profiles)?;
+    let shared = SharedParts::build(
+        ctx,
+        field,
+        raw,
+        defaults,
+        secrets,
+        tls_profiles,
+        env.inherit_credentials,
+    )?;
     let headers: Vec<(String, &String, &Spanned<String>)> = headers.into_values().collect();
     let mut out = Vec::with_capacity(combos.len());
     for matrix in combos {
@@ -235,6 +246,7 @@ impl SharedParts {
         defaults: &RawDefaults,
         secrets: &BTreeMap<String, Secret>,
         tls_profiles: &mut Vec<TlsSettings>,
+        inherit_credentials: bool,
     ) -> Result<SharedParts, ConfigError> {
         let method = method(ctx, field, raw.method.as_ref())?;
         let tls_profile = tls_profile(ctx, field, raw.tls.as_ref(), defaults, tls_profiles)?;
@@ -276,7 +288,10 @@ impl SharedParts {
                 // Rendered and checked per matrix combination.
                 (Some(own), _) if is_templated(own.get_ref()) => Auth::None,
                 (Some(own), _) => auth(ctx, field, Some(own), secrets)?,
-                (None, inherited) => auth(ctx, "defaults", inherited.as_ref(), secrets)?,
+                (None, inherited) if inherit_credentials => {
+                    auth(ctx, "defaults", inherited.as_ref(), secrets)?
+                }
+                (None, _) => Auth::None,
             },
             timeout,
             max_body_bytes,

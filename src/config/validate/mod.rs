@@ -173,6 +173,7 @@ pub(super) fn validate(
                 secrets: &secrets,
                 templater: &templater,
                 globals: &globals,
+                inherit_credentials: true,
             },
             &mut tls_profiles,
         )?;

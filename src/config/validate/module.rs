@@ -9,7 +9,7 @@
 use super::*;
 use crate::config::blackbox;
 use crate::config::raw::RawModule;
-use crate::model::{MODULE_HOST, Target};
+use crate::model::MODULE_HOST;
 
 /// The placeholder URL a module of `prober` is validated with.
 fn placeholder(prober: &str) -> Option<String> {
@@ -90,6 +90,17 @@ pub(super) fn modules(
     Ok(out)
 }
 
+/// A header name that carries credentials by its name.
+fn credential_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    matches!(
+        n.as_str(),
+        "authorization" | "proxy-authorization" | "cookie"
+    ) || ["auth", "token", "key", "secret", "password", "session"]
+        .iter()
+        .any(|word| n.contains(word))
+}
+
 fn module(
     ctx: &Ctx<'_>,
     field: &str,
@@ -118,6 +129,15 @@ fn module(
             tcp.span(),
             format!("{field}.tcp.query[{i}].secret"),
             "a module carries no credential; write a check instead",
+        ));
+    }
+    if let Some((key, value)) = raw.headers.iter().find(|(k, _)| credential_header(k)) {
+        return Err(ctx.err(
+            value.span(),
+            format!("{field}.headers.{key}"),
+            format!(
+                "a module carries no credential, and {key} looks like one: /probe's target is the scraper's to choose; write a check instead"
+            ),
         ));
     }
     let prober = raw.prober.get_ref().to_ascii_lowercase();
@@ -169,6 +189,7 @@ fn module(
             secrets: env.secrets,
             templater: env.templater,
             globals: env.globals,
+            inherit_credentials: false,
         },
         tls_profiles,
     )?;
@@ -179,9 +200,13 @@ fn module(
             "a module expands to no check (a bug in lookout)",
         )
     })?;
-    debug_assert!(
-        matches!(&one.probe, Target::Http(r) if r.auth.secret().is_none())
-            || one.probe.secrets().is_empty()
-    );
+    // What reaches the target is the scraper's choice: nothing secret.
+    if !one.probe.secrets().is_empty() {
+        return Err(ctx.err(
+            spanned.span(),
+            field,
+            "a module carries no credential (a bug in lookout let one through)",
+        ));
+    }
     Ok(one)
 }
