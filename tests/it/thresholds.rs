@@ -27,7 +27,9 @@ async fn checks_and_flows_run_at_start_unless_told_not_to() {
 [server]
 listen = "127.0.0.1:0"
 [defaults]
-interval = "1h"
+# A schedule that never comes during the test (an hourly interval would,
+# once an hour, at its phase).
+schedule = "0 0 0 1 1 * 2099"
 [[checks]]
 name = "eager"
 url = "{ok}"
@@ -45,7 +47,7 @@ url = "{ok}"
     .await
     .unwrap();
     let recorder = daemon.recorder.clone();
-    // An hour's interval: only the at-start run can have happened, within
+    // No scheduled tick: only the at-start run can have happened, within
     // the start-up spread (5 s).
     eventually(Duration::from_secs(10), async || {
         let entries = recorder.board().entries();
