@@ -31,14 +31,12 @@ pub fn judge_target(
     obs: &Observation,
     redactor: &Redactor,
 ) -> Outcome {
-    if let Target::Http(_) = target {
-        return judge(expect, obs, redactor);
-    }
     if let Some((kind, reason)) = &obs.error {
         return fail(*kind, reason.clone());
     }
     let outcome = match target {
-        Target::Http(_) => judge(expect, obs, redactor),
+        // HTTP has its own order, latency included.
+        Target::Http(_) => return judge(expect, obs, redactor),
         Target::Tcp(t) => kinds::tcp(t, obs, redactor),
         Target::Tls(t) => kinds::cert(&t.expect, obs, redactor),
         Target::Dns(d) => kinds::dns(&d.expect, obs, redactor),

@@ -77,7 +77,7 @@ fn where_templates_work(path: &[Seg<'_>]) -> &'static str {
 
 /// The first template syntax in `text` (what the templater would take for
 /// a template), by its opening mark.
-fn marker(text: &str) -> Option<&'static str> {
+pub(super) fn marker(text: &str) -> Option<&'static str> {
     ["{{", "{%", "{#"]
         .into_iter()
         .filter_map(|open| text.find(open).map(|at| (at, open)))

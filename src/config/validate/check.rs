@@ -192,19 +192,18 @@ pub(in crate::config) fn combinations(
     span: Range<usize>,
     matrix: &BTreeMap<String, Vec<MatrixValue>>,
 ) -> Result<Vec<Vars>, ConfigError> {
-    let spanned = Spanned::new(span, ());
     let mut combos: Vec<Vars> = vec![Vars::new()];
     for (key, values) in matrix {
         if values.is_empty() {
             return Err(ctx.err(
-                spanned.span(),
+                span.clone(),
                 format!("{field}.matrix.{key}"),
                 "a matrix list needs at least one value",
             ));
         }
         if combos.len() * values.len() > MAX_MATRIX_EXPANSION {
             return Err(ctx.err(
-                spanned.span(),
+                span.clone(),
                 format!("{field}.matrix"),
                 format!("expands to more than {MAX_MATRIX_EXPANSION} checks"),
             ));
@@ -326,7 +325,7 @@ fn auth_texts(a: &RawAuth) -> Vec<(&'static str, &str)> {
 fn is_templated(a: &RawAuth) -> bool {
     auth_texts(a)
         .iter()
-        .any(|(_, t)| ["{{", "{%", "{#"].iter().any(|m| t.contains(m)))
+        .any(|(_, t)| crate::config::templated::marker(t).is_some())
 }
 
 /// An `auth` table with its templates rendered for one combination.
