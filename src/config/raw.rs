@@ -197,6 +197,10 @@ pub struct RawCheck {
     pub tls: Option<Spanned<RawTls>>,
     #[serde(default)]
     pub matrix: BTreeMap<String, Vec<MatrixValue>>,
+    /// Several routes to one service, name → URL the check's path is
+    /// joined to; compared in the order written (their spans keep it).
+    #[serde(default)]
+    pub routes: BTreeMap<String, Spanned<String>>,
     pub expect: Option<Spanned<RawExpect>>,
     /// The settings of the kinds beyond HTTP (the URL's scheme picks the kind).
     pub tcp: Option<Spanned<RawTcp>>,

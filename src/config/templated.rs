@@ -1,6 +1,6 @@
 //! Which config fields are templates, and template syntax anywhere else.
 //!
-//! Only a check's `name`, `url`, header values, `body` and `json` strings and `dns.name`,
+//! Only a check's `name`, `url`, header values, `body` and `json` strings, `dns.name` and `routes`,
 //! and a flow step's `url`, header values (the flow's own headers too),
 //! `body` and `json` strings are rendered by [`crate::template`]. Anywhere
 //! else `{{ … }}` would be used exactly as written, a group called
@@ -47,7 +47,7 @@ fn is_templated(path: &[Seg<'_>]) -> bool {
 fn request_template(rest: &[Seg<'_>], with_name: bool) -> bool {
     use Seg::Key;
     match rest {
-        [Key("name")] | [Key("dns"), Key("name")] => with_name,
+        [Key("name")] | [Key("dns"), Key("name")] | [Key("routes"), Key(_)] => with_name,
         // A check's auth, but its literal value (never shown, so never
         // rendered) and a flow's.
         [
@@ -63,13 +63,13 @@ fn request_template(rest: &[Seg<'_>], with_name: bool) -> bool {
 fn where_templates_work(path: &[Seg<'_>]) -> &'static str {
     match path.first() {
         Some(Seg::Key("checks")) => {
-            "templates are expanded only in a check's name, url, headers, body, json, dns.name and auth (but its value)"
+            "templates are expanded only in a check's name, url, headers, body, json, dns.name, routes and auth (but its value)"
         }
         Some(Seg::Key("flows")) => {
             "templates are expanded only in a flow's headers and in its steps' url, headers, body and json"
         }
         _ => {
-            "templates are expanded only in a check's name, url, headers, body, json, dns.name and auth (but its value), \
+            "templates are expanded only in a check's name, url, headers, body, json, dns.name, routes and auth (but its value), \
              and in a flow's headers and its steps' url, headers, body and json"
         }
     }

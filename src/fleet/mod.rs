@@ -293,6 +293,8 @@ impl Snapshot {
             overall,
             groups,
             checks,
+            // Prometheus' series carry a check's name, not its entry.
+            grids: Vec::new(),
             flows,
             changes: Vec::new(),
             store_degraded: None,

@@ -27,7 +27,28 @@ pub struct Check {
     pub matrix: Vec<(String, String)>,
     pub run_at_start: bool,
     pub thresholds: Thresholds,
+    /// The `[[checks]]` entry this check was expanded from, when it has a
+    /// matrix or routes: shared by its siblings, for grids and route
+    /// comparison.
+    pub family: Option<std::sync::Arc<Family>>,
 }
+
+/// What the checks expanded from one `[[checks]]` entry share: the grid
+/// they are shown in.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Family {
+    /// The entry's name before expansion (its own `vars` rendered; a name
+    /// templated by the matrix stays as written).
+    pub title: String,
+    /// The matrix keys in grid order: the last one is the columns (`route`
+    /// when the entry has routes), the others make the rows.
+    pub keys: Vec<String>,
+    /// The route names in the order written (empty without `routes`).
+    pub routes: Vec<String>,
+}
+
+/// The matrix key a route's name is under, in `Check::matrix`.
+pub const ROUTE_KEY: &str = "route";
 
 /// How many consecutive runs must disagree with a monitor's state before
 /// it changes: one blip neither pages nor clears.
@@ -145,6 +166,15 @@ fn target_identity(t: &Target, tls: &TlsSettings) -> String {
 }
 
 impl Check {
+    /// The route this check probes, when its entry has `routes`.
+    pub fn route(&self) -> Option<&str> {
+        self.family.as_ref().filter(|f| !f.routes.is_empty())?;
+        self.matrix
+            .iter()
+            .find(|(k, _)| k == ROUTE_KEY)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// Where the check sends its probe, for the per-target limit.
     pub fn target(&self) -> String {
         self.probe.limit_key()
@@ -160,7 +190,7 @@ impl Check {
 
     fn identity(&self, tls: &TlsSettings) -> String {
         format!(
-            "{:?} {:?} {:?} {} {:?} {:?} {} {:?}",
+            "{:?} {:?} {:?} {} {:?} {:?} {} {:?} {:?}",
             self.name,
             self.group,
             self.schedule,
@@ -168,7 +198,8 @@ impl Check {
             self.expect,
             self.matrix,
             self.run_at_start,
-            self.thresholds
+            self.thresholds,
+            self.family
         )
     }
 }

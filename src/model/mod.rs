@@ -15,8 +15,8 @@ pub use crate::seen::{
     DnsSeen, GrpcSeen, IcmpSeen, Seen, ServingStatus, TcpSeen, TlsSeen, TlsVersion, Unmatched,
 };
 pub use check::{
-    BUILTIN_VARS, BodyTemplate, Capture, CaptureFrom, Check, Flow, RequestTemplate, Step,
-    Thresholds,
+    BUILTIN_VARS, BodyTemplate, Capture, CaptureFrom, Check, Family, Flow, ROUTE_KEY,
+    RequestTemplate, Step, Thresholds,
 };
 pub use expect::{
     Challenge, Comparison, Expectations, HeaderCheck, HeaderExpect, JsonCheck, JsonExpect,

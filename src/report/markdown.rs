@@ -10,6 +10,8 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 
+use crate::serve::grid::Verdict as _;
+
 use super::{
     AuthEntry, Brief, Change, CheckEntry, Comparison, FlowEntry, GroupDelta, Health, Kind, Report,
     ScoreDelta, StepEntry, StepState, percent,
@@ -29,9 +31,73 @@ pub fn render(report: &Report) -> String {
     if let Some(c) = &report.comparison {
         changes(&mut out, c);
     }
+    grids(&mut out, report);
     checks(&mut out, report);
     flows(&mut out, report);
     out
+}
+
+/// Each matrix or routes entry as a table, the way the hand-written
+/// reports draw "service × key": rows and columns are its values.
+fn grids(out: &mut String, report: &Report) {
+    if report.grids.is_empty() {
+        return;
+    }
+    out.push_str(
+        "## Grids
+
+",
+    );
+    for g in &report.grids {
+        let passing = g.rows.iter().flat_map(|r| &r.cells).flatten();
+        let (ok, all) = passing.fold((0, 0), |(ok, all), c| (ok + usize::from(c.ok), all + 1));
+        let _ = writeln!(
+            out,
+            "### {} ({}): {ok}/{all} passed{}\n",
+            text(&g.title),
+            text(&g.group),
+            if g.routes { ", routes compared" } else { "" }
+        );
+        let heading = g.rows_heading();
+        let _ = write!(
+            out,
+            "| {} |",
+            text(if heading.is_empty() {
+                "check"
+            } else {
+                &heading
+            })
+        );
+        for c in &g.columns {
+            let _ = write!(out, " {} |", text(if c.is_empty() { "result" } else { c }));
+        }
+        out.push_str(if g.routes { " diagnosis |\n|" } else { "\n|" });
+        for _ in 0..=g.columns.len() + usize::from(g.routes) {
+            out.push_str(" --- |");
+        }
+        out.push('\n');
+        for row in &g.rows {
+            let label = if row.label.is_empty() {
+                &g.title
+            } else {
+                &row.label
+            };
+            let _ = write!(out, "| {} |", code(label, true));
+            for cell in &row.cells {
+                let shown = match cell {
+                    Some(c) if c.ok => format!("✅ {}", text(&c.shown())),
+                    Some(c) => format!("❌ {}", text(&c.shown())),
+                    None => "–".to_owned(),
+                };
+                let _ = write!(out, " {shown} |");
+            }
+            if g.routes {
+                let _ = write!(out, " {} |", text(row.diagnosis.as_deref().unwrap_or("")));
+            }
+            out.push('\n');
+        }
+        out.push('\n');
+    }
 }
 
 /// A global report's scores by location; nothing for one instance's.

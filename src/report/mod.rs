@@ -61,7 +61,8 @@ use crate::config::{Auth, Config, Step};
 use crate::outcome::{CheckResult, FlowResult, StepResult, StepRun};
 use crate::run::Once;
 use crate::secret::{Redactor, SecretOrigin};
-use crate::serve::view::{AuthView, StatusView};
+use crate::serve::grid::{self, Grid, Verdict};
+use crate::serve::view::{AuthView, GridCell, StatusView};
 
 fn view_auth(a: &AuthView) -> AuthEntry {
     AuthEntry {
@@ -91,6 +92,9 @@ pub struct Report {
     pub checks: Vec<CheckEntry>,
     /// In config order.
     pub flows: Vec<FlowEntry>,
+    /// The checks of each entry with a matrix or routes, as a table.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grids: Vec<Grid<GridMark>>,
     /// The changes since a previous report, when there was one.
     #[serde(default)]
     pub comparison: Option<Comparison>,
@@ -412,6 +416,15 @@ impl Report {
             .iter()
             .map(|(flow, result)| flow_entry(flow, result, r))
             .collect();
+        let grids = grid::layout(
+            once.checks
+                .iter()
+                .zip(&checks)
+                .map(|((check, _), entry)| (check.as_ref(), GridMark::of(entry))),
+        )
+        .into_iter()
+        .map(|g| redact_grid(g, r))
+        .collect();
         let mut tallies: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         let all = checks
             .iter()
@@ -440,6 +453,7 @@ impl Report {
             groups,
             checks,
             flows,
+            grids,
             comparison: None,
             locations: Vec::new(),
         };
@@ -540,6 +554,7 @@ impl Report {
                 .collect(),
             checks,
             flows,
+            grids: view.grids.iter().map(GridMark::grid_of_view).collect(),
             comparison: None,
             locations: view
                 .locations
@@ -688,6 +703,87 @@ fn auth_entry(auth: &Auth, r: &Redactor) -> Option<AuthEntry> {
             SecretOrigin::Literal => None,
         },
     })
+}
+
+/// A check's cell in a report's grid.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GridMark {
+    pub check: String,
+    pub ok: bool,
+    pub status: Option<u16>,
+    /// `success` or the failure kind.
+    pub outcome: String,
+}
+
+impl GridMark {
+    fn of(c: &CheckEntry) -> GridMark {
+        GridMark {
+            check: c.name.clone(),
+            ok: c.ok,
+            status: c.status,
+            outcome: c.outcome.clone(),
+        }
+    }
+
+    /// A page's grid in a report: a check with no result yet is left out,
+    /// as the report leaves it out of its checks.
+    fn grid_of_view(g: &Grid<GridCell>) -> Grid<GridMark> {
+        let mark = |c: &GridCell| {
+            (c.state != crate::record::board::State::Pending).then(|| GridMark {
+                check: c.check.clone(),
+                ok: c.state == crate::record::board::State::Passing,
+                status: c.status_code,
+                outcome: c.outcome.unwrap_or("").to_owned(),
+            })
+        };
+        Grid {
+            title: g.title.clone(),
+            group: g.group.clone(),
+            row_keys: g.row_keys.clone(),
+            column_key: g.column_key.clone(),
+            columns: g.columns.clone(),
+            routes: g.routes,
+            rows: g
+                .rows
+                .iter()
+                .map(|row| grid::Row {
+                    label: row.label.clone(),
+                    cells: row
+                        .cells
+                        .iter()
+                        .map(|c| c.as_ref().and_then(mark))
+                        .collect(),
+                    diagnosis: row.diagnosis.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Verdict for GridMark {
+    fn passing(&self) -> Option<bool> {
+        Some(self.ok)
+    }
+
+    fn shown(&self) -> String {
+        self.status
+            .map_or_else(|| self.outcome.clone(), |s| s.to_string())
+    }
+}
+
+/// A grid's text from the config (its title, matrix values), redacted
+/// like the checks' names.
+fn redact_grid(mut g: Grid<GridMark>, r: &Redactor) -> Grid<GridMark> {
+    g.title = red(r, &g.title);
+    g.group = red(r, &g.group);
+    for c in &mut g.columns {
+        *c = red(r, c);
+    }
+    for row in &mut g.rows {
+        row.label = red(r, &row.label);
+        row.diagnosis = red_opt(r, row.diagnosis.as_deref());
+    }
+    g
 }
 
 fn check_entry(check: &crate::config::Check, result: &CheckResult, r: &Redactor) -> CheckEntry {
@@ -924,6 +1020,7 @@ mod tests {
             groups: Vec::new(),
             checks: Vec::new(),
             flows: Vec::new(),
+            grids: Vec::new(),
             comparison: None,
             locations: Vec::new(),
         };

@@ -6,6 +6,7 @@ pub mod access;
 pub(crate) mod assets;
 pub mod auth;
 mod detail;
+pub mod grid;
 pub mod headers;
 pub mod listen;
 pub mod probe;

@@ -8,6 +8,7 @@ use crate::config::{Auth, Check, Flow, Step};
 use crate::outcome::{FlowResult, Phases, StepResult, StepRun};
 use crate::record::board::{Board, Counting, Entry, Failure, Monitor, Spark, State, Tally};
 use crate::secret::Redactor;
+use crate::serve::grid::{self, Grid, Verdict};
 use crate::store::query::{ChangeRow, UptimeByName};
 
 #[derive(Debug, Serialize)]
@@ -16,6 +17,9 @@ pub struct StatusView {
     pub overall: ScoreView,
     pub groups: Vec<GroupView>,
     pub checks: Vec<CheckView>,
+    /// The checks of each `[[checks]]` entry with a matrix or routes, as a
+    /// table; with routes, which route breaks.
+    pub grids: Vec<Grid<GridCell>>,
     pub flows: Vec<FlowView>,
     /// Recent state changes, newest first: what was fixed, what regressed.
     pub changes: Vec<ChangeView>,
@@ -706,12 +710,23 @@ pub(crate) fn flow_view(f: &Flow, e: &Entry, redactor: &Redactor) -> FlowView {
 pub fn build(board: &Board, redactor: &Redactor) -> StatusView {
     let mut checks = Vec::new();
     let mut flows = Vec::new();
+    let mut in_grids = Vec::new();
     for e in board.entries() {
         match &e.monitor {
-            Monitor::Check(c) => checks.push(check_view(c, &e, redactor)),
+            Monitor::Check(c) => {
+                if c.family.is_some() {
+                    in_grids.push((c.clone(), checks.len()));
+                }
+                checks.push(check_view(c, &e, redactor));
+            }
             Monitor::Flow(f) => flows.push(flow_view(f, &e, redactor)),
         }
     }
+    let grids = grid::layout(
+        in_grids
+            .iter()
+            .map(|(c, i)| (c.as_ref(), GridCell::of(&checks[*i]))),
+    );
     StatusView {
         generated_at: Utc::now(),
         overall: ScoreView::from(board.overall()),
@@ -724,12 +739,67 @@ pub fn build(board: &Board, redactor: &Redactor) -> StatusView {
             })
             .collect(),
         checks,
+        grids,
         flows,
         changes: Vec::new(),
         store_degraded: None,
         instance: None,
         locations: Vec::new(),
         source: None,
+    }
+}
+
+/// A check's place in its grid: its state and what it answered.
+#[derive(Debug, Serialize)]
+pub struct GridCell {
+    pub check: String,
+    pub state: State,
+    pub status_code: Option<u16>,
+    /// "success" or the failure kind.
+    pub outcome: Option<&'static str>,
+    pub reason: Option<String>,
+    /// The check's detail page.
+    pub link: String,
+}
+
+impl GridCell {
+    fn of(c: &CheckView) -> GridCell {
+        GridCell {
+            check: c.name.clone(),
+            state: c.state,
+            status_code: c.status_code,
+            outcome: c.outcome,
+            reason: c.reason.clone(),
+            link: c.link.clone(),
+        }
+    }
+
+    /// "✓ 200", "✗ 404", "✗ timeout", "…".
+    pub fn text(&self) -> String {
+        let mark = match self.state {
+            State::Passing => "✓",
+            State::Failing => "✗",
+            State::Pending => return "…".to_owned(),
+        };
+        format!("{mark} {}", self.shown())
+    }
+}
+
+impl Verdict for GridCell {
+    fn passing(&self) -> Option<bool> {
+        match self.state {
+            State::Passing => Some(true),
+            State::Failing => Some(false),
+            State::Pending => None,
+        }
+    }
+
+    fn shown(&self) -> String {
+        match (self.status_code, self.outcome) {
+            (Some(code), _) => code.to_string(),
+            (None, Some(outcome)) => outcome.to_owned(),
+            (None, None) => "no answer".to_owned(),
+        }
     }
 }
 

@@ -12,6 +12,7 @@ mod examples;
 mod files;
 mod fleet;
 mod flows;
+mod grids;
 mod headers;
 mod history;
 mod hostile;

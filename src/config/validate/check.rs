@@ -48,7 +48,14 @@ pub(super) fn expand_check(
             format!("{key:?} is a matrix key and a variable ([vars] or vars): rename one"),
         ));
     }
-    let allowed: Vec<&String> = raw.matrix.keys().chain(own.keys()).collect();
+    let routes = super::routes::routes(ctx, field, raw, spanned.span())?;
+    let route_key = crate::model::ROUTE_KEY.to_owned();
+    let allowed: Vec<&String> = raw
+        .matrix
+        .keys()
+        .chain(own.keys())
+        .chain(Some(&route_key).filter(|_| !routes.is_empty()))
+        .collect();
     // `[defaults] headers` first; the check's own header of a name wins.
     let mut headers: BTreeMap<String, (String, &String, &Spanned<String>)> = BTreeMap::new();
     for (key, value) in defaults.headers.iter().filter(|_| env.inherit_credentials) {
@@ -82,6 +89,14 @@ pub(super) fn expand_check(
             where_.clone(),
             value.span(),
             vars_of(templater, ctx, where_, value)?,
+        ));
+    }
+    for (route, base) in &routes {
+        let where_ = format!("{field}.routes.{route}");
+        templated.push((
+            where_.clone(),
+            base.span(),
+            vars_of(templater, ctx, &where_, base)?,
         ));
     }
     if let Some(body) = &raw.body {
@@ -148,19 +163,39 @@ pub(super) fn expand_check(
         env.inherit_credentials,
     )?;
     let headers: Vec<(String, &String, &Spanned<String>)> = headers.into_values().collect();
-    let mut out = Vec::with_capacity(combos.len());
-    for matrix in combos {
-        let mut vars = own.clone();
-        vars.extend(matrix.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let one = One {
-            matrix: &matrix,
-            vars: &vars,
-            headers: &headers,
-            globals: env.globals,
-        };
-        out.push(build_one(
-            ctx, field, raw, &one, templater, &shared, secrets,
-        )?);
+    let family = super::routes::family(raw, &routes, templater, &own);
+    let ways: Vec<Option<(&str, &Spanned<String>)>> = if routes.is_empty() {
+        vec![None]
+    } else {
+        routes.iter().copied().map(Some).collect()
+    };
+    if combos.len() * ways.len() > MAX_MATRIX_EXPANSION {
+        return Err(ctx.err(
+            spanned.span(),
+            format!("{field}.routes"),
+            format!("matrix and routes expand to more than {MAX_MATRIX_EXPANSION} checks"),
+        ));
+    }
+    let mut out = Vec::with_capacity(combos.len() * ways.len());
+    for combo in combos {
+        for &route in &ways {
+            let mut matrix = combo.clone();
+            if let Some((name, _)) = route {
+                matrix.insert(route_key.clone(), name.to_owned());
+            }
+            let mut vars = own.clone();
+            vars.extend(matrix.iter().map(|(k, v)| (k.clone(), v.clone())));
+            let one = One {
+                matrix: &matrix,
+                vars: &vars,
+                headers: &headers,
+                globals: env.globals,
+                route,
+            };
+            let mut check = build_one(ctx, field, raw, &one, templater, &shared, secrets)?;
+            check.family = family.clone();
+            out.push(check);
+        }
     }
     Ok(out)
 }
@@ -367,6 +402,9 @@ pub(super) struct One<'a> {
     /// written, its name, its template.
     pub headers: &'a [(String, &'a String, &'a Spanned<String>)],
     pub globals: &'a Globals,
+    /// The route this combination is sent through, when the entry has
+    /// `routes`: its name and URL template.
+    pub route: Option<(&'a str, &'a Spanned<String>)>,
 }
 
 pub(super) fn build_one(
@@ -390,7 +428,20 @@ pub(super) fn build_one(
         name = format!("{name}[{}]", labels.join(","));
     }
 
-    let url_text = with_base(&render(&raw.url, "url")?, one.globals);
+    let path = render(&raw.url, "url")?;
+    let url_text = match one.route {
+        Some((route, base)) => {
+            let rendered = render(base, &format!("routes.{route}"))?;
+            super::routes::join(
+                ctx,
+                field,
+                (route, base),
+                &rendered,
+                (&path, raw.url.span()),
+            )?
+        }
+        None => with_base(&path, one.globals),
+    };
     // The phase comes from the expanded name, so matrix siblings spread out.
     let schedule = match &shared.schedule {
         Schedule::Interval { every, .. } => Schedule::interval(*every, &name),
@@ -446,6 +497,7 @@ pub(super) fn build_one(
             matrix,
             run_at_start: shared.run_at_start,
             thresholds: shared.thresholds,
+            family: None,
         });
     }
     let url = probe_url(ctx, field, raw.url.span(), &url_text)?;
@@ -517,5 +569,6 @@ pub(super) fn build_one(
         matrix,
         run_at_start: shared.run_at_start,
         thresholds: shared.thresholds,
+        family: None,
     })
 }

@@ -26,6 +26,7 @@ mod expect;
 mod kind;
 mod module;
 mod request;
+mod routes;
 mod secrets;
 mod server;
 mod store;

@@ -171,6 +171,7 @@ fn module(
         max_redirects: raw.max_redirects,
         tls: raw.tls,
         matrix: BTreeMap::new(),
+        routes: BTreeMap::new(),
         expect: raw.expect,
         tcp: raw.tcp,
         dns: raw.dns,
