@@ -2,9 +2,10 @@
 //! location "a" runs 3 shards, location "b" 2 shards with shard 0 run
 //! twice (replicas r1 and r2); each location's Prometheus agent scrapes its
 //! lookouts and remote-writes to a central Prometheus that evaluates the
-//! kit's rules. One check is reachable from "a" and broken from "b": each
-//! location's config gives it its own address, as a real deployment would
-//! (the proxy route from outside, the service from inside). `lookout view`
+//! kit's rules. One check is reachable from "a" and broken from "b": every
+//! location runs the same file, and "b" is given its own address for it
+//! with `--var` (`ClusterOverrides::vars`), as a real deployment would (the
+//! proxy route from outside, the service from inside). `lookout view`
 //! and `lookout report --prometheus` read the central one.
 
 use std::collections::BTreeMap;
@@ -18,10 +19,12 @@ use crate::support::{Prometheus, Samples, Target, eventually, start_target, tool
 
 /// 12 checks and a flow in two groups: 9 checks pass from everywhere,
 /// `mlflow-route` passes from "a" only, `down-1` and `down-2` fail from
-/// everywhere, and the flow passes.
-fn location_config(target: &Target, location: &str) -> String {
+/// everywhere, and the flow passes. `mlflow_route` is the path the
+/// route check takes; location "b" overrides it.
+fn fleet_config(target: &Target) -> String {
     let mut out = String::from(
         "[server]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \":memory:\"\n\
+         [vars]\nmlflow_route = \"/echo\"\n\
          [defaults]\ninterval = \"1s\"\ntimeout = \"2s\"\n",
     );
     let mut check = |name: &str, group: &str, path: &str| {
@@ -37,13 +40,9 @@ fn location_config(target: &Target, location: &str) -> String {
             "/echo",
         );
     }
-    // From inside the service answers; through "b"'s proxy the route is missing.
-    let route = if location == "a" {
-        "/echo"
-    } else {
-        "/status/404"
-    };
-    check("mlflow-route", "ml", route);
+    // From inside the service answers; through "b"'s proxy the route is
+    // missing (`--var mlflow_route=/status/404` there).
+    check("mlflow-route", "ml", "{{ mlflow_route }}");
     check("down-1", "web", "/status/503");
     check("down-2", "ml", "/status/503");
     out.push_str(&format!(
@@ -65,6 +64,7 @@ struct Member {
 async fn start_location(
     text: &str,
     location: &str,
+    vars: &[(&str, &str)],
     shards: &[(u32, u32, Option<&'static str>)],
 ) -> Vec<Member> {
     let mut out = Vec::new();
@@ -73,6 +73,10 @@ async fn start_location(
             shard: Some(lookout::cluster::Shard::new(index, count).unwrap()),
             location: Some(location.to_owned()),
             replica: replica.map(str::to_owned),
+            vars: vars
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             ..ClusterOverrides::default()
         };
         let config =
@@ -168,12 +172,12 @@ async fn shards_locations_and_replicas_make_one_picture() {
         return;
     };
     let target = start_target().await;
-    let a_text = location_config(&target, "a");
-    let b_text = location_config(&target, "b");
-    let a = start_location(&a_text, "a", &[(0, 3, None), (1, 3, None), (2, 3, None)]).await;
+    let text = fleet_config(&target);
+    let a = start_location(&text, "a", &[], &[(0, 3, None), (1, 3, None), (2, 3, None)]).await;
     let b = start_location(
-        &b_text,
+        &text,
         "b",
+        &[("mlflow_route", "/status/404")],
         &[(0, 2, Some("r1")), (0, 2, Some("r2")), (1, 2, None)],
     )
     .await;
@@ -320,7 +324,7 @@ async fn shards_locations_and_replicas_make_one_picture() {
     )
     .unwrap();
     let whole = lookout::config::from_str_with(
-        &a_text,
+        &text,
         Path::new("fleet.toml"),
         &|_| None,
         &ClusterOverrides::whole_file(),
