@@ -50,6 +50,8 @@ pub trait Verdict {
 
 /// The grids of `items` (checks in config order with their cells): one per
 /// family, in the order their first check comes. Plain checks have none.
+/// Two entries with the same title, keys and routes make one grid (their
+/// checks' names, unique, keep the cells apart).
 pub fn layout<'a, C: Verdict>(items: impl IntoIterator<Item = (&'a Check, C)>) -> Vec<Grid<C>> {
     struct Building<C> {
         family: Arc<Family>,
@@ -84,7 +86,9 @@ pub fn layout<'a, C: Verdict>(items: impl IntoIterator<Item = (&'a Check, C)>) -
                 .collect::<Vec<_>>()
                 .join(", "),
         };
-        let at = match grids.iter().position(|g| Arc::ptr_eq(&g.family, family)) {
+        // By value: after a reload that added a value, the kept checks hold
+        // the old load's family and the new ones an equal new one.
+        let at = match grids.iter().position(|g| *g.family == **family) {
             Some(at) => at,
             None => {
                 grids.push(Building {

@@ -199,6 +199,36 @@ routes = {{ proxy = "https://registry.example.test/api/mlflow", internal = "http
     assert_eq!(cfg.checks[1].route(), None);
 }
 
+/// A reload that adds a matrix value keeps the unchanged checks (with the
+/// old load's family) and adds the new one (with the new load's): still one
+/// grid, the new row at the end.
+#[test]
+fn a_reloaded_entry_stays_one_grid() {
+    let entry = |values: &str| {
+        config(&format!(
+            "[[checks]]\nname = \"e\"\nurl = \"http://127.0.0.1:1/{{{{ p }}}}\"\nmatrix = {{ p = [{values}] }}\n"
+        ))
+    };
+    let (old, new) = (entry(r#""a", "b""#), entry(r#""a", "b", "c""#));
+    assert!(old.checks[0].same_as(&Default::default(), &new.checks[0], &Default::default()));
+    let running = [&old.checks[0], &old.checks[1], &new.checks[2]];
+    let grids = lookout::serve::grid::layout(running.iter().map(|c| (c.as_ref(), Mark)));
+    assert_eq!(grids.len(), 1);
+    let labels: Vec<&str> = grids[0].rows.iter().map(|r| r.label.as_str()).collect();
+    assert_eq!(labels, ["a", "b", "c"]);
+}
+
+struct Mark;
+
+impl lookout::serve::grid::Verdict for Mark {
+    fn passing(&self) -> Option<bool> {
+        Some(true)
+    }
+    fn shown(&self) -> String {
+        "200".to_owned()
+    }
+}
+
 #[test]
 fn bad_routes_are_refused_with_the_field() {
     let cases: &[(&str, &str)] = &[
