@@ -80,6 +80,26 @@ read -r ch_first ch_med ch_kb < <(fetch "$BASE/api/v1/changes?limit=100")
 rss=$(calc "$(vm_kb "$LPID" VmHWM) / 1024" 1)
 stop "$LPID"
 
+# The same number of checks as one matrix entry (SIDE × SIDE), so the page
+# and the API also lay out a grid of every check. Their names are not the
+# history's, so this run has no uptime to compute: compare its medians.
+SIDE=$(python3 -c "import math; print(math.isqrt($N))")
+GRID_CFG=$TMP/grid.toml
+values=$(python3 -c "print(', '.join('\"%03d\"' % i for i in range($SIDE)))")
+{
+    printf '[server]\nlisten = "127.0.0.1:%s"\n\n' "$PORT"
+    printf '[defaults]\ninterval = "1h"\n\n'
+    printf '[store]\npath = "%s"\n\n' "$DB"
+    printf '[[checks]]\nname = "m"\nurl = "http://127.0.0.1:9/{{ row }}/{{ col }}"\nmatrix = { row = [%s], col = [%s] }\n' "$values" "$values"
+} >"$GRID_CFG"
+"$LOOKOUT" run --config "$GRID_CFG" 2>"$TMP/lookout-grid.log" &
+LPID=$!
+PIDS+=("$LPID")
+wait_http "http://127.0.0.1:$PORT/readyz"
+read -r gpage_first gpage_med gpage_kb < <(fetch "$BASE/")
+read -r gapi_first gapi_med gapi_kb < <(fetch "$BASE/api/v1/status")
+stop "$LPID"
+
 RESULTS=$(
     cat <<MD
 Measured on $(date -u +%F) by \`bench/history.sh\` (lookout ${BUILT}, release; $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/ [0-9]*-Core Processor//')).
@@ -99,6 +119,8 @@ Setup: \`bench-history\` writes ${DAYS} days of history for ${N} checks through 
 | \`GET /check/${ONE}\` (its page), first / median, ms | ${dpage_first} / ${dpage_med} |
 | \`GET /api/v1/changes?limit=100\`, first / median, ms | ${ch_first} / ${ch_med} |
 | peak RSS of lookout, MB | ${rss} |
+| the same number of checks as one ${SIDE} × ${SIDE} matrix (a grid of every check): \`GET /\` / \`GET /api/v1/status\`, median, ms | ${gpage_med} / ${gapi_med} |
+| \`GET /\` / \`GET /api/v1/status\` size with the grid, KiB | ${gpage_kb} / ${gapi_kb} |
 MD
 )
 echo "$RESULTS"

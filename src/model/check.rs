@@ -35,7 +35,7 @@ pub struct Check {
 
 /// What the checks expanded from one `[[checks]]` entry share: the grid
 /// they are shown in.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 pub struct Family {
     /// The entry's name before expansion (its own `vars` rendered; a name
     /// templated by the matrix stays as written).

@@ -4,6 +4,7 @@
 //! routes also says which route breaks. The page, the API and the report
 //! all lay out with [`layout`], each with its own cell.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -58,8 +59,11 @@ pub fn layout<'a, C: Verdict>(items: impl IntoIterator<Item = (&'a Check, C)>) -
         group: String,
         columns: Vec<String>,
         rows: Vec<(String, Vec<Option<C>>)>,
+        column_at: HashMap<String, usize>,
+        row_at: HashMap<String, usize>,
     }
     let mut grids: Vec<Building<C>> = Vec::new();
+    let mut grid_at: HashMap<Arc<Family>, usize> = HashMap::new();
     for (check, cell) in items {
         let Some(family) = &check.family else {
             continue;
@@ -88,26 +92,27 @@ pub fn layout<'a, C: Verdict>(items: impl IntoIterator<Item = (&'a Check, C)>) -
         };
         // By value: after a reload that added a value, the kept checks hold
         // the old load's family and the new ones an equal new one.
-        let at = match grids.iter().position(|g| *g.family == **family) {
-            Some(at) => at,
-            None => {
-                grids.push(Building {
-                    family: family.clone(),
-                    group: check.group.clone(),
-                    columns: if family.routes.is_empty() {
-                        Vec::new()
-                    } else {
-                        family.routes.clone()
-                    },
-                    rows: Vec::new(),
-                });
-                grids.len() - 1
-            }
-        };
+        let at = *grid_at.entry(family.clone()).or_insert_with(|| {
+            let columns = family.routes.clone();
+            grids.push(Building {
+                family: family.clone(),
+                group: check.group.clone(),
+                column_at: columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (c.clone(), i))
+                    .collect(),
+                columns,
+                rows: Vec::new(),
+                row_at: HashMap::new(),
+            });
+            grids.len() - 1
+        });
         let g = &mut grids[at];
-        let col = match g.columns.iter().position(|c| *c == column) {
-            Some(col) => col,
+        let col = match g.column_at.get(&column) {
+            Some(&col) => col,
             None => {
+                g.column_at.insert(column.clone(), g.columns.len());
                 g.columns.push(column);
                 for (_, cells) in &mut g.rows {
                     cells.push(None);
@@ -116,9 +121,10 @@ pub fn layout<'a, C: Verdict>(items: impl IntoIterator<Item = (&'a Check, C)>) -
             }
         };
         let width = g.columns.len();
-        let row = match g.rows.iter().position(|(l, _)| *l == label) {
-            Some(row) => row,
+        let row = match g.row_at.get(&label) {
+            Some(&row) => row,
             None => {
+                g.row_at.insert(label.clone(), g.rows.len());
                 g.rows
                     .push((label, std::iter::repeat_with(|| None).take(width).collect()));
                 g.rows.len() - 1
