@@ -260,6 +260,12 @@ pub struct AuthView {
     pub key_fingerprint: String,
     /// The `[secrets]` entry, or null for a literal value in the check.
     pub secret_name: Option<String>,
+    /// When the key expires (its JWT `exp`, or `expires` in `[secrets]`),
+    /// and in how many whole days (negative: expired); absent if unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_expires_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_expires_in_days: Option<i64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -366,6 +372,10 @@ pub(crate) fn auth_view(auth: &Auth) -> Option<AuthView> {
             crate::secret::SecretOrigin::Named(n) => Some(n.clone()),
             crate::secret::SecretOrigin::Literal => None,
         },
+        key_expires_at: s.expiry().and_then(|e| DateTime::from_timestamp(e.at, 0)),
+        key_expires_in_days: s
+            .expiry()
+            .map(|e| (e.at - Utc::now().timestamp()).div_euclid(86_400)),
     })
 }
 

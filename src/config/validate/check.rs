@@ -352,7 +352,7 @@ fn render_auth(
             param: opt("param", &raw.param)?,
             username: opt("username", &raw.username)?,
             secret: opt("secret", &raw.secret)?,
-            value: raw.value.clone(),
+            ..raw.clone()
         },
     ))
 }
