@@ -1033,7 +1033,7 @@ k = { vault = "kv/x" }
         line: 2,
         column: 7,
         field: "secrets.k",
-        message: "unknown variant `vault`, expected `env` or `file`",
+        message: "unknown field `vault`, expected one of `env`, `file`, `expires`",
     },
     Case {
         name: "auth with unknown secret name",
