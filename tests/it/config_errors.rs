@@ -1137,7 +1137,7 @@ auth = { scheme = "oauth", value = "t" }
         line: 4,
         column: 19,
         field: "checks[0].auth.scheme",
-        message: "unknown auth scheme \"oauth\"; use api_key, bearer, basic, query, none",
+        message: "unknown auth scheme \"oauth\"; use api_key, bearer, basic, query, oauth2_client_credentials, none",
     },
     Case {
         name: "scheme none with a value",
