@@ -81,8 +81,10 @@ impl Prober {
         {
             Ok(token) => token,
             Err(reason) => {
-                let mut obs =
-                    Observation::failed(FailureKind::Token, crate::secret::clean(&reason, redactor));
+                let mut obs = Observation::failed(
+                    FailureKind::Token,
+                    crate::secret::clean(&reason, redactor),
+                );
                 obs.duration = started.elapsed();
                 return obs;
             }

@@ -181,13 +181,15 @@ impl Tokens {
                 }
             }
         };
-        tokio::time::timeout(timeout, work).await.unwrap_or_else(|_| {
-            Err(format!(
-                "token endpoint {}: timed out after {}",
-                shown(&client.token_url),
-                humantime::format_duration(timeout)
-            ))
-        })
+        tokio::time::timeout(timeout, work)
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "token endpoint {}: timed out after {}",
+                    shown(&client.token_url),
+                    humantime::format_duration(timeout)
+                ))
+            })
     }
 }
 
@@ -296,9 +298,8 @@ async fn fetch(client: &OAuth2, profile: &TlsProfile) -> Result<Token, String> {
             error_text(status, &body)
         ));
     }
-    let (secret, expires_in) = token_of(&body).map_err(|why| {
-        format!("token endpoint {url} answered {}: {why}", status.as_u16())
-    })?;
+    let (secret, expires_in) = token_of(&body)
+        .map_err(|why| format!("token endpoint {url} answered {}: {why}", status.as_u16()))?;
     Ok(Token {
         refresh_at: sent_at + refresh_after(lifetime(expires_in, &secret)),
         secret,
@@ -308,7 +309,10 @@ async fn fetch(client: &OAuth2, profile: &TlsProfile) -> Result<Token, String> {
 /// What a failed request's error says, without the URL reqwest puts in.
 fn transport(e: &reqwest::Error, url: &Url) -> String {
     if let Some(tls) = tls_error(e) {
-        return format!("TLS failed: {}", tls::describe(tls, url.host_str().unwrap_or("?"), None));
+        return format!(
+            "TLS failed: {}",
+            tls::describe(tls, url.host_str().unwrap_or("?"), None)
+        );
     }
     let cause = root_cause(e);
     if e.is_connect() {
@@ -387,7 +391,10 @@ fn token_of(body: &[u8]) -> Result<(Secret, Option<Duration>), String> {
         }
     };
     // Not from a `[secrets]` entry and never shown but by fingerprint.
-    Ok((Secret::new(token.to_owned(), SecretOrigin::Literal), expires_in))
+    Ok((
+        Secret::new(token.to_owned(), SecretOrigin::Literal),
+        expires_in,
+    ))
 }
 
 /// How long a token lives: `expires_in`, else its JWT `exp`, else
@@ -436,11 +443,17 @@ mod tests {
             SecretOrigin::Literal,
         );
         let opaque = Secret::new("opaque-token-value".into(), SecretOrigin::Literal);
-        assert_eq!(lifetime(Some(Duration::from_secs(30)), &jwt), Duration::from_secs(30));
+        assert_eq!(
+            lifetime(Some(Duration::from_secs(30)), &jwt),
+            Duration::from_secs(30)
+        );
         let from_jwt = lifetime(None, &jwt);
         assert!(from_jwt <= Duration::from_secs(600) && from_jwt >= Duration::from_secs(590));
         assert_eq!(lifetime(None, &opaque), DEFAULT_LIFETIME);
-        assert_eq!(lifetime(Some(Duration::from_secs(10 << 30)), &opaque), MAX_LIFETIME);
+        assert_eq!(
+            lifetime(Some(Duration::from_secs(10 << 30)), &opaque),
+            MAX_LIFETIME
+        );
     }
 
     #[test]
@@ -449,10 +462,19 @@ mod tests {
             ("<html>", "not JSON"),
             ("[1]", "not a JSON object"),
             (r#"{"token_type":"Bearer"}"#, "no access_token"),
-            (r#"{"access_token":"","token_type":"Bearer"}"#, "no access_token"),
+            (
+                r#"{"access_token":"","token_type":"Bearer"}"#,
+                "no access_token",
+            ),
             (r#"{"access_token":"t0k3n-value"}"#, "no token_type"),
-            (r#"{"access_token":"t0k3n-value","token_type":"mac"}"#, "token_type \"mac\""),
-            (r#"{"access_token":"t0k\n3n","token_type":"bearer"}"#, "cannot be sent"),
+            (
+                r#"{"access_token":"t0k3n-value","token_type":"mac"}"#,
+                "token_type \"mac\"",
+            ),
+            (
+                r#"{"access_token":"t0k\n3n","token_type":"bearer"}"#,
+                "cannot be sent",
+            ),
             (
                 r#"{"access_token":"t0k3n-value","token_type":"Bearer","expires_in":"soon"}"#,
                 "expires_in is not a number",
@@ -477,10 +499,16 @@ mod tests {
     fn error_answers_are_explained_by_rfc_6749_fields_else_the_body() {
         let s = StatusCode::UNAUTHORIZED;
         assert_eq!(
-            error_text(s, br#"{"error":"invalid_client","error_description":"Client authentication failed"}"#),
+            error_text(
+                s,
+                br#"{"error":"invalid_client","error_description":"Client authentication failed"}"#
+            ),
             "invalid_client: Client authentication failed"
         );
-        assert_eq!(error_text(s, br#"{"error":"invalid_scope"}"#), "invalid_scope");
+        assert_eq!(
+            error_text(s, br#"{"error":"invalid_scope"}"#),
+            "invalid_scope"
+        );
         assert_eq!(error_text(s, b"  upstream down \n"), "upstream down");
         assert_eq!(error_text(s, b""), "Unauthorized");
     }

@@ -76,6 +76,9 @@ mod tests {
             assert_eq!(expiry(&token), None, "{token}");
         }
         // Padding some encoders add is tolerated; an empty signature (alg none) too.
-        assert_eq!(expiry(&format!("{}.{}==.", parts[0], parts[1])), Some(1_800_000_000));
+        assert_eq!(
+            expiry(&format!("{}.{}==.", parts[0], parts[1])),
+            Some(1_800_000_000)
+        );
     }
 }

@@ -108,10 +108,9 @@ impl fmt::Debug for Secret {
         // it changes the check (the value's own `exp` follows from the
         // fingerprint).
         match self.expiry {
-            Some(Expiry {
-                at,
-                declared: true,
-            }) => write!(f, "Secret({}, expires {at})", self.fingerprint),
+            Some(Expiry { at, declared: true }) => {
+                write!(f, "Secret({}, expires {at})", self.fingerprint)
+            }
             _ => write!(f, "Secret({})", self.fingerprint),
         }
     }

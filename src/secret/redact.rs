@@ -429,12 +429,19 @@ mod tests {
         let learned = Learned::default();
         let r = Redactor::new([&config_key], []).learning(&learned);
         let token = secret("eyJ0b2tlbi1mcm9tLWFuLWlkcA.c2ln");
-        let text = format!("key hk_test_config_key_0123 token {} and %22{}%22", token.expose(), token.expose());
+        let text = format!(
+            "key hk_test_config_key_0123 token {} and %22{}%22",
+            token.expose(),
+            token.expose()
+        );
         assert!(r.redact(&text).contains(token.expose()));
         let slot = Learned::slot();
         learned.set(slot, vec![token.clone()]);
         let out = r.redact(&text);
-        assert!(!out.contains("eyJ0b2tl") && !out.contains("hk_test"), "{out}");
+        assert!(
+            !out.contains("eyJ0b2tl") && !out.contains("hk_test"),
+            "{out}"
+        );
         assert_eq!(out.matches(token.fingerprint()).count(), 2, "{out}");
         assert!(r.finds_secret(&format!("https://elsewhere/?t={}", token.expose())));
         assert_eq!(learned.len(), 1);

@@ -230,7 +230,9 @@ async fn echo(headers: HeaderMap) -> Response {
     (
         StatusCode::FORBIDDEN,
         [("x-echo", format!("Bearer {token}"))],
-        axum::Json(serde_json::json!({"detail": format!("token {token} ({percent}) is not allowed")})),
+        axum::Json(
+            serde_json::json!({"detail": format!("token {token} ({percent}) is not allowed")}),
+        ),
     )
         .into_response()
 }
@@ -295,7 +297,10 @@ fn assert_clean(what: &str, text: &str) {
         c.windows(8).map(|w| w.iter().collect()).collect()
     };
     for piece in pieces(CLIENT_SECRET).iter().chain(&pieces(TOKEN_TAIL)) {
-        assert!(!text.contains(piece.as_str()), "{what} holds {piece:?}: {text}");
+        assert!(
+            !text.contains(piece.as_str()),
+            "{what} holds {piece:?}: {text}"
+        );
     }
     let basic = STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"));
     assert!(!text.contains(&basic[..16]), "{what}: {text}");
@@ -314,8 +319,14 @@ async fn a_token_is_fetched_once_cached_and_sent_as_bearer() {
     assert_eq!(idp.tokens().len(), 1);
     let requests = idp.requests();
     let form = &requests[0].form;
-    assert_eq!(form.get("grant_type").map(String::as_str), Some("client_credentials"));
-    assert!(!form.contains_key("scope") && !form.contains_key("client_secret"), "{form:?}");
+    assert_eq!(
+        form.get("grant_type").map(String::as_str),
+        Some("client_credentials")
+    );
+    assert!(
+        !form.contains_key("scope") && !form.contains_key("client_secret"),
+        "{form:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,7 +345,11 @@ async fn a_token_is_fetched_again_before_it_expires() {
     let later = run(&runner, &cfg, "api").await;
     assert!(passed(&later), "{:?}", later.outcome);
     assert_eq!(early, 1, "the second run reused the token");
-    assert_eq!(idp.fetches(), 2, "the third run, past the margin, fetched anew");
+    assert_eq!(
+        idp.fetches(),
+        2,
+        "the third run, past the margin, fetched anew"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -344,7 +359,11 @@ async fn concurrent_checks_of_one_client_share_one_fetch() {
     let cfg = config(&checks(
         &idp,
         "",
-        &[("a", &idp.url("/api")), ("b", &idp.url("/api")), ("c", &idp.url("/api"))],
+        &[
+            ("a", &idp.url("/api")),
+            ("b", &idp.url("/api")),
+            ("c", &idp.url("/api")),
+        ],
     ));
     let runner = Runner::new(&cfg).unwrap();
     let (a, b, c) = tokio::join!(
@@ -370,12 +389,30 @@ async fn a_failing_token_endpoint_is_a_token_failure_with_its_reason() {
         (
             Mode::Unauthorized,
             None,
-            format!("token endpoint {url} answered 401: invalid_client: Client authentication failed"),
+            format!(
+                "token endpoint {url} answered 401: invalid_client: Client authentication failed"
+            ),
         ),
-        (Mode::ServerError, None, format!("token endpoint {url} answered 500: upstream idp down")),
-        (Mode::Garbage, None, format!("token endpoint {url} answered 200: the body is not JSON")),
-        (Mode::Redirect, None, format!("token endpoint {url} answered 302 (a redirect")),
-        (Mode::Silent, None, format!("token endpoint {url}: timed out after 1s")),
+        (
+            Mode::ServerError,
+            None,
+            format!("token endpoint {url} answered 500: upstream idp down"),
+        ),
+        (
+            Mode::Garbage,
+            None,
+            format!("token endpoint {url} answered 200: the body is not JSON"),
+        ),
+        (
+            Mode::Redirect,
+            None,
+            format!("token endpoint {url} answered 302 (a redirect"),
+        ),
+        (
+            Mode::Silent,
+            None,
+            format!("token endpoint {url}: timed out after 1s"),
+        ),
         (
             Mode::Ok,
             Some(format!("http://127.0.0.1:{closed}/token")),
@@ -407,7 +444,9 @@ auth = {{ scheme = "oauth2_client_credentials", token_url = "{}", client_id = "{
             } if reason.starts_with(want.as_str()) && reason.chars().count() <= 161 => {
                 assert_clean("reason", reason);
             }
-            other => failures.push(format!("{mode:?}: {other:?}, expected a token failure starting {want:?}")),
+            other => failures.push(format!(
+                "{mode:?}: {other:?}, expected a token failure starting {want:?}"
+            )),
         }
     }
     assert_table_passed(&failures, cases.len());
@@ -426,7 +465,11 @@ auth = {{ scheme = "oauth2_client_credentials", token_url = "{}", client_id = "{
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_authentication_is_basic_or_in_the_body_as_configured() {
     let idp = start_idp(Some(3600)).await;
-    let mut toml = checks(&idp, r#", scopes = ["read", "write"], audience = "https://api.example/""#, &[("basic", &idp.url("/api"))]);
+    let mut toml = checks(
+        &idp,
+        r#", scopes = ["read", "write"], audience = "https://api.example/""#,
+        &[("basic", &idp.url("/api"))],
+    );
     toml.push_str(&format!(
         r#"
 [[checks]]
@@ -447,12 +490,27 @@ auth = {{ scheme = "oauth2_client_credentials", token_url = "{}", client_id = "{
     let requests = idp.requests();
     assert_eq!(requests.len(), 2, "{requests:?}");
     let (basic, body) = (&requests[0], &requests[1]);
-    assert!(basic.authorization.as_deref().is_some_and(|a| a.starts_with("Basic ")), "{basic:?}");
+    assert!(
+        basic
+            .authorization
+            .as_deref()
+            .is_some_and(|a| a.starts_with("Basic ")),
+        "{basic:?}"
+    );
     assert!(!basic.form.contains_key("client_secret"), "{basic:?}");
-    assert_eq!(basic.form.get("scope").map(String::as_str), Some("read write"));
-    assert_eq!(basic.form.get("audience").map(String::as_str), Some("https://api.example/"));
+    assert_eq!(
+        basic.form.get("scope").map(String::as_str),
+        Some("read write")
+    );
+    assert_eq!(
+        basic.form.get("audience").map(String::as_str),
+        Some("https://api.example/")
+    );
     assert_eq!(body.authorization, None, "{body:?}");
-    assert_eq!(body.form.get("client_id").map(String::as_str), Some(CLIENT_ID));
+    assert_eq!(
+        body.form.get("client_id").map(String::as_str),
+        Some(CLIENT_ID)
+    );
     assert!(!body.form.contains_key("scope"), "{body:?}");
 }
 
@@ -481,7 +539,10 @@ async fn the_secret_stays_with_the_endpoint_and_the_token_with_the_origin() {
     assert_clean("the other origin's request", &hop[0].all_text());
 
     let seen = target.seen_on("/echo");
-    assert_eq!(seen[0].header("authorization"), Some(format!("Bearer {token}").as_str()));
+    assert_eq!(
+        seen[0].header("authorization"),
+        Some(format!("Bearer {token}").as_str())
+    );
     // The target got the token and nothing of the client secret.
     let text = seen[0].all_text().replace(&token, "");
     assert_clean("the target's request", &text);
@@ -495,7 +556,14 @@ async fn a_token_the_target_echoes_is_redacted_in_the_reason_and_the_api() {
     let idp = start_idp(Some(3600)).await;
     let mut toml = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n[defaults]\ninterval = \"1h\"\nrun_at_start = true\n{}",
-        checks(&idp, "", &[("echo-body", &idp.url("/echo")), ("echo-header", &idp.url("/echo"))])
+        checks(
+            &idp,
+            "",
+            &[
+                ("echo-body", &idp.url("/echo")),
+                ("echo-header", &idp.url("/echo"))
+            ]
+        )
     );
     toml = toml.replacen(
         "name = \"echo-header\"",
@@ -519,7 +587,14 @@ async fn a_token_the_target_echoes_is_redacted_in_the_reason_and_the_api() {
     for check in status["checks"].as_array().unwrap() {
         let reason = check["reason"].as_str().unwrap();
         assert!(reason.contains("[redacted sha256:"), "{reason}");
-        assert_eq!(check["outcome"], if check["name"] == "echo-body" { "status" } else { "header" });
+        assert_eq!(
+            check["outcome"],
+            if check["name"] == "echo-body" {
+                "status"
+            } else {
+                "header"
+            }
+        );
         assert_eq!(check["auth"]["scheme"], "oauth2_client_credentials");
     }
     assert!(!text.contains(&token[..12]), "{text}");
@@ -562,7 +637,13 @@ fn expiry_samples(metrics: &str) -> Vec<(String, String, String, f64)> {
 fn fingerprint(value: &str) -> String {
     use sha2::Digest as _;
     let d = sha2::Sha256::digest(value.as_bytes());
-    format!("sha256:{}", d[..4].iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!(
+        "sha256:{}",
+        d[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -614,8 +695,18 @@ auth = {{ scheme = "bearer", value = "{garbage}" }}
     assert_eq!(
         got,
         vec![
-            ("declared".into(), fingerprint("plain-key-Zx81Qm4Lk"), "declared".into(), declared),
-            ("jwt".into(), fingerprint(&good), "configured".into(), exp as f64),
+            (
+                "declared".into(),
+                fingerprint("plain-key-Zx81Qm4Lk"),
+                "declared".into(),
+                declared
+            ),
+            (
+                "jwt".into(),
+                fingerprint(&good),
+                "configured".into(),
+                exp as f64
+            ),
         ]
     );
     // The API says so too, with the days left.
@@ -656,7 +747,10 @@ async fn a_fetched_jwt_exports_its_expiry_and_an_opaque_token_none() {
     let metrics = recorder.render_metrics();
     assert!(expiry_samples(&metrics).is_empty(), "{metrics}");
     let scrape = parse(&metrics);
-    assert_eq!(gauge(&scrape, "probe_success", &[("check", "api")]), Some(1.0));
+    assert_eq!(
+        gauge(&scrape, "probe_success", &[("check", "api")]),
+        Some(1.0)
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -757,8 +851,10 @@ fn oauth2_config_errors_name_the_field() {
     }
     // `expires` that is not RFC 3339.
     match load("[secrets]\nk = { env = \"PLAIN_KEY\", expires = \"next march\" }\n") {
-        Err(e) if e.to_string().contains("lookout.toml:2:")
-            && e.to_string().contains("secrets.k.expires: \"next march\" is not an RFC 3339 time") => {}
+        Err(e)
+            if e.to_string().contains("lookout.toml:2:")
+                && e.to_string()
+                    .contains("secrets.k.expires: \"next march\" is not an RFC 3339 time") => {}
         other => failures.push(format!("expires: {:?}", other.map(|_| ()))),
     }
     assert_table_passed(&failures, cases.len() + 1);
@@ -788,10 +884,19 @@ auth = { scheme = "oauth2_client_credentials", token_url = "http://[::1]:8080/to
         auth.placement().unwrap(),
         "header Authorization (OAuth2 token from http://localhost:8080)"
     );
-    assert_eq!(auth.secret().unwrap().fingerprint(), fingerprint(CLIENT_SECRET));
-    assert_eq!(cfg.flows[0].steps[0].request.auth.scheme(), "oauth2_client_credentials");
+    assert_eq!(
+        auth.secret().unwrap().fingerprint(),
+        fingerprint(CLIENT_SECRET)
+    );
+    assert_eq!(
+        cfg.flows[0].steps[0].request.auth.scheme(),
+        "oauth2_client_credentials"
+    );
     // Both client secrets are redacted in whatever a target says.
     let text = format!("{CLIENT_SECRET} literal-client-secret");
     let shown = cfg.redactor.redact(&text);
-    assert!(!shown.contains("s3cret") && !shown.contains("literal-"), "{shown}");
+    assert!(
+        !shown.contains("s3cret") && !shown.contains("literal-"),
+        "{shown}"
+    );
 }

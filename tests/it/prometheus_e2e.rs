@@ -1079,7 +1079,12 @@ url = "{nowhere}"
             &[],
         ),
         one("LookoutCredentialExpiresSoon", "check", "key-expiring", &[]),
-        one("LookoutCredentialExpiresVerySoon", "check", "key-expiring", &[]),
+        one(
+            "LookoutCredentialExpiresVerySoon",
+            "check",
+            "key-expiring",
+            &[],
+        ),
         one(
             "LookoutLocationDown",
             "location",

@@ -278,14 +278,17 @@ fn oauth2(
                 "scheme \"oauth2_client_credentials\" needs client_id = \"…\"",
             ));
         }
-        Some("") => return Err(ctx.err(a.scheme_span(), format!("{where_}.client_id"), "is empty")),
+        Some("") => {
+            return Err(ctx.err(a.scheme_span(), format!("{where_}.client_id"), "is empty"));
+        }
         Some(id) => id.to_owned(),
     };
     let scopes = a.scopes.clone().unwrap_or_default();
-    if let Some(bad) = scopes
-        .iter()
-        .find(|s| s.is_empty() || s.chars().any(|c| c.is_whitespace() || c == '"' || c == '\\'))
-    {
+    if let Some(bad) = scopes.iter().find(|s| {
+        s.is_empty()
+            || s.chars()
+                .any(|c| c.is_whitespace() || c == '"' || c == '\\')
+    }) {
         return Err(ctx.err(
             a.scheme_span(),
             format!("{where_}.scopes"),
