@@ -900,3 +900,41 @@ auth = { scheme = "oauth2_client_credentials", token_url = "http://[::1]:8080/to
         "{shown}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow_steps_get_their_token_too() {
+    let idp = start_idp(Some(3600)).await;
+    let toml = format!(
+        r#"[secrets]
+idp = {{ env = "IDP_CLIENT_SECRET" }}
+[[flows]]
+name = "f"
+auth = {{ scheme = "oauth2_client_credentials", token_url = "{token_url}", client_id = "{CLIENT_ID}", secret = "idp" }}
+[[flows.steps]]
+name = "one"
+url = "{api}"
+[[flows.steps]]
+name = "two"
+url = "{api}"
+"#,
+        token_url = idp.token_url(),
+        api = idp.url("/api"),
+    );
+    let cfg = config(&toml);
+    let runner = Runner::new(&cfg).unwrap();
+    let result = runner.flow(&cfg.flows[0], Tick::now()).await;
+    assert!(result.steps.iter().all(|s| s.passed()), "{:?}", result.steps);
+    assert_eq!(idp.fetches(), 1);
+
+    idp.set_mode(Mode::Unauthorized);
+    let cfg = config(&toml);
+    let runner = Runner::new(&cfg).unwrap();
+    let result = runner.flow(&cfg.flows[0], Tick::now()).await;
+    match &result.summary().outcome {
+        Outcome::Failure {
+            kind: FailureKind::Token,
+            reason,
+        } => assert!(reason.contains("answered 401: invalid_client"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}
