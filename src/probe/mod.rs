@@ -55,11 +55,6 @@ impl Prober {
         })
     }
 
-    /// The OAuth2 clients whose tokens this prober holds.
-    pub fn token_clients(&self) -> usize {
-        self.tokens.clients()
-    }
-
     /// One HTTP probe (a check's or a flow step's). With OAuth2, the token
     /// comes first (cached, or fetched within the request's timeout; the
     /// request gets what is left of it) and goes in `Authorization`; a

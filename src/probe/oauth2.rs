@@ -106,11 +106,6 @@ impl Tokens {
         }
     }
 
-    /// How many tokens were fetched and are held now (for tests).
-    pub fn clients(&self) -> usize {
-        self.lock().len()
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, (Arc<Client>, Instant)>> {
         self.clients.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -420,6 +415,44 @@ fn refresh_after(lifetime: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Past `MAX_CLIENTS` the least recently used client goes, and so do
+    /// its tokens from the redactor; dropping the cache forgets the rest.
+    #[test]
+    fn the_cache_is_bounded_and_forgets_what_it_drops() {
+        let learned = Learned::default();
+        let tokens = Tokens::new(learned.clone());
+        let client = |i: usize| OAuth2 {
+            token_url: Url::parse("https://idp.example/token").unwrap(),
+            client_id: format!("client-{i}"),
+            client_secret: Secret::new("s3cret-value".into(), SecretOrigin::Literal),
+            scopes: Vec::new(),
+            audience: None,
+            client_auth: ClientAuth::Basic,
+        };
+        let token = |i: usize| Secret::new(format!("token-of-client-{i}"), SecretOrigin::Literal);
+        let first = tokens.client(Key::of(&client(0), 0));
+        learned.set(first.slot, vec![token(0)]);
+        for i in 1..MAX_CLIENTS {
+            let c = tokens.client(Key::of(&client(i), 0));
+            learned.set(c.slot, vec![token(i)]);
+        }
+        assert_eq!(learned.len(), MAX_CLIENTS);
+        // The same client again is the same entry, and now the newest.
+        assert!(Arc::ptr_eq(&first, &tokens.client(Key::of(&client(0), 0))));
+        tokens.client(Key::of(&client(MAX_CLIENTS), 0));
+        assert_eq!(tokens.lock().len(), MAX_CLIENTS);
+        assert_eq!(
+            learned.len(),
+            MAX_CLIENTS - 1,
+            "client-1's token is forgotten"
+        );
+        assert!(!tokens.lock().contains_key(&Key::of(&client(1), 0)));
+        // Another TLS profile is another client.
+        assert!(!Arc::ptr_eq(&first, &tokens.client(Key::of(&client(0), 1))));
+        drop(tokens);
+        assert!(learned.is_empty());
+    }
 
     #[test]
     fn a_token_is_fetched_again_before_it_expires() {

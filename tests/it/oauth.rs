@@ -923,7 +923,11 @@ url = "{api}"
     let cfg = config(&toml);
     let runner = Runner::new(&cfg).unwrap();
     let result = runner.flow(&cfg.flows[0], Tick::now()).await;
-    assert!(result.steps.iter().all(|s| s.passed()), "{:?}", result.steps);
+    assert!(
+        result.steps.iter().all(|s| s.passed()),
+        "{:?}",
+        result.steps
+    );
     assert_eq!(idp.fetches(), 1);
 
     idp.set_mode(Mode::Unauthorized);
