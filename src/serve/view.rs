@@ -358,7 +358,23 @@ impl CheckView {
 
     pub fn auth_text(&self) -> String {
         self.auth.as_ref().map_or_else(String::new, |a| {
-            format!("{} ({}) key {}", a.scheme, a.placement, a.key_fingerprint)
+            let expires = match (a.key_expires_at, a.key_expires_in_days) {
+                (Some(at), Some(days)) => format!(
+                    ", expires {} ({})",
+                    at.format("%Y-%m-%d %H:%M UTC"),
+                    match days {
+                        ..0 => "expired".to_owned(),
+                        0 => "in less than a day".to_owned(),
+                        1 => "in 1 day".to_owned(),
+                        n => format!("in {n} days"),
+                    }
+                ),
+                _ => String::new(),
+            };
+            format!(
+                "{} ({}) key {}{expires}",
+                a.scheme, a.placement, a.key_fingerprint
+            )
         })
     }
 }

@@ -715,6 +715,18 @@ auth = {{ scheme = "bearer", value = "{garbage}" }}
     let auth = jwt_check.auth.as_ref().unwrap();
     assert_eq!(auth.key_expires_at.map(|t| t.timestamp()), Some(exp));
     assert!(auth.key_expires_in_days.is_some_and(|d| d > 0));
+    // And the page's auth line.
+    let shown = jwt_check.auth_text();
+    assert!(
+        shown.contains(", expires 2030-03-17 17:46 UTC (in "),
+        "{shown}"
+    );
+    let declared_check = view.checks.iter().find(|c| c.name == "declared").unwrap();
+    let shown = declared_check.auth_text();
+    assert!(
+        shown.contains(", expires 2027-03-01 00:00 UTC ("),
+        "{shown}"
+    );
     let opaque = view.checks.iter().find(|c| c.name == "opaque").unwrap();
     assert_eq!(opaque.auth.as_ref().unwrap().key_expires_at, None);
 }
