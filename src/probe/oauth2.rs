@@ -295,8 +295,16 @@ async fn fetch(client: &OAuth2, profile: &TlsProfile) -> Result<Token, String> {
     }
     let (secret, expires_in) = token_of(&body)
         .map_err(|why| format!("token endpoint {url} answered {}: {why}", status.as_u16()))?;
+    let reuse = refresh_after(lifetime(expires_in, &secret));
+    // `secret` shows as its fingerprint.
+    tracing::debug!(
+        token_endpoint = url,
+        token = %secret,
+        reused_for = %humantime::format_duration(Duration::from_secs(reuse.as_secs())),
+        "fetched an OAuth2 token"
+    );
     Ok(Token {
-        refresh_at: sent_at + refresh_after(lifetime(expires_in, &secret)),
+        refresh_at: sent_at + reuse,
         secret,
     })
 }
