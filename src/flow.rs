@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::config::{CaptureFrom, Flow, Step};
 use crate::judge::{clean, judge};
 use crate::outcome::{FailureKind, FlowResult, Outcome, StepResult, StepRun};
-use crate::probe::{Observation, Prober, http};
+use crate::probe::{Observation, Prober};
 use crate::schedule::Tick;
 use crate::secret::Redactor;
 use crate::template::{Templater, Vars};
@@ -143,7 +143,7 @@ impl FlowRunner<'_> {
             request.timeout = remaining;
         }
         let obs = match self.prober.profile(request.tls_profile) {
-            Some(profile) => http::probe(&request, profile, self.redactor).await,
+            Some(profile) => self.prober.http(&request, profile, self.redactor).await,
             None => Observation::failed(FailureKind::Internal, "no TLS profile for this step"),
         };
         let mut outcome = judge(&step.expect, &obs, self.redactor);

@@ -56,10 +56,12 @@ pub enum FailureKind {
     Certificate,
     /// lookout lacks a privilege the probe needs (ICMP without CAP_NET_RAW).
     Permission,
+    /// The OAuth2 token endpoint gave no usable token; the target was not asked.
+    Token,
 }
 
 impl FailureKind {
-    pub const ALL: [FailureKind; 21] = [
+    pub const ALL: [FailureKind; 22] = [
         FailureKind::Timeout,
         FailureKind::Dns,
         FailureKind::Connect,
@@ -81,6 +83,7 @@ impl FailureKind {
         FailureKind::Loss,
         FailureKind::Certificate,
         FailureKind::Permission,
+        FailureKind::Token,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -106,6 +109,7 @@ impl FailureKind {
             FailureKind::Loss => "loss",
             FailureKind::Certificate => "certificate",
             FailureKind::Permission => "permission",
+            FailureKind::Token => "token",
         }
     }
 }
@@ -207,6 +211,18 @@ pub struct CheckResult {
     /// What only this check's kind sees (DNS answers, ICMP replies, …).
     pub seen: crate::seen::Seen,
     pub schedule_lag: Duration,
+    /// The OAuth2 token this run sent, when it is a JWT with an `exp`.
+    pub fetched_credential: Option<FetchedCredential>,
+}
+
+/// A fetched token, as far as it may be shown: its fingerprint and when it
+/// expires (its JWT `exp`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchedCredential {
+    /// `sha256:xxxxxxxx`.
+    pub fingerprint: String,
+    /// Unix seconds.
+    pub expires_at: i64,
 }
 
 /// One step of one flow run.
@@ -316,6 +332,7 @@ impl FlowResult {
             tls: None,
             seen: crate::seen::Seen::None,
             schedule_lag: self.schedule_lag,
+            fetched_credential: None,
         }
     }
 }

@@ -33,7 +33,7 @@ impl Runner {
     /// A runner that scrubs with `redactor`, which a reload updates.
     pub fn sharing(config: &Config, redactor: SharedRedactor) -> Result<Runner, TlsSetupError> {
         Ok(Runner {
-            prober: Prober::new(&config.tls_profiles)?,
+            prober: Prober::learning_into(&config.tls_profiles, redactor.learned())?,
             redactor,
             templater: Templater::default(),
         })
@@ -85,6 +85,7 @@ impl Runner {
             tls: obs.tls,
             seen: obs.seen,
             schedule_lag: tick.lag,
+            fetched_credential: obs.fetched_credential,
         }
     }
 

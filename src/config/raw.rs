@@ -169,11 +169,14 @@ pub struct RawDefaults {
     pub success_threshold: Option<Spanned<u32>>,
 }
 
+/// `{ env = "VAR" }` or `{ file = "path" }`, and optionally
+/// `expires = "RFC 3339"` for a key that is not a JWT.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "lowercase")]
-pub enum SecretSource {
-    Env(String),
-    File(PathBuf),
+#[serde(deny_unknown_fields)]
+pub struct SecretSource {
+    pub env: Option<String>,
+    pub file: Option<PathBuf>,
+    pub expires: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -299,15 +302,20 @@ pub enum AuthScheme {
     Bearer,
     Basic,
     Query,
+    OAuth2ClientCredentials,
     None,
 }
 
 impl AuthScheme {
-    pub const NAMES: [(&'static str, AuthScheme); 5] = [
+    pub const NAMES: [(&'static str, AuthScheme); 6] = [
         ("api_key", AuthScheme::ApiKey),
         ("bearer", AuthScheme::Bearer),
         ("basic", AuthScheme::Basic),
         ("query", AuthScheme::Query),
+        (
+            "oauth2_client_credentials",
+            AuthScheme::OAuth2ClientCredentials,
+        ),
         ("none", AuthScheme::None),
     ];
 
@@ -335,6 +343,18 @@ pub struct RawAuth {
     pub secret: Option<String>,
     /// A literal credential, for deliberately wrong or expired keys.
     pub value: Option<String>,
+    /// `oauth2_client_credentials`: the token endpoint.
+    pub token_url: Option<Spanned<String>>,
+    /// `oauth2_client_credentials`: the client's id (its secret is `secret`).
+    pub client_id: Option<String>,
+    /// `oauth2_client_credentials`: the scopes asked for.
+    pub scopes: Option<Vec<String>>,
+    /// `oauth2_client_credentials`: the `audience` form parameter.
+    pub audience: Option<String>,
+    /// `oauth2_client_credentials`: `basic` (default) or `body`.
+    pub client_auth: Option<Spanned<String>>,
+    /// Refused with a pointer to `secret` (the name the issue used).
+    pub client_secret: Option<toml::Value>,
 }
 
 #[derive(Debug, Deserialize, Default, Clone)]

@@ -63,13 +63,13 @@ fn request_template(rest: &[Seg<'_>], with_name: bool) -> bool {
 fn where_templates_work(path: &[Seg<'_>]) -> &'static str {
     match path.first() {
         Some(Seg::Key("checks")) => {
-            "templates are expanded only in a check's name, url, headers, body, json, dns.name, routes and auth (but its value)"
+            "templates are expanded only in a check's name, url, headers, body, json, dns.name, routes and auth's scheme, header, param, username and secret"
         }
         Some(Seg::Key("flows")) => {
             "templates are expanded only in a flow's headers and in its steps' url, headers, body and json"
         }
         _ => {
-            "templates are expanded only in a check's name, url, headers, body, json, dns.name, routes and auth (but its value), \
+            "templates are expanded only in a check's name, url, headers, body, json, dns.name, routes and auth's scheme, header, param, username and secret, \
              and in a flow's headers and its steps' url, headers, body and json"
         }
     }

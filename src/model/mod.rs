@@ -23,7 +23,7 @@ pub use expect::{
     JsonType, RetryAfter, StatusMatcher, StatusPattern,
 };
 pub use observation::Observation;
-pub use request::{Auth, CaFile, HttpRequest, TlsSettings};
+pub use request::{Auth, CaFile, ClientAuth, HttpRequest, OAuth2, TlsSettings};
 pub use target::{
     CertExpect, DnsExpect, DnsTarget, DnsTransport, Endpoint, GrpcTarget, IcmpTarget, IpVersion,
     Kind, MODULE_HOST, QueryStep, RecordType, Target, TcpTarget, TlsOn, TlsTarget,

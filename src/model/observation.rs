@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use reqwest::header::HeaderMap;
 
-use crate::outcome::{FailureKind, Phases};
+use crate::outcome::{FailureKind, FetchedCredential, Phases};
 pub use crate::seen::{Seen, TlsSeen};
 
 /// What a probe saw. Transport failures are already classified; every text
@@ -28,6 +28,8 @@ pub struct Observation {
     /// What only one kind sees.
     pub seen: Seen,
     pub error: Option<(FailureKind, String)>,
+    /// HTTP with OAuth2: the fetched token sent, when it is a JWT with an `exp`.
+    pub fetched_credential: Option<FetchedCredential>,
 }
 
 impl Observation {

@@ -44,6 +44,40 @@ pub enum Auth {
         param: String,
         secret: Secret,
     },
+    /// `oauth2_client_credentials`: a token fetched from `token_url` (and
+    /// cached) is sent as `Authorization: Bearer …`.
+    OAuth2(Arc<OAuth2>),
+}
+
+/// An OAuth2 client (RFC 6749 §4.4, client credentials grant). The client
+/// secret goes only to `token_url`; the token only to the check's origin.
+#[derive(Clone, Debug)]
+pub struct OAuth2 {
+    /// https, or http on a loopback host.
+    pub token_url: Url,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// Sent space-separated as `scope`; none: no `scope` parameter.
+    pub scopes: Vec<String>,
+    /// Sent as `audience` when set (Auth0, Okta and others want it).
+    pub audience: Option<String>,
+    pub client_auth: ClientAuth,
+}
+
+/// How the client proves who it is to the token endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ClientAuth {
+    /// `client_secret_basic`: HTTP Basic with the form-encoded id and secret.
+    Basic,
+    /// `client_secret_post`: `client_id` and `client_secret` in the form.
+    Body,
+}
+
+impl OAuth2 {
+    /// `scheme://host:port` of the token endpoint.
+    pub fn origin(&self) -> String {
+        self.token_url.origin().ascii_serialization()
+    }
 }
 
 impl Auth {
@@ -54,6 +88,7 @@ impl Auth {
             Auth::Header { .. } => "bearer",
             Auth::Basic { .. } => "basic",
             Auth::Query { .. } => "query",
+            Auth::OAuth2(_) => "oauth2_client_credentials",
         }
     }
 
@@ -62,6 +97,7 @@ impl Auth {
             Auth::None => None,
             Auth::Header { secret, .. } | Auth::Query { secret, .. } => Some(secret),
             Auth::Basic { password, .. } => Some(password),
+            Auth::OAuth2(o) => Some(&o.client_secret),
         }
     }
 
@@ -72,6 +108,10 @@ impl Auth {
             Auth::Header { name, .. } => Some(format!("header {name}")),
             Auth::Basic { username, .. } => Some(format!("basic user {username}")),
             Auth::Query { param, .. } => Some(format!("query parameter {param}")),
+            Auth::OAuth2(o) => Some(format!(
+                "header Authorization (OAuth2 token from {})",
+                o.origin()
+            )),
         }
     }
 }

@@ -23,7 +23,7 @@ use crate::outcome::FailureKind;
 use crate::secret::Redactor;
 use crate::secret::clean;
 
-const USER_AGENT: &str = concat!("lookout/", env!("CARGO_PKG_VERSION"));
+pub(super) const USER_AGENT: &str = concat!("lookout/", env!("CARGO_PKG_VERSION"));
 
 pub async fn probe(req: &HttpRequest, profile: &TlsProfile, redactor: &Redactor) -> Observation {
     let trace = Arc::new(Trace::default());
@@ -264,7 +264,9 @@ fn build_request(
             Auth::Basic { username, password } => {
                 builder = builder.basic_auth(username, Some(password.expose()));
             }
-            Auth::Query { .. } | Auth::None => {}
+            // `Prober::http` puts the fetched token in a `Header`; an
+            // OAuth2 auth that reaches here sends nothing.
+            Auth::Query { .. } | Auth::None | Auth::OAuth2(_) => {}
         }
     }
     builder

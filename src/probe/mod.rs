@@ -6,24 +6,38 @@ pub mod grpc;
 pub mod handshake;
 pub mod http;
 pub mod icmp;
+pub mod oauth2;
 pub mod tcp;
 pub mod tls;
 pub mod trace;
 
 pub use crate::model::Observation;
-use crate::model::{Target, TlsSettings};
-use crate::outcome::FailureKind;
-use crate::secret::Redactor;
+use crate::model::{Auth, HttpRequest, Target, TlsSettings};
+use crate::outcome::{FailureKind, FetchedCredential};
+use crate::secret::{Learned, Redactor};
 use tls::{TlsProfile, TlsSetupError};
 
-/// The TLS profiles of a config, built once, indexed like `Config::tls_profiles`.
+/// The TLS profiles of a config, built once, indexed like
+/// `Config::tls_profiles`, and the OAuth2 tokens its checks send.
 pub struct Prober {
     profiles: Vec<TlsProfile>,
+    tokens: oauth2::Tokens,
 }
 
 impl Prober {
     /// `tls_profiles` as the config lists them (`Config::tls_profiles`).
+    /// The OAuth2 tokens it fetches are known to no redactor: a daemon
+    /// uses [`Prober::learning_into`].
     pub fn new(tls_profiles: &[TlsSettings]) -> Result<Prober, TlsSetupError> {
+        Prober::learning_into(tls_profiles, &Learned::default())
+    }
+
+    /// A prober whose fetched tokens `learned` is told about (the
+    /// `SharedRedactor`'s, so every redactor of the daemon scrubs them).
+    pub fn learning_into(
+        tls_profiles: &[TlsSettings],
+        learned: &Learned,
+    ) -> Result<Prober, TlsSetupError> {
         let profiles = tls_profiles
             .iter()
             .map(|settings| {
@@ -35,7 +49,54 @@ impl Prober {
                 TlsProfile::build(settings)
             })
             .collect::<Result<_, _>>()?;
-        Ok(Prober { profiles })
+        Ok(Prober {
+            profiles,
+            tokens: oauth2::Tokens::new(learned.clone()),
+        })
+    }
+
+    /// One HTTP probe (a check's or a flow step's). With OAuth2, the token
+    /// comes first (cached, or fetched within the request's timeout; the
+    /// request gets what is left of it) and goes in `Authorization`; a
+    /// failed fetch is a `token` failure and the target is not asked.
+    pub async fn http(
+        &self,
+        req: &HttpRequest,
+        profile: &TlsProfile,
+        redactor: &Redactor,
+    ) -> Observation {
+        let Auth::OAuth2(client) = &req.auth else {
+            return http::probe(req, profile, redactor).await;
+        };
+        let started = std::time::Instant::now();
+        let token = match self
+            .tokens
+            .token(client, profile, req.tls_profile, req.timeout)
+            .await
+        {
+            Ok(token) => token,
+            Err(reason) => {
+                let mut obs = Observation::failed(
+                    FailureKind::Token,
+                    crate::secret::clean(&reason, redactor),
+                );
+                obs.duration = started.elapsed();
+                return obs;
+            }
+        };
+        let mut with_token = req.clone();
+        with_token.auth = Auth::Header {
+            name: reqwest::header::AUTHORIZATION,
+            prefix: "Bearer ",
+            secret: token.clone(),
+        };
+        with_token.timeout = req.timeout.saturating_sub(started.elapsed());
+        let mut obs = http::probe(&with_token, profile, redactor).await;
+        obs.fetched_credential = token.expiry().map(|e| FetchedCredential {
+            fingerprint: token.fingerprint().to_owned(),
+            expires_at: e.at,
+        });
+        obs
     }
 
     pub fn profile(&self, index: usize) -> Option<&TlsProfile> {
@@ -55,7 +116,7 @@ impl Prober {
         };
         let run = async {
             Ok(match target {
-                Target::Http(r) => http::probe(r, profile(r.tls_profile)?, redactor).await,
+                Target::Http(r) => self.http(r, profile(r.tls_profile)?, redactor).await,
                 Target::Tcp(t) => {
                     let tls = t
                         .tls

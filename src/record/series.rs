@@ -11,7 +11,7 @@ use std::sync::{Mutex, MutexGuard};
 use super::exposition::{Exposition, Kind, LabelSet};
 use super::kinds::{self, Sample};
 use crate::config::Check;
-use crate::outcome::{CheckResult, FailureKind, Outcome, PHASE_NAMES};
+use crate::outcome::{CheckResult, FailureKind, FetchedCredential, Outcome, PHASE_NAMES};
 
 /// Upper bounds of `lookout_check_duration_seconds`. Ten buckets, not the
 /// prometheus crate's eleven defaults: the 5 ms one says little about a
@@ -46,6 +46,9 @@ struct Slot {
     duration_sum: f64,
     runs: [u64; OUTCOMES],
     skipped: u64,
+    /// The last OAuth2 token sent that is a JWT with an `exp` (kept when
+    /// a later fetch fails: it still says when that token expires).
+    fetched: Option<FetchedCredential>,
 }
 
 impl Slot {
@@ -63,6 +66,9 @@ impl Slot {
             self.cert_not_after = Some(t.timestamp());
         }
         self.kind = kinds::samples(result);
+        if let Some(fetched) = &result.fetched_credential {
+            self.fetched = Some(fetched.clone());
+        }
         let bucket = DURATION_BOUNDS
             .iter()
             .position(|&b| secs <= b)
@@ -116,6 +122,39 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct CheckSeries {
     labels: Vec<LabelSet>,
     slots: Slots<Slot>,
+    /// Per check, its configured credentials' expiry (a JWT's `exp`, or
+    /// `expires` in `[secrets]`): known at load, so shown before any run.
+    configured: Vec<Vec<(LabelSet, i64)>>,
+}
+
+/// The `source` label: `configured` (a JWT's own `exp`) or `declared`.
+fn configured_expiries(c: &Check) -> Vec<(LabelSet, i64)> {
+    let mut out: Vec<(LabelSet, i64)> = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for secret in c.probe.secrets() {
+        let Some(expiry) = secret.expiry() else {
+            continue;
+        };
+        if seen.contains(&secret.fingerprint()) {
+            continue;
+        }
+        seen.push(secret.fingerprint());
+        let source = if expiry.declared {
+            "declared"
+        } else {
+            "configured"
+        };
+        out.push((
+            LabelSet::new(&[
+                ("check", &c.name),
+                ("group", &c.group),
+                ("credential", secret.fingerprint()),
+                ("source", source),
+            ]),
+            expiry.at,
+        ));
+    }
+    out
 }
 
 impl CheckSeries {
@@ -126,6 +165,7 @@ impl CheckSeries {
                 .map(|c| LabelSet::new(&[("check", &c.name), ("group", &c.group)]))
                 .collect(),
             slots: Slots::new(checks.len()),
+            configured: checks.iter().map(|c| configured_expiries(c)).collect(),
         }
     }
 
@@ -200,6 +240,28 @@ impl CheckSeries {
                 for (l, s) in each() {
                     if let Some(t) = s.cert_not_after {
                         f.sample(l, t as f64);
+                    }
+                }
+            },
+        );
+        e.family(
+            "lookout_credential_expiry_timestamp_seconds",
+            "Unix time at which a credential the check sends expires: a JWT's exp (source configured or fetched) or the expires its [secrets] entry declares (declared).",
+            Kind::Gauge,
+            |f| {
+                for ((l, s), configured) in each().zip(&self.configured) {
+                    for (labels, at) in configured {
+                        f.sample(labels, *at as f64);
+                    }
+                    if let Some(fetched) = &s.fetched {
+                        f.sample_labels(
+                            l,
+                            &[
+                                ("credential", &fetched.fingerprint),
+                                ("source", "fetched"),
+                            ],
+                            fetched.expires_at as f64,
+                        );
                     }
                 }
             },

@@ -7,6 +7,7 @@
 //! a key (in a body, a header or a redirect URL) cannot leak it either.
 
 mod decode;
+pub mod jwt;
 mod redact;
 mod show;
 
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
-pub use redact::{PIECE_CHARS, Redactor};
+pub use redact::{Learned, PIECE_CHARS, Redactor};
 pub use show::{clean, quote};
 
 /// Where a secret's value came from; shown instead of the value.
@@ -33,16 +34,44 @@ pub struct Secret {
     value: Arc<SecretString>,
     fingerprint: Arc<str>,
     origin: SecretOrigin,
+    expiry: Option<Expiry>,
+}
+
+/// When a credential stops working: the `exp` of a JWT, or what the
+/// `[secrets]` entry declares (`expires = "…"`) for a key that is not one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Expiry {
+    /// Unix seconds.
+    pub at: i64,
+    /// Declared in `[secrets]`, not read from the value.
+    pub declared: bool,
 }
 
 impl Secret {
     pub fn new(value: String, origin: SecretOrigin) -> Self {
         let fingerprint = fingerprint(&value).into();
+        let expiry = jwt::expiry(&value).map(|at| Expiry {
+            at,
+            declared: false,
+        });
         Secret {
             value: Arc::new(SecretString::from(value)),
             fingerprint,
             origin,
+            expiry,
         }
+    }
+
+    /// The same secret with the expiry its `[secrets]` entry declares
+    /// (Unix seconds), which wins over a JWT's own `exp`.
+    pub fn declaring_expiry(mut self, at: i64) -> Self {
+        self.expiry = Some(Expiry { at, declared: true });
+        self
+    }
+
+    /// When the credential expires, if that is known.
+    pub fn expiry(&self) -> Option<Expiry> {
+        self.expiry
     }
 
     /// A `[secrets]` entry that was not read (`check-config --no-secrets`):
@@ -53,6 +82,7 @@ impl Secret {
             value: Arc::new(SecretString::from("lookout-unread-secret")),
             fingerprint: "not read (--no-secrets)".into(),
             origin: SecretOrigin::Named(name.to_owned()),
+            expiry: None,
         }
     }
 
@@ -74,7 +104,15 @@ impl Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Secret({})", self.fingerprint)
+        // A declared expiry is part of the config: a reload that changes
+        // it changes the check (the value's own `exp` follows from the
+        // fingerprint).
+        match self.expiry {
+            Some(Expiry { at, declared: true }) => {
+                write!(f, "Secret({}, expires {at})", self.fingerprint)
+            }
+            _ => write!(f, "Secret({})", self.fingerprint),
+        }
     }
 }
 
@@ -93,17 +131,33 @@ fn fingerprint(value: &str) -> String {
 /// The current config's [`Redactor`], shared by every runner of a daemon:
 /// a reload re-reads the secrets, and jobs it leaves alone keep running on
 /// the runner of the config they came from, yet must scrub the new values.
+/// It also holds the secrets learned at run time ([`Learned`]: the OAuth2
+/// tokens the runners' caches hold), which every redactor it hands out
+/// scrubs too, including ones handed out before a token was fetched.
 #[derive(Clone, Default)]
-pub struct SharedRedactor(Arc<std::sync::RwLock<Redactor>>);
+pub struct SharedRedactor(Arc<std::sync::RwLock<Redactor>>, Learned);
 
 impl SharedRedactor {
     pub fn new(redactor: Redactor) -> SharedRedactor {
-        SharedRedactor(Arc::new(std::sync::RwLock::new(redactor)))
+        SharedRedactor(
+            Arc::new(std::sync::RwLock::new(redactor)),
+            Learned::default(),
+        )
     }
 
-    /// The redactor now (two `Arc` clones).
+    /// The redactor now (a few `Arc` clones), with the learned secrets.
     pub fn get(&self) -> Redactor {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .learning(&self.1)
+    }
+
+    /// Where run-time secrets are put, so that every redactor of this
+    /// daemon scrubs them.
+    pub fn learned(&self) -> &Learned {
+        &self.1
     }
 
     pub fn set(&self, redactor: Redactor) {

@@ -14,10 +14,11 @@
 //! there; pieces that touch or overlap become one marker.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use base64::Engine as _;
@@ -40,6 +41,61 @@ const LAYERS: usize = 3;
 #[derive(Clone, Default)]
 pub struct Redactor {
     search: Search,
+    /// Secrets learned at run time (fetched OAuth2 tokens), searched after
+    /// the config's: read at each use, so a token fetched after this
+    /// redactor was handed out is scrubbed too.
+    learned: Option<Learned>,
+}
+
+/// Secrets that exist only at run time (OAuth2 access tokens a cache
+/// holds), by slot: each owner sets and removes its own slot, so the set
+/// stays as small as what the owners hold now.
+#[derive(Clone, Default)]
+pub struct Learned(Arc<RwLock<LearnedInner>>);
+
+#[derive(Default)]
+struct LearnedInner {
+    secrets: BTreeMap<u64, Vec<Secret>>,
+    search: Search,
+}
+
+impl Learned {
+    /// A slot no other owner in this process uses.
+    pub fn slot() -> u64 {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The secrets of `slot` are now `secrets` (none: the slot is freed).
+    pub fn set(&self, slot: u64, secrets: Vec<Secret>) {
+        let mut inner = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if secrets.is_empty() {
+            if inner.secrets.remove(&slot).is_none() {
+                return;
+            }
+        } else {
+            inner.secrets.insert(slot, secrets);
+        }
+        inner.search = Redactor::new(inner.secrets.values().flatten(), []).search;
+    }
+
+    /// How many secrets are learned now.
+    pub fn len(&self) -> usize {
+        let inner = self.0.read().unwrap_or_else(|p| p.into_inner());
+        inner.secrets.values().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn search(&self) -> Search {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .search
+            .clone()
+    }
 }
 
 #[derive(Clone, Default)]
@@ -133,13 +189,48 @@ impl Redactor {
             // it unredacted.
             Err(_) => Search::Everything,
         };
-        Redactor { search }
+        Redactor {
+            search,
+            learned: None,
+        }
+    }
+
+    /// This redactor, also scrubbing whatever `learned` holds at each use.
+    pub fn learning(mut self, learned: &Learned) -> Redactor {
+        self.learned = Some(learned.clone());
+        self
     }
 
     /// `text` with every secret (and every run of `PIECE_CHARS` of its
     /// characters), in any form, replaced by a marker naming its fingerprint.
     pub fn redact<'t>(&self, text: &'t str) -> Cow<'t, str> {
-        let inner = match &self.search {
+        let first = self.search.redact(text);
+        let Some(learned) = &self.learned else {
+            return first;
+        };
+        let learned = learned.search();
+        match first {
+            Cow::Borrowed(text) => learned.redact(text),
+            Cow::Owned(text) => Cow::Owned(learned.redact(&text).into_owned()),
+        }
+    }
+
+    /// Whether `text` holds a secret, whole or any run of `PIECE_CHARS` of
+    /// its characters, in any form (plain, escaped up to `LAYERS` times,
+    /// base64 Basic): for deciding where a request may go, not what may be
+    /// shown. A false alarm only keeps a request from leaving its origin.
+    pub fn finds_secret(&self, text: &str) -> bool {
+        self.search.finds_secret(text)
+            || self
+                .learned
+                .as_ref()
+                .is_some_and(|l| l.search().finds_secret(text))
+    }
+}
+
+impl Search {
+    fn redact<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        let inner = match self {
             Search::Nothing => return Cow::Borrowed(text),
             Search::Everything => return Cow::Borrowed("[redacted]"),
             Search::Secrets(inner) => inner,
@@ -168,12 +259,8 @@ impl Redactor {
         Cow::Owned(out)
     }
 
-    /// Whether `text` holds a secret, whole or any run of `PIECE_CHARS` of
-    /// its characters, in any form (plain, escaped up to `LAYERS` times,
-    /// base64 Basic): for deciding where a request may go, not what may be
-    /// shown. A false alarm only keeps a request from leaving its origin.
-    pub fn finds_secret(&self, text: &str) -> bool {
-        let inner = match &self.search {
+    fn finds_secret(&self, text: &str) -> bool {
+        let inner = match self {
             Search::Nothing => return false,
             Search::Everything => return true,
             Search::Secrets(inner) => inner,
@@ -331,5 +418,36 @@ mod tests {
     fn short_secrets_are_redacted_whole_only() {
         let r = Redactor::new([&secret("pa55")], []);
         assert_eq!(r.redact("pa5 pa55").matches("[redacted").count(), 1);
+    }
+
+    /// A redactor handed out before a token was learned scrubs it once it
+    /// is (a run takes its redactor before its token is fetched), in every
+    /// form; a freed slot is forgotten.
+    #[test]
+    fn learned_secrets_are_scrubbed_by_redactors_handed_out_earlier() {
+        let config_key = secret("hk_test_config_key_0123");
+        let learned = Learned::default();
+        let r = Redactor::new([&config_key], []).learning(&learned);
+        let token = secret("eyJ0b2tlbi1mcm9tLWFuLWlkcA.c2ln");
+        let text = format!(
+            "key hk_test_config_key_0123 token {} and %22{}%22",
+            token.expose(),
+            token.expose()
+        );
+        assert!(r.redact(&text).contains(token.expose()));
+        let slot = Learned::slot();
+        learned.set(slot, vec![token.clone()]);
+        let out = r.redact(&text);
+        assert!(
+            !out.contains("eyJ0b2tl") && !out.contains("hk_test"),
+            "{out}"
+        );
+        assert_eq!(out.matches(token.fingerprint()).count(), 2, "{out}");
+        assert!(r.finds_secret(&format!("https://elsewhere/?t={}", token.expose())));
+        assert_eq!(learned.len(), 1);
+        learned.set(slot, Vec::new());
+        assert!(learned.is_empty());
+        assert!(r.redact(&text).contains(token.expose()));
+        assert!(!r.redact(&text).contains("hk_test"));
     }
 }

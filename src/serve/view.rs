@@ -264,6 +264,12 @@ pub struct AuthView {
     pub key_fingerprint: String,
     /// The `[secrets]` entry, or null for a literal value in the check.
     pub secret_name: Option<String>,
+    /// When the key expires (its JWT `exp`, or `expires` in `[secrets]`),
+    /// and in how many whole days (negative: expired); absent if unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_expires_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_expires_in_days: Option<i64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -356,7 +362,23 @@ impl CheckView {
 
     pub fn auth_text(&self) -> String {
         self.auth.as_ref().map_or_else(String::new, |a| {
-            format!("{} ({}) key {}", a.scheme, a.placement, a.key_fingerprint)
+            let expires = match (a.key_expires_at, a.key_expires_in_days) {
+                (Some(at), Some(days)) => format!(
+                    ", expires {} ({})",
+                    at.format("%Y-%m-%d %H:%M UTC"),
+                    match days {
+                        ..0 => "expired".to_owned(),
+                        0 => "in less than a day".to_owned(),
+                        1 => "in 1 day".to_owned(),
+                        n => format!("in {n} days"),
+                    }
+                ),
+                _ => String::new(),
+            };
+            format!(
+                "{} ({}) key {}{expires}",
+                a.scheme, a.placement, a.key_fingerprint
+            )
         })
     }
 }
@@ -370,6 +392,10 @@ pub(crate) fn auth_view(auth: &Auth) -> Option<AuthView> {
             crate::secret::SecretOrigin::Named(n) => Some(n.clone()),
             crate::secret::SecretOrigin::Literal => None,
         },
+        key_expires_at: s.expiry().and_then(|e| DateTime::from_timestamp(e.at, 0)),
+        key_expires_in_days: s
+            .expiry()
+            .map(|e| (e.at - Utc::now().timestamp()).div_euclid(86_400)),
     })
 }
 

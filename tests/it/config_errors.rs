@@ -659,7 +659,7 @@ group = "team-{{ v }}"
         line: 5,
         column: 9,
         field: "checks[0].group",
-        message: "group is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body, json, dns.name, routes and auth (but its value)",
+        message: "group is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body, json, dns.name, routes and auth's scheme, header, param, username and secret",
     },
     Case {
         name: "template in expect.body_contains",
@@ -672,7 +672,7 @@ expect = { body_contains = ["ok", "{{ v }}"] }
         line: 5,
         column: 35,
         field: "checks[0].expect.body_contains[1]",
-        message: "body_contains is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body, json, dns.name, routes and auth (but its value)",
+        message: "body_contains is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body, json, dns.name, routes and auth's scheme, header, param, username and secret",
     },
     Case {
         name: "template in an expected header value",
@@ -685,7 +685,7 @@ expect = { headers = [{ name = "x-v", equals = "{{ v }}" }] }
         line: 5,
         column: 48,
         field: "checks[0].expect.headers[0].equals",
-        message: "equals is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body, json, dns.name, routes and auth (but its value)",
+        message: "equals is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body, json, dns.name, routes and auth's scheme, header, param, username and secret",
     },
     Case {
         name: "template in an expected JSON value",
@@ -698,7 +698,7 @@ expect = { json = [{ pointer = "/v", equals = "{{ v }}" }] }
         line: 5,
         column: 47,
         field: "checks[0].expect.json[0].equals",
-        message: "equals is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body, json, dns.name, routes and auth (but its value)",
+        message: "equals is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body, json, dns.name, routes and auth's scheme, header, param, username and secret",
     },
     Case {
         name: "template comment in expect.body_not_contains",
@@ -723,7 +723,7 @@ auth = { scheme = "bearer", value = "tok-{{ v }}" }
         line: 5,
         column: 37,
         field: "checks[0].auth.value",
-        message: "value is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body, json, dns.name, routes and auth (but its value)",
+        message: "value is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body, json, dns.name, routes and auth's scheme, header, param, username and secret",
     },
     Case {
         name: "template in a flow's auth.username",
@@ -747,7 +747,7 @@ matrix = { v = ["x", "{{ w }}"] }
         line: 4,
         column: 22,
         field: "checks[0].matrix.v[1]",
-        message: "v is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body, json, dns.name, routes and auth (but its value)",
+        message: "v is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body, json, dns.name, routes and auth's scheme, header, param, username and secret",
     },
     Case {
         name: "template in [defaults] group",
@@ -757,7 +757,7 @@ group = "{{ env }}"
         line: 2,
         column: 9,
         field: "defaults.group",
-        message: "group is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body, json, dns.name, routes and auth (but its value), and in a flow's headers and its steps' url, headers, body and json",
+        message: "group is not a template, so \"{{\" here would be used exactly as written; templates are expanded only in a check's name, url, headers, body, json, dns.name, routes and auth's scheme, header, param, username and secret, and in a flow's headers and its steps' url, headers, body and json",
     },
     Case {
         name: "template in a secret's file name",
@@ -1033,7 +1033,7 @@ k = { vault = "kv/x" }
         line: 2,
         column: 7,
         field: "secrets.k",
-        message: "unknown variant `vault`, expected `env` or `file`",
+        message: "unknown field `vault`, expected one of `env`, `file`, `expires`",
     },
     Case {
         name: "auth with unknown secret name",
@@ -1137,7 +1137,7 @@ auth = { scheme = "oauth", value = "t" }
         line: 4,
         column: 19,
         field: "checks[0].auth.scheme",
-        message: "unknown auth scheme \"oauth\"; use api_key, bearer, basic, query, none",
+        message: "unknown auth scheme \"oauth\"; use api_key, bearer, basic, query, oauth2_client_credentials, none",
     },
     Case {
         name: "scheme none with a value",

@@ -3124,7 +3124,7 @@ async fn alertmanager_inhibits_as_documented() {
 
     // (labels, whether it must be inhibited), with the labels the rules in
     // deploy/prometheus/rules/lookout-alerts.yml give each alert.
-    let cases: [(&[(&str, &str)], bool); 11] = [
+    let cases: [(&[(&str, &str)], bool); 14] = [
         (
             &[
                 ("alertname", "LookoutDown"),
@@ -3211,6 +3211,33 @@ async fn alertmanager_inhibits_as_documented() {
                 ("alertname", "LookoutCertificateExpiringSoon"),
                 ("group", "g"),
                 ("check", "w"),
+            ],
+            false,
+        ),
+        (
+            &[
+                ("alertname", "LookoutCredentialExpiresVerySoon"),
+                ("group", "g"),
+                ("check", "z"),
+                ("credential", "sha256:11111111"),
+            ],
+            false,
+        ),
+        (
+            &[
+                ("alertname", "LookoutCredentialExpiresSoon"),
+                ("group", "g"),
+                ("check", "z"),
+                ("credential", "sha256:11111111"),
+            ],
+            true,
+        ),
+        (
+            &[
+                ("alertname", "LookoutCredentialExpiresSoon"),
+                ("group", "g"),
+                ("check", "z"),
+                ("credential", "sha256:22222222"),
             ],
             false,
         ),

@@ -437,6 +437,7 @@ fn result(status: u16, kind: Option<FailureKind>) -> CheckResult {
         tls: None,
         seen: Default::default(),
         schedule_lag: Duration::ZERO,
+        fetched_credential: None,
     }
 }
 

@@ -20,6 +20,7 @@ mod judge_table;
 mod kinds;
 mod listener;
 mod never_panics;
+mod oauth;
 mod probe_dns;
 mod probe_endpoint;
 mod probe_grpc;

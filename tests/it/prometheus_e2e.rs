@@ -546,6 +546,20 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A bearer key that is a JWT expiring in a day, so both credential
+/// alerts (14 days and 2 days) have something to see.
+fn expiring_jwt() -> String {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let exp = chrono::Utc::now().timestamp() + 86_400;
+    format!(
+        "{}.{}.{}",
+        b64(r#"{"alg":"HS256"}"#),
+        b64(&format!(r#"{{"sub":"svc","exp":{exp}}}"#)),
+        b64("sig")
+    )
+}
+
 /// An HTTPS target on 127.0.0.1 whose self-signed certificate expires at
 /// the start of the day after tomorrow (UTC): between 1 and 2 days away,
 /// so both certificate alerts (14 days and 3 days) have something to see.
@@ -797,6 +811,13 @@ url = "https://127.0.0.1:{tls_port}/"
 interval = "500ms"
 tls = {{ insecure_skip_verify = true }}
 
+[[checks]]
+name = "key-expiring"
+group = "edge"
+url = "{echo}"
+interval = "500ms"
+auth = {{ scheme = "bearer", value = "{expiring_jwt}" }}
+
 [[flows]]
 name = "signup"
 group = "accounts"
@@ -819,6 +840,7 @@ url = "{echo}"
         s500 = t("/status/500"),
         slow = t("/slow/1200"),
         slow600 = t("/slow/600"),
+        expiring_jwt = expiring_jwt(),
     );
     let daemon = Daemon::start(config(&toml)).await.unwrap();
     let lookout = daemon.addr.to_string();
@@ -1054,6 +1076,13 @@ url = "{nowhere}"
             "LookoutCertificateExpiringVerySoon",
             "check",
             "tls-expiring",
+            &[],
+        ),
+        one("LookoutCredentialExpiresSoon", "check", "key-expiring", &[]),
+        one(
+            "LookoutCredentialExpiresVerySoon",
+            "check",
+            "key-expiring",
             &[],
         ),
         one(

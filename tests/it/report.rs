@@ -118,6 +118,7 @@ fn result(status: u16, ms: u64, outcome: Outcome) -> CheckResult {
         tls: None,
         seen: Default::default(),
         schedule_lag: Duration::ZERO,
+        fetched_credential: None,
     }
 }
 

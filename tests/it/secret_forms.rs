@@ -4,7 +4,9 @@
 //! Basic auth's base64, cut at a truncation boundary, split over lines):
 //! no output of the real binary (logs at debug level, /metrics, the API,
 //! the page, detail pages, badges, `report` and `check-config`) holds the
-//! secret or any 8-character run of it, in any of those forms.
+//! secret or any 8-character run of it, in any of those forms. The same
+//! holds for an OAuth2 access token the target echoes (the sweep's server
+//! is its token endpoint too, with the key as the client secret).
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -15,7 +17,7 @@ use axum::Router;
 use axum::extract::Path as UrlPath;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use base64::Engine as _;
 
 use crate::support::eventually;
@@ -24,6 +26,9 @@ use crate::support::eventually;
 /// encoding), `&`, `<` and `"` (HTML), `%` and `\`.
 const KEY: &str = "hk/Zq8+Xw3&Vb9<Nc2\"Lm4 Kp7%Rt\\Yu5";
 const USER: &str = "svc";
+/// The access token the sweep's token endpoint issues: the same kind of
+/// characters, another value.
+const TOKEN: &str = "tk/Wq3+Ze8&Lm5<Pa7\"Rb2 Yc9%Nd\\Hx4";
 
 /// The forms, by route name; each body quotes the key the check sent.
 const FORMS: [&str; 11] = [
@@ -119,9 +124,16 @@ fn echoed(form: &str, key: &str, authorization: &str) -> String {
 }
 
 async fn echo(UrlPath(form): UrlPath<String>, headers: HeaderMap) -> Response {
+    // The key, or the OAuth2 checks' token.
     let key = headers
         .get("x-api-key")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .or_else(|| {
+            let bearer = headers.get(header::AUTHORIZATION)?;
+            String::from_utf8_lossy(bearer.as_bytes())
+                .strip_prefix("Bearer ")
+                .map(str::to_owned)
+        })
         .unwrap_or_default();
     let authorization = headers
         .get(header::AUTHORIZATION)
@@ -136,8 +148,22 @@ async fn echo(UrlPath(form): UrlPath<String>, headers: HeaderMap) -> Response {
     (status, body).into_response()
 }
 
+async fn token() -> Response {
+    axum::Json(
+        serde_json::json!({"access_token": TOKEN, "token_type": "Bearer", "expires_in": 3600}),
+    )
+    .into_response()
+}
+
+/// The OAuth2 checks: every form but Basic's (the token is a Bearer).
+fn oauth_forms() -> impl Iterator<Item = &'static str> {
+    FORMS.into_iter().filter(|f| *f != "basic-base64")
+}
+
 async fn start_echo() -> SocketAddr {
-    let app = Router::new().route("/form/{form}", get(echo));
+    let app = Router::new()
+        .route("/form/{form}", get(echo))
+        .route("/token", post(token));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -166,6 +192,13 @@ fn config_text(addr: SocketAddr) -> String {
             "[[checks]]\nname = \"{form}\"\ngroup = \"sweep\"\nurl = \"http://{addr}/form/{form}\"\n\
              auth = {auth}\nexpect = {expect}\n"
         ));
+        if form != "basic-base64" {
+            out.push_str(&format!(
+                "[[checks]]\nname = \"oauth-{form}\"\ngroup = \"sweep\"\nurl = \"http://{addr}/form/{form}\"\n\
+                 auth = {{ scheme = \"oauth2_client_credentials\", token_url = \"http://{addr}/token\", \
+                 client_id = \"{USER}\", secret = \"key\" }}\nexpect = {expect}\n"
+            ));
+        }
     }
     out
 }
@@ -174,7 +207,7 @@ fn config_text(addr: SocketAddr) -> String {
 fn needles() -> BTreeSet<String> {
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{KEY}"));
     let mut out = BTreeSet::new();
-    for value in [KEY.to_owned(), basic] {
+    for value in [KEY.to_owned(), basic, TOKEN.to_owned()] {
         let chars: Vec<char> = value.chars().collect();
         for piece in chars.windows(lookout::secret::PIECE_CHARS) {
             out.insert(piece.iter().collect::<String>());
@@ -276,7 +309,7 @@ async fn no_output_holds_the_secret_in_any_form() {
     let status = eventually(Duration::from_secs(15), async || {
         let text = fetch(&format!("{base}/api/v1/status")).await;
         let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-        (v["overall"]["failing"] == FORMS.len()).then_some(text)
+        (v["overall"]["failing"] == FORMS.len() + oauth_forms().count()).then_some(text)
     })
     .await;
 
@@ -300,7 +333,12 @@ async fn no_output_holds_the_secret_in_any_form() {
             fetch(&format!("{base}/badge/group/sweep")).await,
         ),
     ];
-    for form in FORMS {
+    let oauth_names: Vec<String> = oauth_forms().map(|f| format!("oauth-{f}")).collect();
+    for form in FORMS
+        .iter()
+        .copied()
+        .chain(oauth_names.iter().map(String::as_str))
+    {
         for (what, route) in [
             ("detail page", format!("/check/{form}")),
             ("detail API", format!("/api/v1/checks/{form}")),

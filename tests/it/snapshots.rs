@@ -79,6 +79,7 @@ json = { experiment_id = "{{ experiment_id }}" }
             tls: None,
             seen: Default::default(),
             schedule_lag: Duration::from_micros(800),
+            fetched_credential: None,
         },
     );
     recorder.record(
@@ -97,6 +98,7 @@ json = { experiment_id = "{{ experiment_id }}" }
             tls: None,
             seen: Default::default(),
             schedule_lag: Duration::from_millis(3),
+            fetched_credential: None,
         },
     );
     let step = |name: &str, run: StepRun, status: Option<u16>, ms: u64| StepResult {

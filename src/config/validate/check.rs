@@ -387,7 +387,7 @@ fn render_auth(
             param: opt("param", &raw.param)?,
             username: opt("username", &raw.username)?,
             secret: opt("secret", &raw.secret)?,
-            value: raw.value.clone(),
+            ..raw.clone()
         },
     ))
 }

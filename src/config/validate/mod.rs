@@ -53,7 +53,8 @@ use super::raw::{
 use super::*;
 use crate::file;
 use crate::model::{
-    Comparison, HeaderCheck, HeaderExpect, JsonCheck, JsonExpect, JsonType, StatusMatcher,
+    ClientAuth, Comparison, HeaderCheck, HeaderExpect, JsonCheck, JsonExpect, JsonType, OAuth2,
+    StatusMatcher,
 };
 use crate::schedule::Schedule;
 use crate::secret::{Redactor, Secret, SecretOrigin};
@@ -352,6 +353,11 @@ impl Redactable {
         }
         if let Auth::Basic { username, password } = auth {
             self.basic_pairs.push((username.clone(), password.clone()));
+        }
+        // A token endpoint that echoes the Basic header it got.
+        if let Auth::OAuth2(o) = auth {
+            self.basic_pairs
+                .push((o.client_id.clone(), o.client_secret.clone()));
         }
     }
 }

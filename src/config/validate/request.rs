@@ -132,6 +132,28 @@ pub(in crate::config) fn auth(
     if a.param.is_some() && a.scheme != AuthScheme::Query {
         return Err(err("param is only for scheme \"query\"".into()));
     }
+    if a.client_secret.is_some() {
+        return Err(err(
+            "client_secret is not a field here: name the client secret's [secrets] entry \
+             with secret = \"<name>\" (or a literal value = \"...\")"
+                .into(),
+        ));
+    }
+    if a.scheme != AuthScheme::OAuth2ClientCredentials {
+        for (key, set) in [
+            ("token_url", a.token_url.is_some()),
+            ("client_id", a.client_id.is_some()),
+            ("scopes", a.scopes.is_some()),
+            ("audience", a.audience.is_some()),
+            ("client_auth", a.client_auth.is_some()),
+        ] {
+            if set {
+                return Err(err(format!(
+                    "{key} is only for scheme \"oauth2_client_credentials\", not {scheme_name:?}"
+                )));
+            }
+        }
+    }
     if a.username.is_some() != (a.scheme == AuthScheme::Basic) {
         return Err(err(
             "username is required for scheme \"basic\" and only allowed there".into(),
@@ -197,8 +219,101 @@ pub(in crate::config) fn auth(
             }
             Auth::Query { param, secret }
         }
+        AuthScheme::OAuth2ClientCredentials => oauth2(ctx, &where_, &a, secret)?,
         AuthScheme::None => Auth::None,
     })
+}
+
+/// The loopback hosts a `token_url` may name over plain http (tests, a
+/// sidecar); anywhere else the client secret would cross a network in clear.
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+fn oauth2(
+    ctx: &Ctx<'_>,
+    where_: &str,
+    a: &Parsed<'_>,
+    client_secret: Secret,
+) -> Result<Auth, ConfigError> {
+    let Some(token_url) = &a.token_url else {
+        return Err(ctx.err(
+            a.scheme_span(),
+            where_,
+            "scheme \"oauth2_client_credentials\" needs token_url = \"https://…\"",
+        ));
+    };
+    let url_err = |msg: String| ctx.err(token_url.span(), format!("{where_}.token_url"), msg);
+    let text = token_url.get_ref();
+    let url = Url::parse(text).map_err(|e| url_err(format!("invalid URL {text:?}: {e}")))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(&url) => {}
+        "http" => {
+            return Err(url_err(format!(
+                "{text:?} is plain http: the client secret would cross the network in clear; \
+                 use https (http is allowed only to 127.0.0.1, ::1 or localhost)"
+            )));
+        }
+        _ => return Err(url_err(format!("{text:?} is not an https:// URL"))),
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(url_err(format!("{text:?} has no host")));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(url_err(
+            "credentials in the URL: use client_id and secret instead".into(),
+        ));
+    }
+    let client_id = match a.client_id.as_deref() {
+        None => {
+            return Err(ctx.err(
+                a.scheme_span(),
+                where_,
+                "scheme \"oauth2_client_credentials\" needs client_id = \"…\"",
+            ));
+        }
+        Some("") => {
+            return Err(ctx.err(a.scheme_span(), format!("{where_}.client_id"), "is empty"));
+        }
+        Some(id) => id.to_owned(),
+    };
+    let scopes = a.scopes.clone().unwrap_or_default();
+    if let Some(bad) = scopes.iter().find(|s| {
+        s.is_empty()
+            || s.chars()
+                .any(|c| c.is_whitespace() || c == '"' || c == '\\')
+    }) {
+        return Err(ctx.err(
+            a.scheme_span(),
+            format!("{where_}.scopes"),
+            format!("{bad:?} is not one scope (no spaces, quotes or backslashes; list each scope on its own)"),
+        ));
+    }
+    let client_auth = match a.client_auth.as_ref().map(|c| (c, c.get_ref().as_str())) {
+        None | Some((_, "basic")) => ClientAuth::Basic,
+        Some((_, "body")) => ClientAuth::Body,
+        Some((c, other)) => {
+            return Err(ctx.err(
+                c.span(),
+                format!("{where_}.client_auth"),
+                format!("unknown client_auth {other:?}; use \"basic\" (HTTP Basic) or \"body\" (in the form)"),
+            ));
+        }
+    };
+    Ok(Auth::OAuth2(std::sync::Arc::new(OAuth2 {
+        token_url: url,
+        client_id,
+        client_secret,
+        scopes,
+        audience: a.audience.clone().filter(|s| !s.is_empty()),
+        client_auth,
+    })))
 }
 
 pub(super) fn tls_settings(
@@ -239,6 +354,12 @@ pub(super) fn tls_settings(
 struct Parsed<'a> {
     scheme: AuthScheme,
     raw: &'a RawAuth,
+}
+
+impl Parsed<'_> {
+    fn scheme_span(&self) -> Range<usize> {
+        self.raw.scheme.span()
+    }
 }
 
 impl std::ops::Deref for Parsed<'_> {

@@ -10,20 +10,45 @@ pub(super) fn load_secrets(
 ) -> Result<BTreeMap<String, Secret>, ConfigError> {
     let mut out = BTreeMap::new();
     for (name, source) in raw {
-        if !read {
-            out.insert(name.clone(), Secret::unread(name));
-            continue;
-        }
         let field = format!("secrets.{name}");
-        let value = match source.get_ref() {
-            SecretSource::Env(var) => env(var).ok_or_else(|| {
+        let raw = source.get_ref();
+        let expires = match &raw.expires {
+            None => None,
+            Some(text) => Some(
+                chrono::DateTime::parse_from_rfc3339(text.get_ref())
+                    .map_err(|e| {
+                        ctx.err(
+                            text.span(),
+                            format!("{field}.expires"),
+                            format!(
+                                "{:?} is not an RFC 3339 time such as \"2027-03-01T00:00:00Z\": {e}",
+                                text.get_ref()
+                            ),
+                        )
+                    })?
+                    .timestamp(),
+            ),
+        };
+        let value = match (&raw.env, &raw.file) {
+            (None, None) | (Some(_), Some(_)) => {
+                return Err(ctx.err(
+                    source.span(),
+                    &field,
+                    "set exactly one of env = \"VAR\" or file = \"path\"",
+                ));
+            }
+            _ if !read => {
+                out.insert(name.clone(), Secret::unread(name));
+                continue;
+            }
+            (Some(var), None) => env(var).ok_or_else(|| {
                 ctx.err(
                     source.span(),
                     &field,
                     format!("environment variable {var} is not set"),
                 )
             })?,
-            SecretSource::File(relative) => {
+            (None, Some(relative)) => {
                 let full = ctx.dir.join(relative);
                 let text = file::read_to_string(&full, file::Kind::Secret).map_err(|e| {
                     ctx.err(
@@ -40,9 +65,13 @@ pub(super) fn load_secrets(
         if value.is_empty() {
             return Err(ctx.err(source.span(), &field, "the secret is empty"));
         }
+        let secret = Secret::new(value, SecretOrigin::Named(name.clone()));
         out.insert(
             name.clone(),
-            Secret::new(value, SecretOrigin::Named(name.clone())),
+            match expires {
+                Some(at) => secret.declaring_expiry(at),
+                None => secret,
+            },
         );
     }
     Ok(out)
