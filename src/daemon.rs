@@ -162,6 +162,7 @@ impl serve::probe::ProbeOnce for Control {
                 matrix: Vec::new(),
                 run_at_start: false,
                 thresholds: prototype.thresholds,
+                burst: prototype.burst,
             };
             // The daemon's own limits: a /probe waits its turn with the
             // checks against the same target, for at most its budget.

@@ -56,10 +56,13 @@ pub enum FailureKind {
     Certificate,
     /// lookout lacks a privilege the probe needs (ICMP without CAP_NET_RAW).
     Permission,
+    /// A burst (`repeat`) took longer than its `within`: the rate limit
+    /// was not tested.
+    Burst,
 }
 
 impl FailureKind {
-    pub const ALL: [FailureKind; 21] = [
+    pub const ALL: [FailureKind; 22] = [
         FailureKind::Timeout,
         FailureKind::Dns,
         FailureKind::Connect,
@@ -81,6 +84,7 @@ impl FailureKind {
         FailureKind::Loss,
         FailureKind::Certificate,
         FailureKind::Permission,
+        FailureKind::Burst,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -106,6 +110,7 @@ impl FailureKind {
             FailureKind::Loss => "loss",
             FailureKind::Certificate => "certificate",
             FailureKind::Permission => "permission",
+            FailureKind::Burst => "burst",
         }
     }
 }
@@ -207,6 +212,10 @@ pub struct CheckResult {
     /// What only this check's kind sees (DNS answers, ICMP replies, …).
     pub seen: crate::seen::Seen,
     pub schedule_lag: Duration,
+    /// A burst's (`repeat`) statuses in order, `None` for an answer that
+    /// never came; empty when the check is no burst. `status` is the last
+    /// answer's and `duration` the whole burst's.
+    pub burst: Vec<Option<u16>>,
 }
 
 /// One step of one flow run.
@@ -216,6 +225,8 @@ pub struct StepResult {
     pub run: StepRun,
     pub status: Option<u16>,
     pub duration: Duration,
+    /// As [`CheckResult::burst`], for a step with `repeat`.
+    pub burst: Vec<Option<u16>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -316,6 +327,7 @@ impl FlowResult {
             tls: None,
             seen: crate::seen::Seen::None,
             schedule_lag: self.schedule_lag,
+            burst: Vec::new(),
         }
     }
 }

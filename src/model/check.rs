@@ -27,6 +27,20 @@ pub struct Check {
     pub matrix: Vec<(String, String)>,
     pub run_at_start: bool,
     pub thresholds: Thresholds,
+    /// `repeat` (2 or more): the request is sent as a burst.
+    pub burst: Option<Burst>,
+}
+
+/// `repeat = N` (and `within`): the same request N times, one after
+/// another, each on a fresh connection, judged as a sequence (a rate
+/// limit's path). The check's or step's `timeout` bounds the whole burst.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Burst {
+    /// 2 to 100.
+    pub repeat: u32,
+    /// From the first send to the last answer read, at most this long, or
+    /// the rate limit was not tested.
+    pub within: Option<Duration>,
 }
 
 /// How many consecutive runs must disagree with a monitor's state before
@@ -77,6 +91,8 @@ pub struct Step {
     pub captures: Vec<Capture>,
     /// Run-time variables (captures) the step's templates use, sorted.
     pub uses: Vec<String>,
+    /// `repeat` (2 or more): the step's request is sent as a burst.
+    pub burst: Option<Burst>,
 }
 
 #[derive(Debug, Clone)]
@@ -160,7 +176,7 @@ impl Check {
 
     fn identity(&self, tls: &TlsSettings) -> String {
         format!(
-            "{:?} {:?} {:?} {} {:?} {:?} {} {:?}",
+            "{:?} {:?} {:?} {} {:?} {:?} {} {:?} {:?}",
             self.name,
             self.group,
             self.schedule,
@@ -168,7 +184,8 @@ impl Check {
             self.expect,
             self.matrix,
             self.run_at_start,
-            self.thresholds
+            self.thresholds,
+            self.burst
         )
     }
 }
@@ -198,7 +215,7 @@ impl Flow {
         let step = |s: &Step| {
             let r = &s.request;
             format!(
-                "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {} {} {:?} {:?} {:?} {:?}",
+                "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {} {} {:?} {:?} {:?} {:?} {:?}",
                 s.name,
                 r.method,
                 r.url,
@@ -211,7 +228,8 @@ impl Flow {
                 tls,
                 s.expect,
                 s.captures,
-                s.uses
+                s.uses,
+                s.burst
             )
         };
         let steps: Vec<String> = self.steps.iter().chain(&self.cleanup).map(step).collect();

@@ -11,7 +11,7 @@ pub mod tls;
 pub mod trace;
 
 pub use crate::model::Observation;
-use crate::model::{Target, TlsSettings};
+use crate::model::{BurstObservation, HttpRequest, Target, TlsSettings};
 use crate::outcome::FailureKind;
 use crate::secret::Redactor;
 use tls::{TlsProfile, TlsSetupError};
@@ -40,6 +40,26 @@ impl Prober {
 
     pub fn profile(&self, index: usize) -> Option<&TlsProfile> {
         self.profiles.get(index)
+    }
+
+    /// An HTTP request sent as a burst ([`http::burst`]).
+    pub async fn burst(
+        &self,
+        request: &HttpRequest,
+        repeat: u32,
+        redactor: &Redactor,
+    ) -> BurstObservation {
+        match self.profile(request.tls_profile) {
+            Some(profile) => http::burst(request, profile, redactor, repeat).await,
+            None => BurstObservation {
+                answers: vec![Observation::failed(
+                    FailureKind::Internal,
+                    "no TLS profile for this check",
+                )],
+                repeat,
+                took: std::time::Duration::ZERO,
+            },
+        }
     }
 
     /// Runs one probe of any kind: the one place that matches on the kind

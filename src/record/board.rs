@@ -478,6 +478,7 @@ mod tests {
             tls: None,
             seen: Default::default(),
             schedule_lag: Duration::ZERO,
+            burst: Vec::new(),
         }
     }
 

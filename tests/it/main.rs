@@ -3,6 +3,7 @@
 mod architecture;
 mod assertions;
 mod browser;
+mod bursts;
 mod cluster;
 mod config_errors;
 mod daemon;
@@ -15,6 +16,7 @@ mod flows;
 mod headers;
 mod history;
 mod hostile;
+mod html_reasons;
 mod judge_table;
 mod kinds;
 mod listener;

@@ -118,6 +118,7 @@ fn result(status: u16, ms: u64, outcome: Outcome) -> CheckResult {
         tls: None,
         seen: Default::default(),
         schedule_lag: Duration::ZERO,
+        burst: Vec::new(),
     }
 }
 
@@ -127,6 +128,7 @@ fn step(name: &str, run: StepRun, status: Option<u16>, ms: u64) -> StepResult {
         run,
         status,
         duration: Duration::from_millis(ms),
+        burst: Vec::new(),
     }
 }
 

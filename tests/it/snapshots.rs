@@ -79,6 +79,7 @@ json = { experiment_id = "{{ experiment_id }}" }
             tls: None,
             seen: Default::default(),
             schedule_lag: Duration::from_micros(800),
+            burst: Vec::new(),
         },
     );
     recorder.record(
@@ -97,6 +98,7 @@ json = { experiment_id = "{{ experiment_id }}" }
             tls: None,
             seen: Default::default(),
             schedule_lag: Duration::from_millis(3),
+            burst: Vec::new(),
         },
     );
     let step = |name: &str, run: StepRun, status: Option<u16>, ms: u64| StepResult {
@@ -104,6 +106,7 @@ json = { experiment_id = "{{ experiment_id }}" }
         run,
         status,
         duration: Duration::from_millis(ms),
+        burst: Vec::new(),
     };
     recorder.record_flow(
         &cfg.flows[0],
