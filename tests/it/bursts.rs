@@ -111,6 +111,15 @@ fn matches(expected: &str, reason: &str) -> bool {
     regex::Regex::new(&pattern).unwrap().is_match(reason)
 }
 
+/// (case, query, the check's fields, the outcome: None passes, else the
+/// kind and the reason)
+type BurstCase = (
+    &'static str,
+    &'static str,
+    String,
+    Option<(FailureKind, &'static str)>,
+);
+
 const FIVE_THEN_429: &str = "[200, 200, 200, 200, 200, 429]";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,7 +127,7 @@ async fn a_burst_is_judged_as_a_sequence() {
     let target = start_limited().await;
     // (case, query, the check's fields, the outcome: None passes, else
     // the kind and the reason ({ANY}: a measured time))
-    let cases: Vec<(&str, &str, String, Option<(FailureKind, &str)>)> = vec![
+    let cases: Vec<BurstCase> = vec![
         (
             "sequence passes, Retry-After on the 429",
             "",
@@ -226,6 +235,15 @@ expect = { sequence = ["2xx", "2xx", [200, 204], 200, "!429", "4xx"] }"#
             Some((
                 FailureKind::Timeout,
                 "answer 4/6: timed out after {ANY} (the timeout of 1s bounds the whole burst)",
+            )),
+        ),
+        (
+            "the timeout bounds the whole burst, not each answer",
+            "limit=10&delay=400",
+            "repeat = 6\ntimeout = \"1s\"".into(),
+            Some((
+                FailureKind::Timeout,
+                "answer {ANY}/6: timed out after {ANY} (the timeout of 1s bounds the whole burst)",
             )),
         ),
     ];
