@@ -41,8 +41,8 @@ impl Observation {
 
 /// What a burst (`repeat`) saw: its answers in order, the last one whole
 /// (headers and body, for the expectations judged on it), the others with
-/// their status, timing and at most [`BurstObservation::KEPT_BODY`] bytes
-/// of body (for the reason's quote). A transport failure ends the burst:
+/// their status, timing, `Content-Type` and at most
+/// [`BurstObservation::KEPT_BODY`] bytes of body (for the reason's quote). A transport failure ends the burst:
 /// then the last answer holds the failure and fewer than `repeat` came.
 #[derive(Debug, Default)]
 pub struct BurstObservation {

@@ -92,9 +92,14 @@ pub async fn burst(
         };
         let failed = obs.error.is_some();
         // Only the last answer is judged whole: the others keep their
-        // status, timing and the start of their body (for the reason).
+        // status, timing, Content-Type and the start of their body (for
+        // the reason's quote).
         if let Some(previous) = answers.last_mut() {
+            let content_type = previous.headers.remove(reqwest::header::CONTENT_TYPE);
             previous.headers.clear();
+            if let Some(ct) = content_type {
+                previous.headers.insert(reqwest::header::CONTENT_TYPE, ct);
+            }
             previous.body.truncate(BurstObservation::KEPT_BODY);
             previous.body.shrink_to_fit();
         }

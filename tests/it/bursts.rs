@@ -551,9 +551,12 @@ async fn the_api_and_the_detail_page_show_the_burst() {
         "[server]\nlisten = \"127.0.0.1:0\"\n\
          [[checks]]\nname = \"rate limit\"\nurl = \"{}\"\ninterval = \"1h\"\nrepeat = 6\n\
          expect = {{ sequence = {FIVE_THEN_429} }}\n\
-         [[checks]]\nname = \"plain\"\nurl = \"{}\"\ninterval = \"1h\"\n",
+         [[checks]]\nname = \"plain\"\nurl = \"{}\"\ninterval = \"1h\"\n\
+         [[flows]]\nname = \"limited flow\"\ninterval = \"1h\"\n\
+         [[flows.steps]]\nname = \"twice\"\nurl = \"{}\"\nrepeat = 2\n",
         target.url("api", ""),
         target.url("plain", "limit=100"),
+        target.url("flow-api", ""),
     ));
     let daemon = Daemon::start(cfg).await.unwrap();
     let (_, status, _) = crate::daemon::once_judged(&daemon).await;
@@ -565,6 +568,12 @@ async fn the_api_and_the_detail_page_show_the_burst() {
         .await
         .unwrap();
     let page = reqwest::get(format!("{base}/check/rate%20limit"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let flow_page = reqwest::get(format!("{base}/check/limited%20flow"))
         .await
         .unwrap()
         .text()
@@ -589,4 +598,7 @@ async fn the_api_and_the_detail_page_show_the_burst() {
         page.contains("burst of 6: <span class=\"burst\">200 200 200 200 200 429</span>"),
         "{page}"
     );
+    let step = &status["flows"][0]["steps"][0];
+    assert_eq!(step["burst"], serde_json::json!([200, 200]), "{status}");
+    assert!(flow_page.contains("(burst: 200 200)"), "{flow_page}");
 }
