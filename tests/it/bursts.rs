@@ -238,6 +238,21 @@ expect = { sequence = ["2xx", "2xx", [200, 204], 200, "!429", "4xx"] }"#
             )),
         ),
         (
+            "without sequence: every answer 2xx passes",
+            "limit=10",
+            "repeat = 3".into(),
+            None,
+        ),
+        (
+            "many answers are shown in runs",
+            "limit=11",
+            "repeat = 20\nexpect = { status = [200] }".into(),
+            Some((
+                FailureKind::Status,
+                "answer 12/20 is 429, expected 200 (answers: 200 ×11, 429 ×9): \"429 Too Many Requests\"",
+            )),
+        ),
+        (
             "the timeout bounds the whole burst, not each answer",
             "limit=10&delay=400",
             "repeat = 6\ntimeout = \"1s\"".into(),

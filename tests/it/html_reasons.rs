@@ -188,3 +188,77 @@ fn an_html_error_page_becomes_its_visible_text() {
     }
     assert_table_passed(&failures, cases.len());
 }
+
+/// Markup, entities and pieces of the secret in any order: the reason
+/// never shows 8 characters of the secret side by side, however tags,
+/// comments, scripts or references cut and join them.
+mod any_page {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const TOKENS: &[&str] = &[
+        "<b>",
+        "</b>",
+        "<div>",
+        "</div>",
+        "<p>",
+        "<br>",
+        "<script>",
+        "</script>",
+        "<style>",
+        "</style>",
+        "<title>",
+        "</title>",
+        "<svg>",
+        "</svg>",
+        "<!-- ",
+        " -->",
+        "<textarea>",
+        "</textarea>",
+        "&amp;",
+        "&#x68;",
+        "&lt;",
+        "<",
+        ">",
+        " ",
+        "\n",
+        "denied ",
+        "key ",
+        "hk_te",
+        "st_Zq8",
+        "Xw3Vb9",
+        "Nc2Lm",
+        "4Kp7Rt",
+        "hk_test_Zq8Xw3Vb9Nc2Lm4Kp7Rt",
+        "&#x68;&#x6b;_test_Zq8Xw3Vb9Nc2Lm4Kp7Rt",
+        "%68k_test_Zq8Xw3Vb9Nc2Lm4Kp7Rt",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn never_shows_a_piece_of_the_secret(
+            picks in proptest::collection::vec(0..TOKENS.len(), 0..40),
+            typed in any::<bool>(),
+        ) {
+            let cfg = config(
+                "[secrets]\nkey = { env = \"PLATFORM_API_KEY\" }\n\
+                 [[checks]]\nname = \"c\"\nurl = \"http://127.0.0.1:1/\"\n\
+                 auth = { scheme = \"api_key\", secret = \"key\" }\nexpect = { status = [200] }\n",
+            );
+            let body: String = picks.iter().map(|&i| TOKENS[i]).collect();
+            let body = format!("<html>{body}");
+            let content_type = typed.then_some("text/html");
+            let outcome = judge(&cfg.checks[0].expect, &answer(content_type, &body), &cfg.redactor);
+            let reason = outcome.reason().unwrap_or_default().to_owned();
+            for i in 0..=TEST_SECRET.len() - 8 {
+                prop_assert!(
+                    !reason.contains(&TEST_SECRET[i..i + 8]),
+                    "{reason:?} from {body:?}"
+                );
+            }
+        }
+    }
+}
