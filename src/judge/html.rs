@@ -18,8 +18,8 @@ use std::cell::RefCell;
 use html5ever::tendril::StrTendril;
 use html5ever::tokenizer::states::RawKind;
 use html5ever::tokenizer::{
-    BufferQueue, CharacterTokens, EndTag, StartTag, TagToken, Token, TokenSink, TokenSinkResult,
-    Tokenizer, TokenizerOpts,
+    BufferQueue, CharacterTokens, EndTag, TagToken, Token, TokenSink, TokenSinkResult, Tokenizer,
+    TokenizerOpts,
 };
 
 use crate::secret::Redactor;
@@ -182,7 +182,6 @@ impl TokenSink for Text {
                 if !INLINE.contains(&name) {
                     page.push_break();
                 }
-                debug_assert!(tag.kind == StartTag || tag.kind == EndTag);
             }
             CharacterTokens(chars) if page.hidden.is_none() => {
                 if page.in_title {
