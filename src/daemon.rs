@@ -163,6 +163,7 @@ impl serve::probe::ProbeOnce for Control {
                 run_at_start: false,
                 thresholds: prototype.thresholds,
                 family: None,
+                burst: prototype.burst,
             };
             // The daemon's own limits: a /probe waits its turn with the
             // checks against the same target, for at most its budget.

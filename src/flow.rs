@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use crate::config::{CaptureFrom, Flow, Step};
-use crate::judge::{clean, judge};
+use crate::judge::{clean, judge, judge_burst};
 use crate::outcome::{FailureKind, FlowResult, Outcome, StepResult, StepRun};
 use crate::probe::{Observation, Prober};
 use crate::schedule::Tick;
@@ -67,6 +67,7 @@ impl FlowRunner<'_> {
                     }),
                     status: None,
                     duration: Duration::ZERO,
+                    burst: Vec::new(),
                 }
             } else {
                 self.step(
@@ -124,29 +125,49 @@ impl FlowRunner<'_> {
         captured: &mut Vec<(String, String)>,
         budget: Option<(Duration, Duration)>,
     ) -> StepResult {
-        let finish = |run: StepRun, obs: &Observation| StepResult {
+        let mut statuses: Vec<Option<u16>> = Vec::new();
+        let finish = |run: StepRun, obs: &Observation, burst: &[Option<u16>]| StepResult {
             name: step.name.clone(),
             run,
             status: obs.status,
             duration: obs.duration,
+            burst: burst.to_vec(),
         };
         let mut request = match step.request.render(self.templater, vars) {
             Ok(r) => r,
             Err(e) => {
                 let reason = self.redactor.redact(&e).into_owned();
                 let obs = Observation::default();
-                return finish(StepRun::Ran(fail(FailureKind::Template, reason)), &obs);
+                return finish(StepRun::Ran(fail(FailureKind::Template, reason)), &obs, &[]);
             }
         };
         let flow_bound = budget.filter(|(remaining, _)| *remaining < request.timeout);
         if let Some((remaining, _)) = flow_bound {
             request.timeout = remaining;
         }
-        let obs = match self.prober.profile(request.tls_profile) {
-            Some(profile) => self.prober.http(&request, profile, self.redactor).await,
-            None => Observation::failed(FailureKind::Internal, "no TLS profile for this step"),
+        let (obs, mut outcome) = match step.burst {
+            // Captures come from the last answer.
+            Some(burst) => {
+                let seen = self
+                    .prober
+                    .burst(&request, burst.repeat, self.redactor)
+                    .await;
+                let outcome = judge_burst(&step.expect, burst, &seen, self.redactor);
+                let (obs, all) = seen.into_last();
+                statuses = all;
+                (obs, outcome)
+            }
+            None => {
+                let obs = match self.prober.profile(request.tls_profile) {
+                    Some(profile) => self.prober.http(&request, profile, self.redactor).await,
+                    None => {
+                        Observation::failed(FailureKind::Internal, "no TLS profile for this step")
+                    }
+                };
+                let outcome = judge(&step.expect, &obs, self.redactor);
+                (obs, outcome)
+            }
         };
-        let mut outcome = judge(&step.expect, &obs, self.redactor);
         if let (Outcome::Failure { kind, reason }, Some((_, flow_timeout))) =
             (&mut outcome, flow_bound)
             && *kind == FailureKind::Timeout
@@ -167,12 +188,16 @@ impl FlowRunner<'_> {
                     }
                     Err(why) => {
                         let reason = format!("capture {}: {why}", capture.var);
-                        return finish(StepRun::Ran(fail(FailureKind::Capture, reason)), &obs);
+                        return finish(
+                            StepRun::Ran(fail(FailureKind::Capture, reason)),
+                            &obs,
+                            &statuses,
+                        );
                     }
                 }
             }
         }
-        finish(StepRun::Ran(outcome), &obs)
+        finish(StepRun::Ran(outcome), &obs, &statuses)
     }
 }
 
@@ -186,6 +211,7 @@ fn skipped(step: &Step, why: String) -> StepResult {
         run: StepRun::Skipped(why),
         status: None,
         duration: Duration::ZERO,
+        burst: Vec::new(),
     }
 }
 

@@ -8,15 +8,16 @@
 
 use std::time::Duration;
 
+mod html;
 mod kinds;
 
 pub use kinds::grpc_code_name;
 
+use crate::model::{Burst, BurstObservation, BurstStatus, Observation, Target};
 pub use crate::model::{
     Expectations, HeaderCheck, HeaderExpect, JsonCheck, JsonExpect, JsonType, StatusMatcher,
     StatusPattern,
 };
-use crate::model::{Observation, Target};
 use crate::outcome::{FailureKind, Outcome};
 use crate::secret::Redactor;
 pub use crate::secret::{clean, quote};
@@ -74,24 +75,173 @@ pub fn judge(expect: &Expectations, obs: &Observation, redactor: &Redactor) -> O
     };
     if !expect.status.matches(status) {
         let mut reason = format!("status {status}, expected {}", expect.status);
-        if let Some(detail) = error_detail(&obs.body) {
+        if let Some(detail) = answer_detail(obs, redactor) {
             reason.push_str(&format!(": {}", quote(&detail, redactor)));
         }
         return fail(FailureKind::Status, reason);
     }
-    if let Some(outcome) = judge_headers(&expect.headers, obs, redactor) {
-        return outcome;
-    }
-    if let Some(outcome) = judge_auth_path(expect, obs, redactor) {
-        return outcome;
-    }
-    if let Some(outcome) = judge_json(&expect.json, &obs.body, redactor) {
-        return outcome;
-    }
-    if let Some(outcome) = judge_body(expect, &obs.body, redactor) {
+    if let Some(outcome) = judge_answer(expect, obs, redactor) {
         return outcome;
     }
     latency(expect, obs).unwrap_or(Outcome::Success)
+}
+
+/// Everything of HTTP's expectations past the status and before the
+/// latency: headers, the auth path's, JSON, body.
+fn judge_answer(expect: &Expectations, obs: &Observation, redactor: &Redactor) -> Option<Outcome> {
+    judge_headers(&expect.headers, obs, redactor)
+        .or_else(|| judge_auth_path(expect, obs, redactor))
+        .or_else(|| judge_json(&expect.json, obs, redactor))
+        .or_else(|| judge_body(expect, &obs.body, redactor))
+}
+
+/// The verdict on a burst (`repeat`): a transport failure (naming the
+/// answer), `within`, the statuses (`sequence`, `any_status`, or
+/// `status` for every answer), the last answer's other expectations
+/// (headers, JSON, body: the rate limit's answer is the one that matters),
+/// then each answer's latency. The first failure is the reason, which
+/// names the answer and shows them all:
+/// `answer 6/6 is 200, expected 429 (answers: 200 200 200 200 200 200)`.
+pub fn judge_burst(
+    expect: &Expectations,
+    burst: Burst,
+    seen: &BurstObservation,
+    redactor: &Redactor,
+) -> Outcome {
+    let n = burst.repeat as usize;
+    for (i, answer) in seen.answers.iter().enumerate() {
+        if let Some((kind, reason)) = &answer.error {
+            return fail(*kind, format!("answer {}/{n}: {reason}", i + 1));
+        }
+    }
+    let statuses: Vec<u16> = seen.answers.iter().filter_map(|a| a.status).collect();
+    let Some(last) = seen.answers.last().filter(|_| statuses.len() == n) else {
+        return fail(
+            FailureKind::Internal,
+            format!(
+                "the burst ended after {} of {n} answers with no failure recorded",
+                statuses.len()
+            ),
+        );
+    };
+    if let Some(within) = burst.within
+        && seen.took > within
+    {
+        return fail(
+            FailureKind::Burst,
+            format!(
+                "{n} answers took {:.2}s, longer than within {}: the rate limit was not tested",
+                seen.took.as_secs_f64(),
+                humantime::format_duration(within)
+            ),
+        );
+    }
+    let wrong = |i: usize, expected: String| {
+        let mut reason = format!(
+            "answer {}/{n} is {}, expected {expected} (answers: {})",
+            i + 1,
+            statuses[i],
+            answers_text(&statuses, false)
+        );
+        // An error answer's own explanation; a 200 where a 429 was due
+        // says nothing a person needs.
+        if statuses[i] >= 400
+            && let Some(detail) = answer_detail(&seen.answers[i], redactor)
+        {
+            reason.push_str(&format!(": {}", quote(&detail, redactor)));
+        }
+        fail(FailureKind::Status, reason)
+    };
+    match &expect.burst_status {
+        BurstStatus::Each => {
+            if let Some(i) = statuses.iter().position(|s| !expect.status.matches(*s)) {
+                return wrong(i, expect.status.to_string());
+            }
+        }
+        BurstStatus::Sequence(patterns) => {
+            let off = statuses
+                .iter()
+                .zip(patterns)
+                .position(|(s, p)| !p.matches(*s));
+            if let Some(i) = off {
+                return wrong(i, patterns[i].to_string());
+            }
+        }
+        BurstStatus::Any { any, others } => {
+            if !statuses.iter().any(|s| any.matches(*s)) {
+                return fail(
+                    FailureKind::Status,
+                    format!(
+                        "no answer was {any} (answers: {})",
+                        answers_text(&statuses, true)
+                    ),
+                );
+            }
+            if let Some(others) = others
+                && let Some(i) = statuses
+                    .iter()
+                    .position(|s| !any.matches(*s) && !others.matches(*s))
+            {
+                return wrong(i, format!("{others} or any_status {any}"));
+            }
+        }
+    }
+    if let Some(Outcome::Failure { kind, reason }) = judge_answer(expect, last, redactor) {
+        return fail(kind, format!("answer {n}/{n}: {reason}"));
+    }
+    if let Some(budget) = expect.max_latency
+        && let Some((i, slow)) = seen
+            .answers
+            .iter()
+            .enumerate()
+            .find(|(_, a)| a.duration > budget)
+    {
+        return fail(
+            FailureKind::Slow,
+            format!(
+                "answer {}/{n} took {}, budget {}",
+                i + 1,
+                format_ms(slow.duration),
+                format_ms(budget)
+            ),
+        );
+    }
+    Outcome::Success
+}
+
+/// The most answers a reason lists; the rest are `…`.
+const ANSWERS_SHOWN: usize = 20;
+
+/// A burst's statuses for a reason: each in order (`200 200 429`), or in
+/// runs (`200 ×5, 429`) when `runs` or when there are many.
+fn answers_text(statuses: &[u16], runs: bool) -> String {
+    let mut items: Vec<String> = if runs || statuses.len() > 12 {
+        let mut out: Vec<(u16, usize)> = Vec::new();
+        for s in statuses {
+            match out.last_mut() {
+                Some((last, count)) if last == s => *count += 1,
+                _ => out.push((*s, 1)),
+            }
+        }
+        out.into_iter()
+            .map(|(s, count)| match count {
+                1 => s.to_string(),
+                _ => format!("{s} ×{count}"),
+            })
+            .collect()
+    } else {
+        statuses.iter().map(u16::to_string).collect()
+    };
+    let cut = items.len() > ANSWERS_SHOWN;
+    items.truncate(ANSWERS_SHOWN);
+    if cut {
+        items.push("…".to_owned());
+    }
+    items.join(if runs || statuses.len() > 12 {
+        ", "
+    } else {
+        " "
+    })
 }
 
 fn fail(kind: FailureKind, reason: impl Into<String>) -> Outcome {
@@ -151,16 +301,22 @@ fn judge_headers(
     None
 }
 
-fn judge_json(expects: &[JsonExpect], body: &[u8], redactor: &Redactor) -> Option<Outcome> {
+fn judge_json(expects: &[JsonExpect], obs: &Observation, redactor: &Redactor) -> Option<Outcome> {
     if expects.is_empty() {
         return None;
     }
+    let body = &obs.body;
     let doc: serde_json::Value = match serde_json::from_slice(body) {
         Ok(doc) => doc,
         Err(e) => {
+            // A proxy's HTML error page where JSON was due: its words.
+            let shown = match html::is_html(content_type(obs), body) {
+                true => html::visible_text(&lossy(body), redactor).unwrap_or_default(),
+                false => lossy(body),
+            };
             return Some(fail(
                 FailureKind::Json,
-                format!("body is not JSON ({e}): {}", quote(&lossy(body), redactor)),
+                format!("body is not JSON ({e}): {}", quote(&shown, redactor)),
             ));
         }
     };
@@ -423,9 +579,26 @@ fn judge_body(expect: &Expectations, body: &[u8], redactor: &Redactor) -> Option
 }
 
 /// The most useful line of an error response: a JSON `detail`, `message`,
-/// `error` or similar field when there is one, an HTML `<title>`, or the
-/// first non-empty line of text.
+/// `error` or similar field when there is one; for an HTML page, its
+/// `<title>` or else its visible text; or the first non-empty line of text.
+/// Not redacted yet: quote it (`quote`) before showing it.
 pub fn error_detail(body: &[u8]) -> Option<String> {
+    detail(None, body, &Redactor::default())
+}
+
+/// [`error_detail`] of an answer, its `Content-Type` heeded and its markup
+/// redacted as it arrived (the text is redacted again when quoted).
+pub fn answer_detail(obs: &Observation, redactor: &Redactor) -> Option<String> {
+    detail(content_type(obs), &obs.body, redactor)
+}
+
+fn content_type(obs: &Observation) -> Option<&str> {
+    obs.headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+}
+
+fn detail(content_type: Option<&str>, body: &[u8], redactor: &Redactor) -> Option<String> {
     if body.is_empty() {
         return None;
     }
@@ -435,14 +608,9 @@ pub fn error_detail(body: &[u8]) -> Option<String> {
         }
     }
     let text = lossy(body);
-    let lower = text.to_ascii_lowercase();
-    if let (Some(start), Some(end)) = (lower.find("<title>"), lower.find("</title>"))
-        && start + 7 <= end
-    {
-        let title = text[start + 7..end].trim();
-        if !title.is_empty() {
-            return Some(title.to_owned());
-        }
+    if html::is_html(content_type, body) {
+        // Never the raw tags: a page with no words has no detail.
+        return html::visible_text(&text, redactor);
     }
     text.lines()
         .map(str::trim)

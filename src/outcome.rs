@@ -58,10 +58,13 @@ pub enum FailureKind {
     Permission,
     /// The OAuth2 token endpoint gave no usable token; the target was not asked.
     Token,
+    /// A burst (`repeat`) took longer than its `within`: the rate limit
+    /// was not tested.
+    Burst,
 }
 
 impl FailureKind {
-    pub const ALL: [FailureKind; 22] = [
+    pub const ALL: [FailureKind; 23] = [
         FailureKind::Timeout,
         FailureKind::Dns,
         FailureKind::Connect,
@@ -84,6 +87,7 @@ impl FailureKind {
         FailureKind::Certificate,
         FailureKind::Permission,
         FailureKind::Token,
+        FailureKind::Burst,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -110,6 +114,7 @@ impl FailureKind {
             FailureKind::Certificate => "certificate",
             FailureKind::Permission => "permission",
             FailureKind::Token => "token",
+            FailureKind::Burst => "burst",
         }
     }
 }
@@ -213,6 +218,10 @@ pub struct CheckResult {
     pub schedule_lag: Duration,
     /// The OAuth2 token this run sent, when it is a JWT with an `exp`.
     pub fetched_credential: Option<FetchedCredential>,
+    /// A burst's (`repeat`) statuses in order, `None` for an answer that
+    /// never came; empty when the check is no burst. `status` is the last
+    /// answer's and `duration` the whole burst's.
+    pub burst: Vec<Option<u16>>,
 }
 
 /// A fetched token, as far as it may be shown: its fingerprint and when it
@@ -232,6 +241,8 @@ pub struct StepResult {
     pub run: StepRun,
     pub status: Option<u16>,
     pub duration: Duration,
+    /// As [`CheckResult::burst`], for a step with `repeat`.
+    pub burst: Vec<Option<u16>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -333,6 +344,7 @@ impl FlowResult {
             seen: crate::seen::Seen::None,
             schedule_lag: self.schedule_lag,
             fetched_credential: None,
+            burst: Vec::new(),
         }
     }
 }

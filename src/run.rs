@@ -10,7 +10,7 @@ use futures_util::FutureExt as _;
 
 use crate::config::{Check, Config, Flow};
 use crate::flow::FlowRunner;
-use crate::judge::judge_target;
+use crate::judge::{judge_burst, judge_target};
 use crate::outcome::{CheckResult, FailureKind, FlowResult, Outcome, StepResult, StepRun};
 use crate::probe::tls::TlsSetupError;
 use crate::probe::{Observation, Prober};
@@ -46,23 +46,23 @@ impl Runner {
         let redactor = self.redactor.get();
         let probe_and_judge = async {
             injected_panic();
-            let mut obs = self.prober.probe(&check.probe, &redactor).await;
-            // The certificate's text becomes metric labels and API fields:
-            // scrubbed like any other text from a target.
-            if let Some(tls) = &mut obs.tls {
-                for text in [&mut tls.subject, &mut tls.issuer]
-                    .into_iter()
-                    .chain(tls.san.iter_mut())
-                {
-                    if let std::borrow::Cow::Owned(clean) = redactor.redact(text) {
-                        *text = clean;
-                    }
+            // A burst (HTTP only): the same request `repeat` times, judged
+            // as a sequence; the result keeps the last answer and every status.
+            if let (Some(burst), Some(request)) = (check.burst, check.probe.http()) {
+                let mut seen = self.prober.burst(request, burst.repeat, &redactor).await;
+                for answer in &mut seen.answers {
+                    scrub_certificate(answer, &redactor);
                 }
+                let outcome = judge_burst(&check.expect, burst, &seen, &redactor);
+                let (obs, statuses) = seen.into_last();
+                return (obs, outcome, statuses);
             }
+            let mut obs = self.prober.probe(&check.probe, &redactor).await;
+            scrub_certificate(&mut obs, &redactor);
             let outcome = judge_target(&check.probe, &check.expect, &obs, &redactor);
-            (obs, outcome)
+            (obs, outcome, Vec::new())
         };
-        let (obs, outcome) = contained(probe_and_judge, || {
+        let (obs, outcome, burst) = contained(probe_and_judge, || {
             tracing::error!(check = %check.name, "probe panicked; recorded as an internal failure");
             let reason = "the probe panicked (a bug in lookout; see the log)".to_owned();
             (
@@ -71,6 +71,7 @@ impl Runner {
                     kind: FailureKind::Internal,
                     reason,
                 },
+                Vec::new(),
             )
         })
         .await;
@@ -86,6 +87,7 @@ impl Runner {
             seen: obs.seen,
             schedule_lag: tick.lag,
             fetched_credential: obs.fetched_credential,
+            burst,
         }
     }
 
@@ -115,6 +117,7 @@ impl Runner {
                     }),
                     status: None,
                     duration: Duration::ZERO,
+                    burst: Vec::new(),
                 })
                 .collect();
             FlowResult {
@@ -127,6 +130,21 @@ impl Runner {
             }
         })
         .await
+    }
+}
+
+/// The certificate's text becomes metric labels and API fields: scrubbed
+/// like any other text from a target.
+fn scrub_certificate(obs: &mut Observation, redactor: &crate::secret::Redactor) {
+    if let Some(tls) = &mut obs.tls {
+        for text in [&mut tls.subject, &mut tls.issuer]
+            .into_iter()
+            .chain(tls.san.iter_mut())
+        {
+            if let std::borrow::Cow::Owned(clean) = redactor.redact(text) {
+                *text = clean;
+            }
+        }
     }
 }
 

@@ -395,12 +395,25 @@ fn step(
         tls_profile: shared.tls,
     };
     request.origin = fixed_origin(ctx, field, s, &request, shared.vars, &uses, templater)?;
+    let expect = expectations(ctx, field, s.expect.as_ref())?;
+    let burst = super::validate::burst(
+        ctx,
+        field,
+        super::validate::OwnBurst {
+            repeat: s.repeat.as_ref(),
+            within: s.within.as_ref(),
+            expect_span: s.expect.as_ref().map_or(s.name.span(), |e| e.span()),
+            timeout,
+        },
+        &expect,
+    )?;
     Ok(Step {
         name,
         request,
-        expect: expectations(ctx, field, s.expect.as_ref())?,
+        expect,
         captures,
         uses,
+        burst,
     })
 }
 

@@ -222,6 +222,10 @@ pub struct RawCheck {
     pub failure_threshold: Option<Spanned<u32>>,
     /// Consecutive passing runs before a failing check turns passing.
     pub success_threshold: Option<Spanned<u32>>,
+    /// Send the request this many times in a row, as a burst (HTTP only).
+    pub repeat: Option<Spanned<u32>>,
+    /// The burst must take at most this long (needs `repeat`).
+    pub within: Option<Spanned<HumanDuration>>,
 }
 
 /// A multi-step flow: steps run in order on one run's variables.
@@ -279,6 +283,9 @@ pub struct RawStep {
     pub expect: Option<Spanned<RawExpect>>,
     #[serde(default)]
     pub capture: BTreeMap<String, Spanned<RawCapture>>,
+    /// As a check's: the step's request sent as a burst.
+    pub repeat: Option<Spanned<u32>>,
+    pub within: Option<Spanned<HumanDuration>>,
 }
 
 /// `"/json/pointer"`, `{ pointer = "/x" }` or `{ header = "Location" }`.
@@ -435,6 +442,10 @@ pub struct RawExpect {
     pub headers: Vec<RawHeaderExpect>,
     pub www_authenticate: Option<RawChallenge>,
     pub retry_after: Option<RawRetryAfter>,
+    /// With `repeat`: one status pattern (or list) per answer, in order.
+    pub sequence: Option<Vec<StatusList>>,
+    /// With `repeat`: at least one answer matches.
+    pub any_status: Option<StatusList>,
     // Certificates (https, tcp with tls, tls, grpcs).
     pub cert_valid_for: Option<HumanDuration>,
     pub min_tls_version: Option<String>,
@@ -491,6 +502,26 @@ pub struct RawHeaderExpect {
     pub contains: Option<String>,
     pub exists: Option<bool>,
     pub matches: Option<BodyRegex>,
+}
+
+/// Status patterns as `expect.status` takes them, or one of them alone:
+/// `429`, `"2xx"`, `[200, 204]`.
+#[derive(Debug, Clone)]
+pub struct StatusList(pub Vec<StatusPattern>);
+
+impl<'de> Deserialize<'de> for StatusList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let pattern = |v: toml::Value| match v {
+            toml::Value::Integer(c) => StatusPattern::parse(&c.to_string()),
+            toml::Value::String(t) => StatusPattern::parse(&t),
+            _ => Err("a status pattern is a number or a string".to_owned()),
+        };
+        let patterns = match toml::Value::deserialize(d)? {
+            toml::Value::Array(items) => items.into_iter().map(pattern).collect(),
+            one => pattern(one).map(|p| vec![p]),
+        };
+        patterns.map(StatusList).map_err(de::Error::custom)
+    }
 }
 
 /// A matrix value: strings, integers and booleans are all templated as text.

@@ -343,6 +343,7 @@ impl Snapshot {
             last_failure: None,
             link: "/api/v1/status".to_owned(),
             locations: m.location_results(&self.locations),
+            burst: Vec::new(),
         }
     }
 
@@ -411,6 +412,7 @@ impl Snapshot {
                     status_code: result.and_then(|(_, code)| *code).filter(|&c| c > 0),
                     duration_seconds: None,
                     reason: None,
+                    burst: Vec::new(),
                 }
             })
             .collect();

@@ -31,6 +31,20 @@ pub struct Check {
     /// matrix or routes: shared by its siblings, for grids and route
     /// comparison.
     pub family: Option<std::sync::Arc<Family>>,
+    /// `repeat` (2 or more): the request is sent as a burst.
+    pub burst: Option<Burst>,
+}
+
+/// `repeat = N` (and `within`): the same request N times, one after
+/// another, each on a fresh connection, judged as a sequence (a rate
+/// limit's path). The check's or step's `timeout` bounds the whole burst.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Burst {
+    /// 2 to 100.
+    pub repeat: u32,
+    /// From the first send to the last answer read, at most this long, or
+    /// the rate limit was not tested.
+    pub within: Option<Duration>,
 }
 
 /// What the checks expanded from one `[[checks]]` entry share: the grid
@@ -98,6 +112,8 @@ pub struct Step {
     pub captures: Vec<Capture>,
     /// Run-time variables (captures) the step's templates use, sorted.
     pub uses: Vec<String>,
+    /// `repeat` (2 or more): the step's request is sent as a burst.
+    pub burst: Option<Burst>,
 }
 
 #[derive(Debug, Clone)]
@@ -190,7 +206,7 @@ impl Check {
 
     fn identity(&self, tls: &TlsSettings) -> String {
         format!(
-            "{:?} {:?} {:?} {} {:?} {:?} {} {:?} {:?}",
+            "{:?} {:?} {:?} {} {:?} {:?} {} {:?} {:?} {:?}",
             self.name,
             self.group,
             self.schedule,
@@ -199,7 +215,8 @@ impl Check {
             self.matrix,
             self.run_at_start,
             self.thresholds,
-            self.family
+            self.family,
+            self.burst
         )
     }
 }
@@ -229,7 +246,7 @@ impl Flow {
         let step = |s: &Step| {
             let r = &s.request;
             format!(
-                "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {} {} {:?} {:?} {:?} {:?}",
+                "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {} {} {:?} {:?} {:?} {:?} {:?}",
                 s.name,
                 r.method,
                 r.url,
@@ -242,7 +259,8 @@ impl Flow {
                 tls,
                 s.expect,
                 s.captures,
-                s.uses
+                s.uses,
+                s.burst
             )
         };
         let steps: Vec<String> = self.steps.iter().chain(&self.cleanup).map(step).collect();

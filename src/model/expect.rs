@@ -291,6 +291,24 @@ pub struct Expectations {
     pub www_authenticate: Option<Challenge>,
     /// A rate limit's answer: `Retry-After` is there (and at most `max`).
     pub retry_after: Option<RetryAfter>,
+    /// With `repeat`: how the burst's statuses are judged.
+    pub burst_status: BurstStatus,
+}
+
+/// How a burst's answers are judged by status.
+#[derive(Clone, Debug, Default)]
+pub enum BurstStatus {
+    /// `expect.status` (or its default) holds for every answer.
+    #[default]
+    Each,
+    /// `expect.sequence`: answer k matches pattern k (as many as `repeat`).
+    Sequence(Vec<StatusMatcher>),
+    /// `expect.any_status`: at least one answer matches it; with an
+    /// `expect.status` written out, every other answer matches that.
+    Any {
+        any: StatusMatcher,
+        others: Option<StatusMatcher>,
+    },
 }
 
 #[derive(Clone, Debug)]

@@ -15,14 +15,14 @@ pub use crate::seen::{
     DnsSeen, GrpcSeen, IcmpSeen, Seen, ServingStatus, TcpSeen, TlsSeen, TlsVersion, Unmatched,
 };
 pub use check::{
-    BUILTIN_VARS, BodyTemplate, Capture, CaptureFrom, Check, Family, Flow, ROUTE_KEY,
+    BUILTIN_VARS, BodyTemplate, Burst, Capture, CaptureFrom, Check, Family, Flow, ROUTE_KEY,
     RequestTemplate, Step, Thresholds,
 };
 pub use expect::{
-    Challenge, Comparison, Expectations, HeaderCheck, HeaderExpect, JsonCheck, JsonExpect,
-    JsonType, RetryAfter, StatusMatcher, StatusPattern,
+    BurstStatus, Challenge, Comparison, Expectations, HeaderCheck, HeaderExpect, JsonCheck,
+    JsonExpect, JsonType, RetryAfter, StatusMatcher, StatusPattern,
 };
-pub use observation::Observation;
+pub use observation::{BurstObservation, Observation};
 pub use request::{Auth, CaFile, ClientAuth, HttpRequest, OAuth2, TlsSettings};
 pub use target::{
     CertExpect, DnsExpect, DnsTarget, DnsTransport, Endpoint, GrpcTarget, IcmpTarget, IpVersion,

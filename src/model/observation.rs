@@ -40,3 +40,39 @@ impl Observation {
         }
     }
 }
+
+/// What a burst (`repeat`) saw: its answers in order, the last one whole
+/// (headers and body, for the expectations judged on it), the others with
+/// their status, timing, `Content-Type` and at most
+/// [`BurstObservation::KEPT_BODY`] bytes of body (for the reason's quote). A transport failure ends the burst:
+/// then the last answer holds the failure and fewer than `repeat` came.
+#[derive(Debug, Default)]
+pub struct BurstObservation {
+    pub answers: Vec<Observation>,
+    /// How many were to be sent.
+    pub repeat: u32,
+    /// From the first send to the last answer read.
+    pub took: Duration,
+}
+
+impl BurstObservation {
+    /// The body kept of every answer but the last.
+    pub const KEPT_BODY: usize = 16 * 1024;
+
+    /// Every answer's status, `None` for one that never came (a transport
+    /// failure and the answers not sent after it), `repeat` long.
+    pub fn statuses(&self) -> Vec<Option<u16>> {
+        let mut out: Vec<Option<u16>> = self.answers.iter().map(|a| a.status).collect();
+        out.resize(self.repeat as usize, None);
+        out
+    }
+
+    /// The last answer (its duration made the whole burst's) and every
+    /// answer's status: what a result keeps.
+    pub fn into_last(mut self) -> (Observation, Vec<Option<u16>>) {
+        let statuses = self.statuses();
+        let mut last = self.answers.pop().unwrap_or_default();
+        last.duration = self.took;
+        (last, statuses)
+    }
+}

@@ -18,6 +18,7 @@ use url::Url;
 use super::Observation;
 use super::tls::{self, TlsProfile};
 use super::trace::{Stage, Trace, TraceLayer, TraceResolver, TraceStore, TraceVerifier};
+use crate::model::BurstObservation;
 use crate::model::{Auth, HttpRequest};
 use crate::outcome::FailureKind;
 use crate::secret::Redactor;
@@ -51,6 +52,67 @@ pub async fn probe(req: &HttpRequest, profile: &TlsProfile, redactor: &Redactor)
     // Only a handshake that got as far as the server proving its key.
     obs.tls = trace.tls_seen().filter(|t| t.version.is_some());
     obs
+}
+
+/// A burst (`repeat`): the same request `repeat` times, one after another,
+/// each on a fresh connection like any probe. `req.timeout` bounds the
+/// whole burst: each request gets what is left. A transport failure ends
+/// it, the failing answer last.
+pub async fn burst(
+    req: &HttpRequest,
+    profile: &TlsProfile,
+    redactor: &Redactor,
+    repeat: u32,
+) -> BurstObservation {
+    let started = Instant::now();
+    let deadline = started + req.timeout;
+    let mut answers: Vec<Observation> = Vec::with_capacity(repeat as usize);
+    let bounds = |reason: &mut String| {
+        reason.push_str(&format!(
+            " (the timeout of {} bounds the whole burst)",
+            humantime::format_duration(req.timeout)
+        ));
+    };
+    for _ in 0..repeat {
+        // Whole milliseconds, so a reason reads "timed out after 412ms".
+        let left = deadline.saturating_duration_since(Instant::now());
+        let left = std::time::Duration::from_millis(left.as_millis() as u64);
+        let obs = if left.is_zero() {
+            let mut reason = "no time was left to send it".to_owned();
+            bounds(&mut reason);
+            Observation::failed(FailureKind::Timeout, reason)
+        } else {
+            let mut this = req.clone();
+            this.timeout = left;
+            let mut obs = probe(&this, profile, redactor).await;
+            if let Some((FailureKind::Timeout, reason)) = &mut obs.error {
+                bounds(reason);
+            }
+            obs
+        };
+        let failed = obs.error.is_some();
+        // Only the last answer is judged whole: the others keep their
+        // status, timing, Content-Type and the start of their body (for
+        // the reason's quote).
+        if let Some(previous) = answers.last_mut() {
+            let content_type = previous.headers.remove(reqwest::header::CONTENT_TYPE);
+            previous.headers.clear();
+            if let Some(ct) = content_type {
+                previous.headers.insert(reqwest::header::CONTENT_TYPE, ct);
+            }
+            previous.body.truncate(BurstObservation::KEPT_BODY);
+            previous.body.shrink_to_fit();
+        }
+        answers.push(obs);
+        if failed {
+            break;
+        }
+    }
+    BurstObservation {
+        answers,
+        repeat,
+        took: started.elapsed(),
+    }
 }
 
 fn client_for(profile: &TlsProfile, trace: &Arc<Trace>) -> reqwest::Result<reqwest::Client> {

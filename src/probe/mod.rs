@@ -12,7 +12,7 @@ pub mod tls;
 pub mod trace;
 
 pub use crate::model::Observation;
-use crate::model::{Auth, HttpRequest, Target, TlsSettings};
+use crate::model::{Auth, BurstObservation, HttpRequest, Target, TlsSettings};
 use crate::outcome::{FailureKind, FetchedCredential};
 use crate::secret::{Learned, Redactor};
 use tls::{TlsProfile, TlsSetupError};
@@ -65,8 +65,28 @@ impl Prober {
         profile: &TlsProfile,
         redactor: &Redactor,
     ) -> Observation {
+        match self.authorized(req, profile, redactor).await {
+            Ok((req, fetched)) => {
+                let mut obs = http::probe(&req, profile, redactor).await;
+                obs.fetched_credential = fetched;
+                obs
+            }
+            Err(failed) => *failed,
+        }
+    }
+
+    /// The request as it is sent: for an OAuth2 client, with its token (one
+    /// fetch for a whole burst) in `Authorization` and the time the fetch
+    /// took taken off its timeout; other credentials as configured.
+    async fn authorized<'r>(
+        &self,
+        req: &'r HttpRequest,
+        profile: &TlsProfile,
+        redactor: &Redactor,
+    ) -> Result<(std::borrow::Cow<'r, HttpRequest>, Option<FetchedCredential>), Box<Observation>>
+    {
         let Auth::OAuth2(client) = &req.auth else {
-            return http::probe(req, profile, redactor).await;
+            return Ok((std::borrow::Cow::Borrowed(req), None));
         };
         let started = std::time::Instant::now();
         let token = match self
@@ -81,7 +101,7 @@ impl Prober {
                     crate::secret::clean(&reason, redactor),
                 );
                 obs.duration = started.elapsed();
-                return obs;
+                return Err(Box::new(obs));
             }
         };
         let mut with_token = req.clone();
@@ -91,16 +111,48 @@ impl Prober {
             secret: token.clone(),
         };
         with_token.timeout = req.timeout.saturating_sub(started.elapsed());
-        let mut obs = http::probe(&with_token, profile, redactor).await;
-        obs.fetched_credential = token.expiry().map(|e| FetchedCredential {
+        let fetched = token.expiry().map(|e| FetchedCredential {
             fingerprint: token.fingerprint().to_owned(),
             expires_at: e.at,
         });
-        obs
+        Ok((std::borrow::Cow::Owned(with_token), fetched))
     }
 
     pub fn profile(&self, index: usize) -> Option<&TlsProfile> {
         self.profiles.get(index)
+    }
+
+    /// An HTTP request sent as a burst ([`http::burst`]).
+    pub async fn burst(
+        &self,
+        request: &HttpRequest,
+        repeat: u32,
+        redactor: &Redactor,
+    ) -> BurstObservation {
+        match self.profile(request.tls_profile) {
+            Some(profile) => match self.authorized(request, profile, redactor).await {
+                Ok((request, fetched)) => {
+                    let mut seen = http::burst(&request, profile, redactor, repeat).await;
+                    if let Some(last) = seen.answers.last_mut() {
+                        last.fetched_credential = fetched;
+                    }
+                    seen
+                }
+                Err(failed) => BurstObservation {
+                    answers: vec![*failed],
+                    repeat,
+                    took: std::time::Duration::ZERO,
+                },
+            },
+            None => BurstObservation {
+                answers: vec![Observation::failed(
+                    FailureKind::Internal,
+                    "no TLS profile for this check",
+                )],
+                repeat,
+                took: std::time::Duration::ZERO,
+            },
+        }
     }
 
     /// Runs one probe of any kind: the one place that matches on the kind

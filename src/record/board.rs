@@ -479,6 +479,7 @@ mod tests {
             seen: Default::default(),
             schedule_lag: Duration::ZERO,
             fetched_credential: None,
+            burst: Vec::new(),
         }
     }
 

@@ -246,6 +246,15 @@ impl DetailPage {
             .unwrap_or_default()
     }
 
+    /// A burst's statuses in order, `–` for an answer that never came.
+    fn burst(statuses: &[Option<u16>]) -> String {
+        statuses
+            .iter()
+            .map(|s| s.map_or_else(|| "–".to_owned(), |c| c.to_string()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     fn windows(&self) -> Vec<(&'static str, query::Window)> {
         match &self.d.uptime {
             None => Vec::new(),

@@ -310,6 +310,10 @@ pub struct CheckView {
     /// `lookout view`: the last result from each location.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub locations: Vec<LocationResult>,
+    /// A burst's (`repeat`) statuses in the last run, null for an answer
+    /// that never came; absent for a check that is no burst.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub burst: Vec<Option<u16>>,
 }
 
 impl CheckView {
@@ -425,6 +429,7 @@ pub(crate) fn check_view(c: &Check, e: &Entry, redactor: &Redactor) -> CheckView
         last_failure: e.last_failure.clone(),
         link: detail_link(&c.name),
         locations: Vec::new(),
+        burst: last.map(|r| r.burst.clone()).unwrap_or_default(),
     }
 }
 
@@ -603,6 +608,9 @@ pub struct StepView {
     pub status_code: Option<u16>,
     pub duration_seconds: Option<f64>,
     pub reason: Option<String>,
+    /// As [`CheckView::burst`], for a step with `repeat`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub burst: Vec<Option<u16>>,
 }
 
 impl FlowView {
@@ -681,6 +689,7 @@ fn step_view(step: &Step, result: Option<&StepResult>, redactor: &Redactor) -> S
             .filter(|r| !matches!(r.run, StepRun::Skipped(_)))
             .map(|r| r.duration.as_secs_f64()),
         reason: result.and_then(|r| r.reason().map(str::to_owned)),
+        burst: result.map(|r| r.burst.clone()).unwrap_or_default(),
     }
 }
 

@@ -438,6 +438,7 @@ fn result(status: u16, kind: Option<FailureKind>) -> CheckResult {
         seen: Default::default(),
         schedule_lag: Duration::ZERO,
         fetched_credential: None,
+        burst: Vec::new(),
     }
 }
 

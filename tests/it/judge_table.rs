@@ -497,11 +497,18 @@ fn cases() -> Vec<Case> {
             reason: Contains("body is not JSON ("),
         },
         Case {
-            name: "not-JSON reason quotes the body",
+            name: "not-JSON reason quotes the body, an HTML page as its text",
             expect: json_expect("/status", JsonCheck::Exists(true)),
             obs: resp(200, "<html>maintenance</html>"),
             label: "json",
-            reason: Contains("): \"<html>maintenance</html>\""),
+            reason: Contains("): \"maintenance\""),
+        },
+        Case {
+            name: "not-JSON reason quotes a plain body as it is",
+            expect: json_expect("/status", JsonCheck::Exists(true)),
+            obs: resp(200, "down for maintenance"),
+            label: "json",
+            reason: Contains("): \"down for maintenance\""),
         },
         // --- headers ---
         Case {

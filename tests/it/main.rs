@@ -3,6 +3,7 @@
 mod architecture;
 mod assertions;
 mod browser;
+mod bursts;
 mod cluster;
 mod config_errors;
 mod daemon;
@@ -16,6 +17,7 @@ mod grids;
 mod headers;
 mod history;
 mod hostile;
+mod html_reasons;
 mod judge_table;
 mod kinds;
 mod listener;

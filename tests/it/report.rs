@@ -119,6 +119,7 @@ fn result(status: u16, ms: u64, outcome: Outcome) -> CheckResult {
         seen: Default::default(),
         schedule_lag: Duration::ZERO,
         fetched_credential: None,
+        burst: Vec::new(),
     }
 }
 
@@ -128,6 +129,7 @@ fn step(name: &str, run: StepRun, status: Option<u16>, ms: u64) -> StepResult {
         run,
         status,
         duration: Duration::from_millis(ms),
+        burst: Vec::new(),
     }
 }
 

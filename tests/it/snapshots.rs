@@ -80,6 +80,7 @@ json = { experiment_id = "{{ experiment_id }}" }
             seen: Default::default(),
             schedule_lag: Duration::from_micros(800),
             fetched_credential: None,
+            burst: Vec::new(),
         },
     );
     recorder.record(
@@ -99,6 +100,7 @@ json = { experiment_id = "{{ experiment_id }}" }
             seen: Default::default(),
             schedule_lag: Duration::from_millis(3),
             fetched_credential: None,
+            burst: Vec::new(),
         },
     );
     let step = |name: &str, run: StepRun, status: Option<u16>, ms: u64| StepResult {
@@ -106,6 +108,7 @@ json = { experiment_id = "{{ experiment_id }}" }
         run,
         status,
         duration: Duration::from_millis(ms),
+        burst: Vec::new(),
     };
     recorder.record_flow(
         &cfg.flows[0],

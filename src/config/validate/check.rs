@@ -270,6 +270,7 @@ pub(super) struct SharedParts {
     expect: Expectations,
     run_at_start: bool,
     thresholds: Thresholds,
+    burst: Option<crate::model::Burst>,
 }
 
 impl SharedParts {
@@ -300,6 +301,21 @@ impl SharedParts {
             raw.max_redirects,
             defaults,
         );
+        let expect = match (&raw.expect, &defaults.expect) {
+            (Some(own), _) => expectations(ctx, field, Some(own))?,
+            (None, inherited) => expectations(ctx, "defaults", inherited.as_ref())?,
+        };
+        let burst = super::burst(
+            ctx,
+            field,
+            super::OwnBurst {
+                repeat: raw.repeat.as_ref(),
+                within: raw.within.as_ref(),
+                expect_span: raw.expect.as_ref().map_or(raw.name.span(), |e| e.span()),
+                timeout,
+            },
+            &expect,
+        )?;
         Ok(SharedParts {
             group: raw
                 .group
@@ -331,12 +347,10 @@ impl SharedParts {
             max_body_bytes,
             max_redirects,
             tls_profile,
-            expect: match (&raw.expect, &defaults.expect) {
-                (Some(own), _) => expectations(ctx, field, Some(own))?,
-                (None, inherited) => expectations(ctx, "defaults", inherited.as_ref())?,
-            },
+            expect,
             run_at_start,
             thresholds,
+            burst,
         })
     }
 }
@@ -498,6 +512,7 @@ pub(super) fn build_one(
             run_at_start: shared.run_at_start,
             thresholds: shared.thresholds,
             family: None,
+            burst: shared.burst,
         });
     }
     let url = probe_url(ctx, field, raw.url.span(), &url_text)?;
@@ -570,5 +585,6 @@ pub(super) fn build_one(
         run_at_start: shared.run_at_start,
         thresholds: shared.thresholds,
         family: None,
+        burst: shared.burst,
     })
 }

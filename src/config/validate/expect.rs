@@ -1,6 +1,8 @@
 //! `expect`: the expectation language, from the file into the model.
 
 use super::*;
+use crate::config::raw::{HumanDuration, StatusList};
+use crate::model::{Burst, BurstStatus};
 
 pub(in crate::config) fn expectations(
     ctx: &Ctx<'_>,
@@ -18,6 +20,7 @@ pub(in crate::config) fn expectations(
         None => StatusMatcher::default(),
         Some(list) => StatusMatcher::new(list.clone()).map_err(|m| err("status", m))?,
     };
+    let burst_status = burst_status(field, e, &status, &err)?;
     let mut json = Vec::new();
     for (i, j) in e.json.iter().enumerate() {
         if !(j.pointer.is_empty() || j.pointer.starts_with('/')) {
@@ -120,5 +123,145 @@ pub(in crate::config) fn expectations(
         retry_after: e.retry_after.as_ref().map(|r| crate::model::RetryAfter {
             max: r.max.map(|d| d.0),
         }),
+        burst_status,
     })
+}
+
+/// `expect.sequence` / `expect.any_status`: how a burst's statuses are
+/// judged. Whether the check is a burst at all is [`burst`]'s to check.
+fn burst_status(
+    field: &str,
+    e: &RawExpect,
+    status: &StatusMatcher,
+    err: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<BurstStatus, ConfigError> {
+    if field == "defaults" {
+        for (key, set) in [
+            ("sequence", e.sequence.is_some()),
+            ("any_status", e.any_status.is_some()),
+        ] {
+            if set {
+                return Err(err(
+                    key,
+                    format!(
+                        "expect.{key} is not a default: it belongs with a check's or step's repeat"
+                    ),
+                ));
+            }
+        }
+    }
+    let matcher = |key: &str, list: &StatusList| {
+        StatusMatcher::new(list.0.clone())
+            .map_err(|_| err(key, "a status list must not be empty".to_owned()))
+    };
+    match (&e.sequence, &e.any_status) {
+        (None, None) => Ok(BurstStatus::Each),
+        (Some(_), Some(_)) => Err(err(
+            "any_status",
+            "set expect.sequence or expect.any_status, not both".to_owned(),
+        )),
+        (Some(_), None) if e.status.is_some() => Err(err(
+            "status",
+            "with expect.sequence every answer has its own pattern; drop expect.status (it would be ambiguous)".to_owned(),
+        )),
+        (Some(list), None) => list
+            .iter()
+            .enumerate()
+            .map(|(i, one)| matcher(&format!("sequence[{i}]"), one))
+            .collect::<Result<Vec<_>, _>>()
+            .map(BurstStatus::Sequence),
+        (None, Some(any)) => Ok(BurstStatus::Any {
+            any: matcher("any_status", any)?,
+            others: e.status.is_some().then(|| status.clone()),
+        }),
+    }
+}
+
+/// A check's or step's `repeat` and `within`, against its expectations.
+pub(in crate::config) struct OwnBurst<'a> {
+    pub repeat: Option<&'a Spanned<u32>>,
+    pub within: Option<&'a Spanned<HumanDuration>>,
+    /// Where the `expect` table is (for the errors about its keys).
+    pub expect_span: Range<usize>,
+    pub timeout: Duration,
+}
+
+/// The most answers one burst asks for.
+pub(in crate::config) const MAX_REPEAT: u32 = 100;
+
+pub(in crate::config) fn burst(
+    ctx: &Ctx<'_>,
+    field: &str,
+    own: OwnBurst<'_>,
+    expect: &Expectations,
+) -> Result<Option<Burst>, ConfigError> {
+    let repeat = match own.repeat {
+        None => 1,
+        Some(r) => {
+            let n = *r.get_ref();
+            if !(1..=MAX_REPEAT).contains(&n) {
+                return Err(ctx.err(
+                    r.span(),
+                    format!("{field}.repeat"),
+                    format!(
+                        "repeat is 1 to {MAX_REPEAT} (1 sends one request, as without it), not {n}"
+                    ),
+                ));
+            }
+            n
+        }
+    };
+    let expect_err = |key: &str, msg: String| {
+        ctx.err(
+            own.expect_span.clone(),
+            format!("{field}.expect.{key}"),
+            msg,
+        )
+    };
+    if repeat < 2 {
+        if let Some(w) = own.within {
+            return Err(ctx.err(
+                w.span(),
+                format!("{field}.within"),
+                "within bounds a burst: it needs repeat = 2 or more",
+            ));
+        }
+        return match &expect.burst_status {
+            BurstStatus::Each => Ok(None),
+            BurstStatus::Sequence(_) => Err(expect_err(
+                "sequence",
+                "a sequence judges a burst's answers: it needs repeat = 2 or more".into(),
+            )),
+            BurstStatus::Any { .. } => Err(expect_err(
+                "any_status",
+                "any_status judges a burst's answers: it needs repeat = 2 or more".into(),
+            )),
+        };
+    }
+    if let BurstStatus::Sequence(list) = &expect.burst_status
+        && list.len() != repeat as usize
+    {
+        return Err(expect_err(
+            "sequence",
+            format!(
+                "lists {} statuses, and repeat is {repeat}: one per answer",
+                list.len()
+            ),
+        ));
+    }
+    let within = match own.within {
+        Some(w) if w.get_ref().0 > own.timeout => {
+            return Err(ctx.err(
+                w.span(),
+                format!("{field}.within"),
+                format!(
+                    "within {} is longer than the timeout {}, which ends the burst first",
+                    humantime::format_duration(w.get_ref().0),
+                    humantime::format_duration(own.timeout)
+                ),
+            ));
+        }
+        w => w.map(|w| w.get_ref().0),
+    };
+    Ok(Some(Burst { repeat, within }))
 }

@@ -73,6 +73,8 @@ pub(super) fn refuse_foreign(
             ("auth", raw.auth.is_some()),
             ("max_body_bytes", raw.max_body_bytes.is_some()),
             ("max_redirects", raw.max_redirects.is_some()),
+            ("repeat", raw.repeat.is_some()),
+            ("within", raw.within.is_some()),
         ];
         if let Some((key, _)) = http_fields.iter().find(|(_, set)| *set) {
             return Err(wrong(key, "http"));
@@ -125,6 +127,8 @@ pub(super) fn refuse_foreign(
             ("headers", !e.headers.is_empty()),
             ("www_authenticate", e.www_authenticate.is_some()),
             ("retry_after", e.retry_after.is_some()),
+            ("sequence", e.sequence.is_some()),
+            ("any_status", e.any_status.is_some()),
         ];
         if let Some((key, _)) = http_keys.iter().find(|(_, set)| *set) {
             return Err(wrong_expect(key, "http"));

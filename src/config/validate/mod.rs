@@ -37,7 +37,7 @@ use check::expand_check;
 pub(super) use check::vars_of;
 pub use cluster::prometheus_url;
 use cluster::*;
-pub(super) use expect::expectations;
+pub(super) use expect::{OwnBurst, burst, expectations};
 pub(super) use request::{auth, header_name, method, probe_url, request_limits, tls_profile};
 use secrets::*;
 use server::*;

@@ -179,6 +179,8 @@ fn module(
         icmp: raw.icmp,
         locations: None,
         vars: BTreeMap::new(),
+        repeat: None,
+        within: None,
     };
     let spanned = Spanned::new(span, check);
     let mut built = expand_check(
