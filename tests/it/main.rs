@@ -34,6 +34,7 @@ mod prometheus_e2e;
 mod reload;
 mod report;
 mod secret_forms;
+mod seed;
 mod snapshots;
 mod store;
 mod support;
