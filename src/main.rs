@@ -297,14 +297,17 @@ fn check_config(
             config.total.flows,
         );
     }
+    let burst =
+        |b: Option<config::Burst>| b.map(|b| format!(", {}", b.describe())).unwrap_or_default();
     for c in &config.checks {
         println!(
-            "{}\t[{}]\t{} {}\t{}{}",
+            "{}\t[{}]\t{} {}\t{}{}{}",
             c.name,
             c.group,
             c.probe.verb(),
             config.redactor.redact(&c.probe.address()),
             c.schedule.describe(),
+            burst(c.burst),
             c.probe.auth().map(auth_text).unwrap_or_default()
         );
     }
@@ -322,10 +325,11 @@ fn check_config(
             for s in steps {
                 let captures: Vec<&str> = s.captures.iter().map(|c| c.var.as_str()).collect();
                 println!(
-                    "  {kind} {}\t{} {}{}{}",
+                    "  {kind} {}\t{} {}{}{}{}",
                     s.name,
                     s.request.method,
                     config.redactor.redact(&s.request.url),
+                    burst(s.burst),
                     auth_text(&s.request.auth),
                     if captures.is_empty() {
                         String::new()

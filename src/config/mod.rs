@@ -26,8 +26,8 @@ pub use error::{ConfigError, Location};
 pub use crate::cluster::{Cluster, Shard};
 use crate::model::Expectations;
 pub use crate::model::{
-    Auth, BUILTIN_VARS, BodyTemplate, CaFile, Capture, CaptureFrom, Check, Flow, HttpRequest,
-    RequestTemplate, Step, TlsSettings,
+    Auth, BUILTIN_VARS, BodyTemplate, Burst, CaFile, Capture, CaptureFrom, Check, Flow,
+    HttpRequest, RequestTemplate, Step, TlsSettings,
 };
 use crate::schedule::Schedule;
 use crate::secret::Redactor;

@@ -47,6 +47,20 @@ pub struct Burst {
     pub within: Option<Duration>,
 }
 
+impl Burst {
+    /// `burst of 6 within 1s`, for listings.
+    pub fn describe(&self) -> String {
+        match self.within {
+            Some(w) => format!(
+                "burst of {} within {}",
+                self.repeat,
+                humantime::format_duration(w)
+            ),
+            None => format!("burst of {}", self.repeat),
+        }
+    }
+}
+
 /// What the checks expanded from one `[[checks]]` entry share: the grid
 /// they are shown in.
 #[derive(Debug, PartialEq, Eq, Hash)]

@@ -246,13 +246,8 @@ impl DetailPage {
             .unwrap_or_default()
     }
 
-    /// A burst's statuses in order, `–` for an answer that never came.
     fn burst(statuses: &[Option<u16>]) -> String {
-        statuses
-            .iter()
-            .map(|s| s.map_or_else(|| "–".to_owned(), |c| c.to_string()))
-            .collect::<Vec<_>>()
-            .join(" ")
+        super::view::burst_text(statuses)
     }
 
     fn windows(&self) -> Vec<(&'static str, query::Window)> {

@@ -326,6 +326,11 @@ impl CheckView {
         self.status_code.map_or_else(String::new, |c| c.to_string())
     }
 
+    /// The last burst's statuses: `401 401 401 401 401 429`.
+    pub fn burst_text(&self) -> String {
+        burst_text(&self.burst)
+    }
+
     pub fn state_text(&self) -> &'static str {
         self.state.as_str()
     }
@@ -836,6 +841,15 @@ impl Verdict for GridCell {
             (None, None) => "no answer".to_owned(),
         }
     }
+}
+
+/// A burst's statuses in order, `–` for an answer that never came.
+pub fn burst_text(statuses: &[Option<u16>]) -> String {
+    statuses
+        .iter()
+        .map(|s| s.map_or_else(|| "–".to_owned(), |c| c.to_string()))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn counting_text(counting: Option<Counting>) -> String {

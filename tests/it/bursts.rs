@@ -594,7 +594,17 @@ async fn the_api_and_the_detail_page_show_the_burst() {
         .text()
         .await
         .unwrap();
+    let status_page = reqwest::get(format!("{base}/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     daemon.shutdown().await;
+    assert!(
+        status_page.contains(r#"<div class="muted burst">burst: 200 200 200 200 200 429</div>"#),
+        "{status_page}"
+    );
 
     let checks = status["checks"].as_array().unwrap();
     let check = |name: &str| {

@@ -317,6 +317,28 @@ async fn the_reports_figures_come_out_of_the_example() {
     assert!(!md.contains(KEY) && !md.contains(&KEY[..12]), "{md}");
 }
 
+/// `check-config` lists the example with its bursts, and without the key.
+#[test]
+fn check_config_lists_the_example() {
+    let out = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(["check-config", "--no-secrets", &example()])
+        .output()
+        .expect("lookout runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("OK, 33 checks, 1 flows"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("login rate limit\t")
+                && l.contains("every 5m, burst of 6 within 1s")),
+        "{text}"
+    );
+}
+
 /// Short, as the issue asks: no base URL or credential written twice.
 #[test]
 fn the_example_says_each_thing_once() {
