@@ -1776,7 +1776,7 @@ fn cli_check_config_lists_the_expanded_checks_of_the_example() {
     );
     assert!(
         stdout.starts_with(&format!(
-            "{}: OK, 8 checks, 2 flows, listen 127.0.0.1:9898\n",
+            "{}: OK, 10 checks, 2 flows, listen 127.0.0.1:9898\n",
             path.display()
         )),
         "{stdout}"
@@ -1797,6 +1797,8 @@ fn cli_check_config_lists_the_expanded_checks_of_the_example() {
             "endpoint[path=/]",
             "route-exists",
             "missing-route",
+            "healthz-routes[route=proxy]",
+            "healthz-routes[route=internal]",
             "status-walk",
             "  step read-status",
             "  step follow-up",
