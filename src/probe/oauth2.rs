@@ -246,9 +246,9 @@ async fn fetch(client: &OAuth2, profile: &TlsProfile) -> Result<Token, String> {
         .body(form(client));
     if client.client_auth == ClientAuth::Basic {
         // RFC 6749 §2.3.1: each form-encoded before Basic's base64.
-        let id: String = form_urlencoded::byte_serialize(client.client_id.as_bytes()).collect();
-        let secret: String =
-            form_urlencoded::byte_serialize(client.client_secret.expose().as_bytes()).collect();
+        // The redactor knows this form of the pair (`Redactor::new`).
+        let id = crate::secret::form_encode(&client.client_id);
+        let secret = crate::secret::form_encode(client.client_secret.expose());
         request = request.basic_auth(id, Some(secret));
     }
     let sent_at = Instant::now();

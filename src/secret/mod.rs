@@ -17,7 +17,7 @@ use std::sync::Arc;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
-pub use redact::{Learned, PIECE_CHARS, Redactor};
+pub use redact::{Learned, PIECE_CHARS, Redactor, form_encode};
 pub use show::{clean, quote};
 
 /// Where a secret's value came from; shown instead of the value.

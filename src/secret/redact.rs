@@ -128,6 +128,12 @@ impl fmt::Debug for Redactor {
     }
 }
 
+/// `application/x-www-form-urlencoded`'s encoding of one value: what a
+/// form body, and OAuth2's Basic client authentication, send.
+pub fn form_encode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
 impl Redactor {
     /// `secrets` are every secret in the config; `basic_pairs` are
     /// (username, password) pairs, whose base64 form is redacted too.
@@ -156,10 +162,19 @@ impl Redactor {
         }
         for (user, secret) in basic_pairs {
             let owner = marker_of(secret);
-            let pair = format!("{user}:{}", secret.expose());
-            for engine in [&STANDARD, &URL_SAFE, &STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
-                forms.push((engine.encode(pair.as_bytes()), owner));
+            // As written, and form-encoded first as OAuth2's client
+            // authentication sends it (RFC 6749 §2.3.1).
+            let pairs = [
+                format!("{user}:{}", secret.expose()),
+                format!("{}:{}", form_encode(user), form_encode(secret.expose())),
+            ];
+            for pair in pairs {
+                for engine in [&STANDARD, &URL_SAFE, &STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+                    forms.push((engine.encode(pair.as_bytes()), owner));
+                }
             }
+            // A form body carries the secret form-encoded too.
+            forms.push((form_encode(secret.expose()), owner));
         }
         forms.retain(|(form, _)| !form.is_empty());
         forms.sort();

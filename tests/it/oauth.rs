@@ -41,6 +41,8 @@ enum Mode {
     Garbage,
     Redirect,
     Silent,
+    /// 401 with the Authorization header and the form it got in the body.
+    Echo,
 }
 
 /// One token request as the endpoint saw it.
@@ -156,6 +158,10 @@ async fn token(State(s): State<Arc<IdpState>>, headers: HeaderMap, body: String)
         }
         Mode::Silent => {
             tokio::time::sleep(Duration::from_secs(600)).await;
+        }
+        Mode::Echo => {
+            let got = format!("bad client: {} {}", authorization.unwrap_or_default(), body);
+            return (StatusCode::UNAUTHORIZED, got).into_response();
         }
     }
     // RFC 6749 §2.3.1: Basic with the form-encoded id and secret.
@@ -302,8 +308,26 @@ fn assert_clean(what: &str, text: &str) {
             "{what} holds {piece:?}: {text}"
         );
     }
-    let basic = STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"));
-    assert!(!text.contains(&basic[..16]), "{what}: {text}");
+    // As written, and form-encoded first, as RFC 6749's Basic sends it.
+    let sent = |s: &str| -> String { url::form_urlencoded::byte_serialize(s.as_bytes()).collect() };
+    for pair in [
+        format!("{CLIENT_ID}:{CLIENT_SECRET}"),
+        format!("{}:{}", sent(CLIENT_ID), sent(CLIENT_SECRET)),
+    ] {
+        let basic = STANDARD.encode(pair);
+        for piece in pieces(&basic) {
+            assert!(
+                !text.contains(piece.as_str()),
+                "{what} holds {piece:?} of Basic: {text}"
+            );
+        }
+    }
+    for piece in pieces(&sent(CLIENT_SECRET)) {
+        assert!(
+            !text.contains(piece.as_str()),
+            "{what} holds {piece:?} of the form: {text}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -412,6 +436,11 @@ async fn a_failing_token_endpoint_is_a_token_failure_with_its_reason() {
             Mode::Silent,
             None,
             format!("token endpoint {url}: timed out after 1s"),
+        ),
+        (
+            Mode::Echo,
+            None,
+            format!("token endpoint {url} answered 401: bad client: Basic "),
         ),
         (
             Mode::Ok,
