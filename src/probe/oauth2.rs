@@ -29,9 +29,6 @@ use super::tls::{self, TlsProfile};
 use crate::model::{ClientAuth, OAuth2};
 use crate::secret::{Learned, Secret, SecretOrigin};
 
-/// The most clients one cache holds; past it the least recently used is
-/// dropped (and fetched again when next needed).
-pub const MAX_CLIENTS: usize = 128;
 /// The most of a token endpoint's answer that is read.
 pub const MAX_TOKEN_BODY_BYTES: usize = 64 * 1024;
 /// How long a token is used when the endpoint gives no `expires_in` and the
@@ -70,16 +67,27 @@ impl Key {
     }
 }
 
-/// The tokens of a config's OAuth2 clients.
+/// The tokens of a config's OAuth2 clients: one entry per distinct client
+/// the config names (so as many as the config has, never more), none
+/// dropped while the config runs, so a matrix over many clients never
+/// makes them fetch for each other.
 pub struct Tokens {
-    clients: Mutex<HashMap<Key, (Arc<Client>, Instant)>>,
+    clients: Mutex<HashMap<Key, Arc<Client>>>,
     learned: Learned,
 }
 
 struct Client {
-    /// This client's slot in `learned`.
+    /// This client's slot in `learned`, emptied when the last run holding
+    /// the client is done with it (not before: its answer may echo it).
     slot: u64,
+    learned: Learned,
     state: tokio::sync::Mutex<State>,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.learned.set(self.slot, Vec::new());
+    }
 }
 
 #[derive(Default)]
@@ -95,6 +103,8 @@ struct Token {
     secret: Secret,
     /// Fetched again from here on.
     refresh_at: Instant,
+    /// When it stops being valid (from when it was asked for).
+    expires_at: Instant,
 }
 
 impl Tokens {
@@ -106,32 +116,21 @@ impl Tokens {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, (Arc<Client>, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Arc<Client>>> {
         self.clients.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn client(&self, key: Key) -> Arc<Client> {
-        let now = Instant::now();
-        let mut clients = self.lock();
-        if let Some((client, used)) = clients.get_mut(&key) {
-            *used = now;
-            return client.clone();
-        }
-        if clients.len() >= MAX_CLIENTS
-            && let Some(oldest) = clients
-                .iter()
-                .min_by_key(|(_, (_, used))| *used)
-                .map(|(k, _)| k.clone())
-            && let Some((gone, _)) = clients.remove(&oldest)
-        {
-            self.learned.set(gone.slot, Vec::new());
-        }
-        let client = Arc::new(Client {
-            slot: Learned::slot(),
-            state: tokio::sync::Mutex::new(State::default()),
-        });
-        clients.insert(key, (client.clone(), now));
-        client
+        self.lock()
+            .entry(key)
+            .or_insert_with(|| {
+                Arc::new(Client {
+                    slot: Learned::slot(),
+                    learned: self.learned.clone(),
+                    state: tokio::sync::Mutex::new(State::default()),
+                })
+            })
+            .clone()
     }
 
     /// A token for `client`: the cached one while it is fresh, else a new
@@ -148,8 +147,12 @@ impl Tokens {
         let asked = Instant::now();
         let work = async {
             let mut state = entry.state.lock().await;
+            // Fresh, and alive until this run's timeout is over: a run
+            // never sends a token that expires on the way.
+            let now = Instant::now();
             if let Some(t) = &state.token
-                && Instant::now() < t.refresh_at
+                && now < t.refresh_at
+                && now + timeout < t.expires_at
             {
                 return Ok(t.secret.clone());
             }
@@ -185,14 +188,6 @@ impl Tokens {
                     humantime::format_duration(timeout)
                 ))
             })
-    }
-}
-
-impl Drop for Tokens {
-    fn drop(&mut self) {
-        for (client, _) in self.lock().values() {
-            self.learned.set(client.slot, Vec::new());
-        }
     }
 }
 
@@ -295,7 +290,8 @@ async fn fetch(client: &OAuth2, profile: &TlsProfile) -> Result<Token, String> {
     }
     let (secret, expires_in) = token_of(&body)
         .map_err(|why| format!("token endpoint {url} answered {}: {why}", status.as_u16()))?;
-    let reuse = refresh_after(lifetime(expires_in, &secret));
+    let lives = lifetime(expires_in, &secret);
+    let reuse = refresh_after(lives);
     // `secret` shows as its fingerprint.
     tracing::debug!(
         token_endpoint = url,
@@ -305,6 +301,7 @@ async fn fetch(client: &OAuth2, profile: &TlsProfile) -> Result<Token, String> {
     );
     Ok(Token {
         refresh_at: sent_at + reuse,
+        expires_at: sent_at + lives,
         secret,
     })
 }
@@ -405,7 +402,7 @@ fn token_of(body: &[u8]) -> Result<(Secret, Option<Duration>), String> {
 fn lifetime(expires_in: Option<Duration>, token: &Secret) -> Duration {
     let lifetime = expires_in.unwrap_or_else(|| match token.expiry() {
         Some(e) => {
-            let left = e.at - chrono::Utc::now().timestamp();
+            let left = e.at.saturating_sub(chrono::Utc::now().timestamp());
             Duration::from_secs(left.max(0).unsigned_abs())
         }
         None => DEFAULT_LIFETIME,
@@ -424,10 +421,11 @@ fn refresh_after(lifetime: Duration) -> Duration {
 mod tests {
     use super::*;
 
-    /// Past `MAX_CLIENTS` the least recently used client goes, and so do
-    /// its tokens from the redactor; dropping the cache forgets the rest.
+    /// One entry per client, none dropped while the cache lives; a
+    /// client's tokens leave the redactor when the last holder of the
+    /// client is done with it (a run still reading an answer keeps them).
     #[test]
-    fn the_cache_is_bounded_and_forgets_what_it_drops() {
+    fn the_cache_keeps_each_client_and_forgets_when_the_last_holder_goes() {
         let learned = Learned::default();
         let tokens = Tokens::new(learned.clone());
         let client = |i: usize| OAuth2 {
@@ -441,24 +439,20 @@ mod tests {
         let token = |i: usize| Secret::new(format!("token-of-client-{i}"), SecretOrigin::Literal);
         let first = tokens.client(Key::of(&client(0), 0));
         learned.set(first.slot, vec![token(0)]);
-        for i in 1..MAX_CLIENTS {
+        for i in 1..300 {
             let c = tokens.client(Key::of(&client(i), 0));
             learned.set(c.slot, vec![token(i)]);
         }
-        assert_eq!(learned.len(), MAX_CLIENTS);
-        // The same client again is the same entry, and now the newest.
+        assert_eq!(tokens.lock().len(), 300, "none dropped");
+        assert_eq!(learned.len(), 300);
+        // The same client again is the same entry.
         assert!(Arc::ptr_eq(&first, &tokens.client(Key::of(&client(0), 0))));
-        tokens.client(Key::of(&client(MAX_CLIENTS), 0));
-        assert_eq!(tokens.lock().len(), MAX_CLIENTS);
-        assert_eq!(
-            learned.len(),
-            MAX_CLIENTS - 1,
-            "client-1's token is forgotten"
-        );
-        assert!(!tokens.lock().contains_key(&Key::of(&client(1), 0)));
         // Another TLS profile is another client.
         assert!(!Arc::ptr_eq(&first, &tokens.client(Key::of(&client(0), 1))));
+        // The cache goes (a reload); a run still holds client 0.
         drop(tokens);
+        assert_eq!(learned.len(), 1, "client 0's token, still in use");
+        drop(first);
         assert!(learned.is_empty());
     }
 

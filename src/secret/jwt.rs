@@ -23,12 +23,15 @@ pub fn expiry(token: &str) -> Option<i64> {
     let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     let exp = claims.as_object()?.get("exp")?;
+    // Far past any real date (year 31 million): arithmetic on it never
+    // overflows.
+    const BOUND: i64 = 1_000_000_000_000_000;
     let exp = exp.as_i64().or_else(|| {
         exp.as_f64()
             .filter(|f| f.is_finite() && f.abs() < 1e15)
             .map(|f| f.floor() as i64)
     })?;
-    Some(exp)
+    (exp.abs() < BOUND).then_some(exp)
 }
 
 #[cfg(test)]
@@ -72,6 +75,9 @@ mod tests {
             format!(".{}.{}", parts[1], parts[2]),
             format!("{}.!!!.{}", parts[0], parts[2]),
             format!("{}.{}.{}", parts[0], "x".repeat(MAX_JWT_BYTES), parts[2]),
+            // An `exp` no real date has: later arithmetic must not overflow.
+            jwt(r#"{"exp":-9223372036854775808}"#),
+            jwt(r#"{"exp":9223372036854775807}"#),
         ] {
             assert_eq!(expiry(&token), None, "{token}");
         }

@@ -402,9 +402,10 @@ pub(crate) fn auth_view(auth: &Auth) -> Option<AuthView> {
             crate::secret::SecretOrigin::Literal => None,
         },
         key_expires_at: s.expiry().and_then(|e| DateTime::from_timestamp(e.at, 0)),
-        key_expires_in_days: s
-            .expiry()
-            .map(|e| (e.at - Utc::now().timestamp()).div_euclid(86_400)),
+        key_expires_in_days: s.expiry().map(|e| {
+            e.at.saturating_sub(Utc::now().timestamp())
+                .div_euclid(86_400)
+        }),
     })
 }
 

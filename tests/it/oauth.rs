@@ -355,9 +355,11 @@ async fn a_token_is_fetched_once_cached_and_sent_as_bearer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_is_fetched_again_before_it_expires() {
-    // Used until 90 % of its 3 s: the target refuses an expired token, so
-    // every run passing means none was sent late.
-    let idp = start_idp(Some(3)).await;
+    // A 5 s token and a 3 s timeout: reused while it outlives the run's
+    // timeout, then fetched again while it is still valid (2.5 s left). The
+    // target refuses an expired token, so every run passing means none was
+    // sent late.
+    let idp = start_idp(Some(5)).await;
     let cfg = config(&checks(&idp, "", &[("api", &idp.url("/api"))]));
     let runner = Runner::new(&cfg).unwrap();
     let first = run(&runner, &cfg, "api").await;
@@ -365,14 +367,14 @@ async fn a_token_is_fetched_again_before_it_expires() {
     let again = run(&runner, &cfg, "api").await;
     assert!(passed(&again), "{:?}", again.outcome);
     let early = idp.fetches();
-    tokio::time::sleep(Duration::from_millis(3100)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let later = run(&runner, &cfg, "api").await;
     assert!(passed(&later), "{:?}", later.outcome);
     assert_eq!(early, 1, "the second run reused the token");
     assert_eq!(
         idp.fetches(),
         2,
-        "the third run, past the margin, fetched anew"
+        "the third run, with 2.5 s of the token left but a 3 s timeout, fetched anew"
     );
 }
 
