@@ -517,6 +517,9 @@ impl RequestTemplate {
                 origin.ascii_serialization()
             ));
         }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("the URL carries a user or password; not sent".to_owned());
+        }
         let mut headers = HeaderMap::new();
         for (name, template) in &self.headers {
             let text = templater.render(template, vars)?;

@@ -244,6 +244,20 @@ routes = { a = "tcp://a.test:1" }"#,
         ),
         (
             r#"url = "/a"
+routes = { a = "https://user:hunter2pass@a.test" }"#,
+            "checks[0].routes.a: the route carries a user or password",
+        ),
+        (
+            r#"url = "/a"
+routes = { a = "https://a.test/q?k=v" }"#,
+            "checks[0].routes.a: \"https://a.test/q?k=v\": a route is where the path goes, without a ?query",
+        ),
+        (
+            r#"url = "https://user:hunter2pass@a.test/""#,
+            "checks[0].url: the URL carries a user or password",
+        ),
+        (
+            r#"url = "/a"
 routes = { "a b" = "http://a.test" }"#,
             "checks[0].routes.a b: a route name is 1 to 32 letters",
         ),
@@ -270,6 +284,9 @@ tcp = { tls = true }"#,
         let toml = format!("[[checks]]\nname = \"c\"\n{body}\n");
         match try_config(&toml) {
             Ok(_) => failures.push(format!("{body}: loaded")),
+            Err(e) if e.to_string().contains("hunter2") => {
+                failures.push(format!("{body}: the error shows the password: {e}"))
+            }
             Err(e) if e.to_string().contains(want) => {}
             Err(e) => failures.push(format!("{body}:\n  got  {e}\n  want {want}")),
         }

@@ -83,6 +83,15 @@ pub(in crate::config) fn probe_url(
             format!("{text:?} is not an http:// or https:// URL with a host"),
         ));
     }
+    // Not quoted: the URL holds a password. A URL is shown everywhere; a
+    // credential belongs in `auth`, which is redacted and kept to its origin.
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ctx.err(
+            span,
+            format!("{field}.url"),
+            "the URL carries a user or password: use auth = { scheme = \"basic\", username = \"…\", secret = \"…\" }",
+        ));
+    }
     Ok(url)
 }
 

@@ -72,14 +72,26 @@ pub(super) fn join(
         ));
     }
     let base_text = rendered_base.trim();
+    let err = |message: String| ctx.err(base.span(), format!("{field}.routes.{route}"), message);
     if !(base_text.starts_with("http://") || base_text.starts_with("https://")) {
-        return Err(ctx.err(
-            base.span(),
-            format!("{field}.routes.{route}"),
-            format!("{base_text:?}: a route is an http:// or https:// URL"),
+        return Err(err(format!(
+            "{base_text:?}: a route is an http:// or https:// URL"
+        )));
+    }
+    let parsed = Url::parse(base_text).map_err(|e| err(format!("invalid URL: {e}")))?;
+    // Not quoted: it holds a password.
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(err(
+            "the route carries a user or password: use the check's auth".to_owned(),
         ));
     }
-    Ok(format!("{}{path}", base_text.trim_end_matches('/')))
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(err(format!(
+            "{base_text:?}: a route is where the path goes, without a ?query or #fragment (put them in url)"
+        )));
+    }
+    let base_text = base_text.strip_suffix('/').unwrap_or(base_text);
+    Ok(format!("{base_text}{path}"))
 }
 
 /// The family of an entry with a matrix or routes; `None` for a plain check.
