@@ -111,8 +111,10 @@ impl Prober {
             secret: token.clone(),
         };
         with_token.timeout = req.timeout.saturating_sub(started.elapsed());
+        // Named by the client (its secret's fingerprint), not the token:
+        // one series per client however often its token is refreshed.
         let fetched = token.expiry().map(|e| FetchedCredential {
-            fingerprint: token.fingerprint().to_owned(),
+            fingerprint: client.client_secret.fingerprint().to_owned(),
             expires_at: e.at,
         });
         Ok((std::borrow::Cow::Owned(with_token), fetched))
