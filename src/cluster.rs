@@ -141,6 +141,14 @@ pub fn check_identity(name: &str) -> String {
     format!("check\0{name}")
 }
 
+/// The identity the routes of one request are placed by (`routes`): the
+/// entry's title and its matrix values but the route, so every route of a
+/// row runs on one instance and its diagnosis can be made there.
+pub fn routes_identity(title: &str, matrix: &[(String, String)]) -> String {
+    let values: Vec<String> = matrix.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("routes\0{title}\0{}", values.join("\0"))
+}
+
 /// The identity a flow is placed by (whole: all its steps go together).
 pub fn flow_identity(name: &str) -> String {
     format!("flow\0{name}")

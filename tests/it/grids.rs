@@ -199,6 +199,50 @@ routes = {{ proxy = "https://registry.example.test/api/mlflow", internal = "http
     assert_eq!(cfg.checks[1].route(), None);
 }
 
+/// Sharded, the routes of one row stay together (one instance can make the
+/// diagnosis), and the rows spread over the shards.
+#[test]
+fn the_routes_of_a_row_run_on_one_shard() {
+    let paths: Vec<String> = (0..30).map(|i| format!("\"/p{i}\"")).collect();
+    let toml = format!(
+        "[[checks]]\nname = \"m\"\nurl = \"{{{{ path }}}}\"\n\
+         routes = {{ a = \"http://a.test\", b = \"http://b.test\", c = \"http://c.test\" }}\n\
+         matrix = {{ path = [{}] }}\n[store]\npath = \":memory:\"\n",
+        paths.join(", ")
+    );
+    let mut seen = std::collections::BTreeMap::new();
+    for i in 0..3 {
+        let overrides = lookout::config::ClusterOverrides {
+            shard: Some(lookout::cluster::Shard::new(i, 3).unwrap()),
+            ..Default::default()
+        };
+        let cfg = lookout::config::from_str_with(
+            &toml,
+            std::path::Path::new("s.toml"),
+            &|_| None,
+            &overrides,
+        )
+        .unwrap();
+        let mut rows = std::collections::BTreeMap::<String, usize>::new();
+        for c in &cfg.checks {
+            let path = c
+                .matrix
+                .iter()
+                .find(|(k, _)| k == "path")
+                .unwrap()
+                .1
+                .clone();
+            *rows.entry(path).or_default() += 1;
+        }
+        assert!(rows.values().all(|&n| n == 3), "shard {i}: {rows:?}");
+        assert!(!rows.is_empty(), "shard {i} runs some rows");
+        for path in rows.into_keys() {
+            assert!(seen.insert(path, i).is_none(), "a row on two shards");
+        }
+    }
+    assert_eq!(seen.len(), 30, "every row runs somewhere");
+}
+
 /// A reload that adds a matrix value keeps the unchanged checks (with the
 /// old load's family) and adds the new one (with the new load's): still one
 /// grid, the new row at the end.

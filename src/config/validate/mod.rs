@@ -209,11 +209,19 @@ pub(super) fn validate(
                     .for_each(|s| redactable.note_secret(s)),
             }
             // Every check is validated, whichever instance runs it.
-            if here
-                && cluster
-                    .shard
-                    .owns(&crate::cluster::check_identity(&check.name))
-            {
+            let identity = match (&check.family, check.route()) {
+                (Some(family), Some(_)) => {
+                    let others: Vec<(String, String)> = check
+                        .matrix
+                        .iter()
+                        .filter(|(k, _)| k != crate::model::ROUTE_KEY)
+                        .cloned()
+                        .collect();
+                    crate::cluster::routes_identity(&family.title, &others)
+                }
+                _ => crate::cluster::check_identity(&check.name),
+            };
+            if here && cluster.shard.owns(&identity) {
                 checks.push(Arc::new(check));
             }
         }
