@@ -100,8 +100,9 @@ pub async fn burst(
             if let Some(ct) = content_type {
                 previous.headers.insert(reqwest::header::CONTENT_TYPE, ct);
             }
-            previous.body.truncate(BurstObservation::KEPT_BODY);
-            previous.body.shrink_to_fit();
+            if previous.body.len() > BurstObservation::KEPT_BODY {
+                previous.body = kept_part(&previous.body, redactor);
+            }
         }
         answers.push(obs);
         if failed {
@@ -113,6 +114,20 @@ pub async fn burst(
         repeat,
         took: started.elapsed(),
     }
+}
+
+/// The start of an earlier burst answer's body, kept for a reason's quote:
+/// redacted while it is whole, then cut with a margin, as `secret::clean`
+/// does, so no piece of a secret too short to know is left at the cut.
+fn kept_part(body: &[u8], redactor: &Redactor) -> Vec<u8> {
+    const MARGIN: usize = 1024;
+    let head = String::from_utf8_lossy(&body[..BurstObservation::KEPT_BODY.min(body.len())]);
+    let redacted = redactor.redact(&head);
+    let mut end = redacted.len().saturating_sub(MARGIN);
+    while !redacted.is_char_boundary(end) {
+        end -= 1;
+    }
+    redacted.as_bytes()[..end].to_vec()
 }
 
 fn client_for(profile: &TlsProfile, trace: &Arc<Trace>) -> reqwest::Result<reqwest::Client> {
@@ -475,4 +490,31 @@ pub fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
         current = next;
     }
     current.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::{Secret, SecretOrigin};
+
+    /// An earlier burst answer cut where a secret stands keeps no piece of
+    /// it, however short: redacted whole first, then cut with a margin.
+    #[test]
+    fn a_kept_part_leaves_no_piece_of_a_secret_at_the_cut() {
+        let secret = Secret::new("hk_live_Zq8Xw3Vb9N".into(), SecretOrigin::Literal);
+        let redactor = Redactor::new([&secret], []);
+        for at in 1..secret.expose().len() {
+            let mut body = vec![b'x'; BurstObservation::KEPT_BODY - at];
+            body.extend_from_slice(secret.expose().as_bytes());
+            body.extend_from_slice(&[b'y'; 100]);
+            let kept = kept_part(&body, &redactor);
+            let text = String::from_utf8(kept).unwrap();
+            assert!(text.len() < BurstObservation::KEPT_BODY, "{at}");
+            assert!(
+                !text.contains("hk_") && text.bytes().all(|b| b == b'x'),
+                "{at}: {}",
+                &text[text.len().saturating_sub(40)..]
+            );
+        }
+    }
 }
