@@ -288,13 +288,26 @@ impl Snapshot {
                 }
             })
             .collect();
+        // Prometheus' series name checks; the file says which entry each
+        // came from, so with it the fleet's verdicts make the grids (and,
+        // by quorum, say which route breaks).
+        let grids = match config {
+            Some(config) => {
+                let by_name: HashMap<&str, &CheckView> =
+                    checks.iter().map(|c| (c.name.as_str(), c)).collect();
+                crate::serve::grid::layout(config.checks.iter().filter_map(|c| {
+                    let seen = by_name.get(c.name.as_str())?;
+                    Some((c.as_ref(), crate::serve::view::GridCell::of(seen)))
+                }))
+            }
+            None => Vec::new(),
+        };
         StatusView {
             generated_at: self.at,
             overall,
             groups,
             checks,
-            // Prometheus' series carry a check's name, not its entry.
-            grids: Vec::new(),
+            grids,
             flows,
             changes: Vec::new(),
             store_degraded: None,
@@ -576,6 +589,38 @@ mod tests {
         );
         assert_eq!(flow.reason.as_deref(), Some("fails from eu (500)"));
         assert_eq!(flow.failed_step.as_deref(), Some("create"));
+    }
+
+    /// With the file, the fleet's view has the grids, and a route
+    /// comparison judged by quorum names the route that breaks.
+    #[test]
+    fn the_fleet_view_has_grids_from_the_file() {
+        let config = crate::config::from_str_with(
+            "[store]\npath = \":memory:\"\n[[checks]]\nname = \"mlflow\"\ngroup = \"ml\"\n\
+             url = \"/search\"\nroutes = { proxy = \"http://p.test/api\", internal = \"http://m.test\" }\n",
+            std::path::Path::new("t.toml"),
+            &|_| None,
+            &crate::config::ClusterOverrides::whole_file(),
+        )
+        .unwrap();
+        let route = |name: &str, ok: bool, status: u16| Monitor {
+            name: format!("mlflow[route={name}]"),
+            group: "ml".into(),
+            seen: [("edge".to_owned(), seen(ok, status))].into(),
+            quorum_failing: Some(!ok),
+            ..Monitor::default()
+        };
+        let snapshot = Snapshot {
+            checks: vec![route("proxy", false, 404), route("internal", true, 200)],
+            ..Snapshot::default()
+        };
+        let view = snapshot.view(Some(&config));
+        assert_eq!(view.grids.len(), 1);
+        assert_eq!(
+            view.grids[0].rows[0].diagnosis.as_deref(),
+            Some("fails via proxy (404), passes via internal (200): the proxy route is missing")
+        );
+        assert!(snapshot.view(None).grids.is_empty(), "no file, no entries");
     }
 
     #[test]

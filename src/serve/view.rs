@@ -804,7 +804,7 @@ pub struct GridCell {
 }
 
 impl GridCell {
-    fn of(c: &CheckView) -> GridCell {
+    pub fn of(c: &CheckView) -> GridCell {
         GridCell {
             check: c.name.clone(),
             state: c.state,
