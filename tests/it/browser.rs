@@ -139,6 +139,11 @@ url = "{ok}"
 name = "proxy-route"
 group = "infrastructure"
 url = "{bad}"
+[[checks]]
+name = "mlflow-experiments"
+group = "ml-platform"
+url = "/echo"
+routes = {{ proxy = "{proxy}", internal = "{internal}" }}
 [[flows]]
 name = "model-registration"
 group = "ml-platform"
@@ -155,6 +160,9 @@ url = "{ok}"
         ok = target.url("/echo"),
         bad = target.url("/status/502?detail=%3Cscript%3Ealert(1)%3C/script%3E%20upstream%20down"),
         missing = target.url("/status/404?detail=no%20such%20route"),
+        // The target has no route under /api/mlflow: a proxy without it.
+        proxy = target.url("/api/mlflow"),
+        internal = target.url(""),
     ));
     let daemon = Daemon::start(cfg).await.unwrap();
     let base = format!("http://{}", daemon.addr);
@@ -261,10 +269,16 @@ url = "{ok}"
         detail.stdout
     );
 
-    // Scores: 1 of 3 passing overall (the flow counts as one check).
-    assert!(dom.contains("33.3%"), "overall score:\n{dom}");
-    assert!(dom.contains("1/3 checks passing"), "{dom}");
+    // Scores: 2 of 5 passing overall (the flow counts as one check, each
+    // route as one).
+    assert!(dom.contains("40.0%"), "overall score:\n{dom}");
+    assert!(dom.contains("2/5 checks passing"), "{dom}");
     assert!(dom.contains("50.0%"), "infrastructure group");
+    // The route comparison's grid and its verdict.
+    assert!(
+        dom.contains("fails via proxy (404), passes via internal (200): the proxy route is missing"),
+        "{dom}"
+    );
     // States and reasons.
     assert!(dom.contains(r#"class="state-passing">passing"#), "{dom}");
     assert!(dom.contains(r#"class="state-failing">failing"#), "{dom}");
