@@ -276,7 +276,9 @@ url = "{ok}"
     assert!(dom.contains("50.0%"), "infrastructure group");
     // The route comparison's grid and its verdict.
     assert!(
-        dom.contains("fails via proxy (404), passes via internal (200): the proxy route is missing"),
+        dom.contains(
+            "fails via proxy (404), passes via internal (200): the proxy route is missing"
+        ),
         "{dom}"
     );
     // States and reasons.
