@@ -90,9 +90,58 @@ pub enum ConfigError {
     },
 }
 
+/// A message with the user and password of every URL in it replaced by
+/// `…`: a config error quotes what was written, and a URL's password is
+/// not a known secret the redactor would find. Every `Invalid` error's
+/// message goes through here, whichever check made it.
+pub(super) fn without_userinfo(message: String) -> String {
+    if !message.contains("://") {
+        return message;
+    }
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message.as_str();
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let authority_end = tail
+            .find(|c: char| matches!(c, '/' | '?' | '#' | '"' | '\'' | '\\') || c.is_whitespace())
+            .unwrap_or(tail.len());
+        let authority = &tail[..authority_end];
+        match authority.rfind('@') {
+            Some(user_end) => {
+                out.push('…');
+                out.push_str(&tail[user_end..authority_end]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[authority_end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_url_in_a_message_keeps_its_user_or_password() {
+        for (message, want) in [
+            (
+                "invalid URL \"https://bob:hunter2@a.test:99999/x\": bad port",
+                "invalid URL \"https://…@a.test:99999/x\": bad port",
+            ),
+            ("\"ftp://u:pw@h\" is not", "\"ftp://…@h\" is not"),
+            (
+                "a https://a.test/p?x=u:p@q and tcp://x:y@h:1",
+                "a https://a.test/p?x=u:p@q and tcp://…@h:1",
+            ),
+            ("no url here", "no url here"),
+            ("trailing https://only:pw@", "trailing https://…@"),
+        ] {
+            assert_eq!(without_userinfo(message.to_owned()), want);
+        }
+    }
 
     #[test]
     fn the_index_places_offsets_like_a_scan_from_the_start() {

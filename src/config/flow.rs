@@ -440,7 +440,11 @@ fn fixed_origin(
             .render(&request.url, &trial)
             .map_err(|e| ctx.err(s.url.span(), format!("{field}.url"), e))?;
         let url = probe_url(ctx, field, s.url.span(), &url_text).map_err(|e| {
-            if uses.is_empty() && !BUILTIN_VARS.iter().any(|b| request.url.contains(b)) {
+            let credentials = Url::parse(&url_text)
+                .is_ok_and(|u| !u.username().is_empty() || u.password().is_some());
+            if credentials
+                || (uses.is_empty() && !BUILTIN_VARS.iter().any(|b| request.url.contains(b)))
+            {
                 return e;
             }
             ctx.err(
@@ -511,14 +515,14 @@ impl RequestTemplate {
         let url_text = templater.render(&self.url, vars)?;
         let url =
             Url::parse(&url_text).map_err(|e| format!("the URL {url_text:?} is invalid: {e}"))?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("the URL carries a user or password; not sent".to_owned());
+        }
         if url.origin() != *origin {
             return Err(format!(
                 "the URL {url_text:?} has another origin than the configured {}; not sent",
                 origin.ascii_serialization()
             ));
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err("the URL carries a user or password; not sent".to_owned());
         }
         let mut headers = HeaderMap::new();
         for (name, template) in &self.headers {

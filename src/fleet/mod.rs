@@ -295,9 +295,22 @@ impl Snapshot {
             Some(config) => {
                 let by_name: HashMap<&str, &CheckView> =
                     checks.iter().map(|c| (c.name.as_str(), c)).collect();
+                let monitors: HashMap<&str, &Monitor> =
+                    self.checks.iter().map(|m| (m.name.as_str(), m)).collect();
                 crate::serve::grid::layout(config.checks.iter().filter_map(|c| {
                     let seen = by_name.get(c.name.as_str())?;
-                    Some((c.as_ref(), crate::serve::view::GridCell::of(seen)))
+                    let mut cell = crate::serve::view::GridCell::of(seen);
+                    // The status of a location that agrees with the
+                    // quorum's verdict: a route passing by quorum shows a
+                    // 200, not one location's 503.
+                    let passing = cell.state == State::Passing;
+                    if let Some(agreeing) = monitors
+                        .get(c.name.as_str())
+                        .and_then(|m| m.seen.values().find(|s| s.ok == passing))
+                    {
+                        cell.status_code = agreeing.status.filter(|&s| s != 0);
+                    }
+                    Some((c.as_ref(), cell))
                 }))
             }
             None => Vec::new(),
@@ -606,7 +619,13 @@ mod tests {
         let route = |name: &str, ok: bool, status: u16| Monitor {
             name: format!("mlflow[route={name}]"),
             group: "ml".into(),
-            seen: [("edge".to_owned(), seen(ok, status))].into(),
+            // One location disagrees: its answer is not the cell's.
+            seen: [
+                ("a".to_owned(), seen(!ok, 503)),
+                ("b".to_owned(), seen(ok, status)),
+                ("c".to_owned(), seen(ok, status)),
+            ]
+            .into(),
             quorum_failing: Some(!ok),
             ..Monitor::default()
         };

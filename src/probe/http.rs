@@ -117,13 +117,18 @@ pub async fn burst(
 }
 
 /// The start of an earlier burst answer's body, kept for a reason's quote:
-/// redacted while it is whole, then cut with a margin, as `secret::clean`
-/// does, so no piece of a secret too short to know is left at the cut.
+/// its first `KEPT_BODY` bytes redacted, then cut with a margin, as
+/// `secret::clean` does, so no piece of a secret too short to know is left
+/// at the cut; at most `KEPT_BODY` bytes (markers can be longer than what
+/// they replace).
 fn kept_part(body: &[u8], redactor: &Redactor) -> Vec<u8> {
     const MARGIN: usize = 1024;
     let head = String::from_utf8_lossy(&body[..BurstObservation::KEPT_BODY.min(body.len())]);
     let redacted = redactor.redact(&head);
-    let mut end = redacted.len().saturating_sub(MARGIN);
+    let mut end = redacted
+        .len()
+        .saturating_sub(MARGIN)
+        .min(BurstObservation::KEPT_BODY);
     while !redacted.is_char_boundary(end) {
         end -= 1;
     }
@@ -499,6 +504,28 @@ mod tests {
 
     /// An earlier burst answer cut where a secret stands keeps no piece of
     /// it, however short: redacted whole first, then cut with a margin.
+    /// A secret longer than the margin, cut at `KEPT_BODY`: only the
+    /// redactor's 8-character pieces catch what is left of it; and short
+    /// secrets whose markers are longer never make the part grow.
+    #[test]
+    fn a_kept_part_redacts_a_long_secret_at_the_cut_and_stays_bounded() {
+        let long: String = (0..3000)
+            .map(|i| (b'a' + (i * 7 % 26) as u8) as char)
+            .collect();
+        let secret = Secret::new(long.clone(), SecretOrigin::Literal);
+        let short = Secret::new("pa5".into(), SecretOrigin::Literal);
+        let redactor = Redactor::new([&secret, &short], []);
+        let mut body = vec![b'x'; BurstObservation::KEPT_BODY - 1500];
+        body.extend_from_slice(long.as_bytes());
+        let text = String::from_utf8(kept_part(&body, &redactor)).unwrap();
+        let piece = &long[..8];
+        assert!(!text.contains(piece), "a piece of the long secret survived");
+        let body: Vec<u8> = "pa5 ".repeat(BurstObservation::KEPT_BODY).into_bytes();
+        let kept = kept_part(&body, &redactor);
+        assert!(kept.len() <= BurstObservation::KEPT_BODY, "{}", kept.len());
+        assert!(!String::from_utf8(kept).unwrap().contains("pa5"));
+    }
+
     #[test]
     fn a_kept_part_leaves_no_piece_of_a_secret_at_the_cut() {
         let secret = Secret::new("hk_live_Zq8Xw3Vb9N".into(), SecretOrigin::Literal);

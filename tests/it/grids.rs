@@ -600,3 +600,52 @@ routes = { internal = "http://mlflow:5000", proxy = "https://registry.example.te
         .expect("a grid section");
     insta::assert_snapshot!("grids_markdown", grids);
 }
+
+/// However a URL with a password in it fails to load, the error never
+/// shows the password (a URL's password is no secret the redactor knows).
+#[test]
+fn no_config_error_shows_the_password_of_a_url() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "[[checks]]\nname = \"c\"\nurl = \"https://bob:hunter2@a.test:99999/x\"\n",
+            "checks[0].url",
+        ),
+        (
+            "[[checks]]\nname = \"c\"\nurl = \"ftp://bob:hunter2@a.test/x\"\n",
+            "checks[0].url",
+        ),
+        (
+            "[[checks]]\nname = \"c\"\nurl = \"tcp://bob:hunter2@a.test\"\n",
+            "checks[0]",
+        ),
+        (
+            "[[checks]]\nname = \"c\"\nurl = \"/x\"\nroutes = { a = \"ftp://bob:hunter2@a.test\" }\n",
+            "checks[0].routes.a",
+        ),
+        (
+            "[defaults]\nbase_url = \"https://bob:hunter2@a.test\"\n[[checks]]\nname = \"c\"\nurl = \"/x\"\n",
+            "defaults.base_url: the base URL carries a user or password",
+        ),
+        (
+            "[[flows]]\nname = \"f\"\n[[flows.steps]]\nname = \"s\"\nurl = \"https://bob:hunter2@a.test/items/{{ run_id }}\"\n",
+            "the URL carries a user or password",
+        ),
+        (
+            "[secrets]\nidp = { env = \"PLATFORM_API_KEY\" }\n[[checks]]\nname = \"c\"\nurl = \"https://a.test/\"\n\
+             auth = { scheme = \"oauth2_client_credentials\", token_url = \"http://bob:hunter2@idp.example/token\", client_id = \"x\", secret = \"idp\" }\n",
+            "checks[0].auth",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (toml, want) in cases {
+        match try_config(toml) {
+            Ok(_) => failures.push(format!("{toml}: loaded")),
+            Err(e) if e.to_string().contains("hunter2") => {
+                failures.push(format!("{toml}: the error shows the password: {e}"))
+            }
+            Err(e) if e.to_string().contains(want) => {}
+            Err(e) => failures.push(format!("{toml}:\n  got  {e}\n  want {want}")),
+        }
+    }
+    crate::support::assert_table_passed(&failures, cases.len());
+}

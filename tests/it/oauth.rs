@@ -482,6 +482,31 @@ auth = {{ scheme = "oauth2_client_credentials", token_url = "{}", client_id = "{
     }
     assert_table_passed(&failures, cases.len());
 
+    // With the secret in the form (client_auth = "body"), an endpoint that
+    // echoes the form shows none of it either.
+    idp.set_mode(Mode::Echo);
+    let toml = format!(
+        r#"[secrets]
+idp = {{ env = "IDP_CLIENT_SECRET" }}
+[[checks]]
+name = "api"
+url = "{}"
+timeout = "1s"
+auth = {{ scheme = "oauth2_client_credentials", token_url = "{}", client_id = "{CLIENT_ID}", secret = "idp", client_auth = "body" }}
+"#,
+        idp.url("/api"),
+        idp.token_url()
+    );
+    let cfg = config(&toml);
+    let r = run(&Runner::new(&cfg).unwrap(), &cfg, "api").await;
+    match &r.outcome {
+        Outcome::Failure {
+            kind: FailureKind::Token,
+            reason,
+        } if reason.contains("client_secret=") => assert_clean("reason", reason),
+        other => panic!("{other:?}: expected the echoed form in a token failure"),
+    }
+
     // A failure is not remembered: once the endpoint recovers, the next
     // run gets a token.
     idp.set_mode(Mode::Unauthorized);

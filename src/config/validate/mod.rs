@@ -87,7 +87,7 @@ impl Ctx<'_> {
         ConfigError::Invalid {
             location: self.lines.location(&self.file, span.start),
             field: field.into(),
-            message: message.into(),
+            message: super::error::without_userinfo(message.into()),
         }
     }
 
@@ -417,6 +417,6 @@ fn toml_error(ctx: &Ctx<'_>, e: &toml::de::Error, path: &str) -> ConfigError {
     ConfigError::Invalid {
         location: ctx.lines.location(&ctx.file, offset),
         field: field.to_owned(),
-        message: e.message().trim().replace('\n', "; "),
+        message: super::error::without_userinfo(e.message().trim().replace('\n', "; ")),
     }
 }

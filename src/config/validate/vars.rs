@@ -94,6 +94,13 @@ pub(super) fn globals(
             let url = Url::parse(&rendered).map_err(|e| {
                 ctx.err(text.span(), field, format!("invalid URL {rendered:?}: {e}"))
             })?;
+            if !url.username().is_empty() || url.password().is_some() {
+                return Err(ctx.err(
+                    text.span(),
+                    field,
+                    "the base URL carries a user or password: use [defaults] auth",
+                ));
+            }
             if !matches!(url.scheme(), "http" | "https")
                 || url.host_str().is_none()
                 || url.query().is_some()
