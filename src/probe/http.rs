@@ -144,15 +144,23 @@ fn client_for(profile: &TlsProfile, trace: &Arc<Trace>) -> reqwest::Result<reqwe
             inner: profile.verifier.clone(),
             trace: trace.clone(),
         }));
+    client_builder(tls)
+        .dns_resolver(Arc::new(TraceResolver(trace.clone())))
+        .connector_layer(TraceLayer(trace.clone()))
+        .build()
+}
+
+/// What every client lookout sends with has: no proxy from the
+/// environment, lookout's User-Agent, no redirects followed by reqwest
+/// (lookout follows them itself, or not at all), a fresh connection per
+/// request, and `tls` as its TLS.
+pub(super) fn client_builder(tls: rustls::ClientConfig) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .no_proxy()
         .user_agent(USER_AGENT)
         .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(0)
         .tls_backend_preconfigured(tls)
-        .dns_resolver(Arc::new(TraceResolver(trace.clone())))
-        .connector_layer(TraceLayer(trace.clone()))
-        .build()
 }
 
 async fn exchange(

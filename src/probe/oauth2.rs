@@ -24,7 +24,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 use url::Url;
 use url::form_urlencoded;
 
-use super::http::{USER_AGENT, root_cause, tls_error};
+use super::http::{root_cause, tls_error};
 use super::tls::{self, TlsProfile};
 use crate::model::{ClientAuth, OAuth2};
 use crate::secret::{Learned, Secret, SecretOrigin};
@@ -200,13 +200,7 @@ fn http_client(profile: &TlsProfile) -> reqwest::Result<reqwest::Client> {
     let mut tls = profile.base.clone();
     tls.dangerous()
         .set_certificate_verifier(profile.verifier.clone());
-    reqwest::Client::builder()
-        .no_proxy()
-        .user_agent(USER_AGENT)
-        .redirect(reqwest::redirect::Policy::none())
-        .pool_max_idle_per_host(0)
-        .tls_backend_preconfigured(tls)
-        .build()
+    super::http::client_builder(tls).build()
 }
 
 /// The form of the token request (`application/x-www-form-urlencoded`).

@@ -92,16 +92,7 @@ async fn start_limited() -> Limited {
     let app = Router::new()
         .route("/limited/{key}", get(limited))
         .with_state(limiter.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
+    let addr = crate::support::serve(app).await;
     Limited { addr, limiter }
 }
 

@@ -101,9 +101,7 @@ async fn start_mlflow() -> Mlflow {
         )
         .layer(middleware::from_fn_with_state(state.clone(), gate))
         .with_state(state.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let addr = crate::support::serve(app).await;
     Mlflow { addr, state }
 }
 

@@ -104,9 +104,7 @@ async fn start_idp(expires_in: Option<u64>) -> Idp {
         .route("/echo", get(echo))
         .route("/away", get(away))
         .with_state(state.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let addr = crate::support::serve(app).await;
     Idp { addr, state }
 }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use lookout::config::Config;
@@ -454,18 +454,11 @@ fn lookout(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
         .stderr(std::fs::File::create(&err_path).unwrap())
         .spawn()
         .expect("lookout starts");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("lookout {args:?} did not finish within 60s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = crate::support::wait_bounded(
+        &mut child,
+        Duration::from_secs(60),
+        &format!("lookout {args:?}"),
+    );
     (
         status.code(),
         std::fs::read_to_string(out_path).unwrap(),

@@ -164,10 +164,7 @@ async fn start_echo() -> SocketAddr {
     let app = Router::new()
         .route("/form/{form}", get(echo))
         .route("/token", post(token));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
+    crate::support::serve(app).await
 }
 
 fn config_text(addr: SocketAddr) -> String {

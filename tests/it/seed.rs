@@ -6,7 +6,6 @@
 //! of 11, 5 % → 10 % of 20, 1/4 stages, the `ml-platform` detail, and the
 //! diagnosis they made by probing from outside and from inside.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +19,9 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-const KEY: &str = "hk_live_seedreplay0123456789abcdef";
+use crate::support::{serve, wait_bounded};
+
+const KEY: &str = "fake-seed-replay-key-not-a-real-one-0123";
 
 /// The six routes the API has (they answer 401 without a valid key).
 const EXISTING: [&str; 6] = [
@@ -119,13 +120,6 @@ async fn login(State(m): State<Mock>) -> Response {
     unauthorized()
 }
 
-async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
-}
-
 struct Services {
     mock: Mock,
     vars: Vec<String>,
@@ -173,17 +167,7 @@ fn report(dir: &Path, vars: &[String], extra: &[&str]) -> (Option<i32>, String) 
         .stderr(Stdio::inherit())
         .spawn()
         .expect("lookout starts");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("lookout report did not finish within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_bounded(&mut child, Duration::from_secs(60), "lookout report");
     (status.code(), std::fs::read_to_string(out).unwrap())
 }
 

@@ -79,6 +79,43 @@ impl Target {
     }
 }
 
+/// Serves `app` on 127.0.0.1:0 (with the peer's address for handlers that
+/// ask) until the test ends; its address.
+pub async fn serve(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    addr
+}
+
+/// Waits for `child` at most `limit`, killing it and failing the test
+/// past that: no test waits on a process forever.
+pub fn wait_bounded(
+    child: &mut std::process::Child,
+    limit: Duration,
+    what: &str,
+) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub async fn start_target() -> Target {
     let shared = Shared::default();
     let app = Router::new()
@@ -92,16 +129,7 @@ pub async fn start_target() -> Target {
         .route("/validate", post(validate))
         .layer(middleware::from_fn_with_state(shared.clone(), record))
         .with_state(shared.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
+    let addr = serve(app).await;
     Target { addr, shared }
 }
 
