@@ -483,19 +483,11 @@ auth = {{ scheme = "oauth2_client_credentials", token_url = "{}", client_id = "{
     // With the secret in the form (client_auth = "body"), an endpoint that
     // echoes the form shows none of it either.
     idp.set_mode(Mode::Echo);
-    let toml = format!(
-        r#"[secrets]
-idp = {{ env = "IDP_CLIENT_SECRET" }}
-[[checks]]
-name = "api"
-url = "{}"
-timeout = "1s"
-auth = {{ scheme = "oauth2_client_credentials", token_url = "{}", client_id = "{CLIENT_ID}", secret = "idp", client_auth = "body" }}
-"#,
-        idp.url("/api"),
-        idp.token_url()
-    );
-    let cfg = config(&toml);
+    let cfg = config(&checks(
+        &idp,
+        r#", client_auth = "body""#,
+        &[("api", &idp.url("/api"))],
+    ));
     let r = run(&Runner::new(&cfg).unwrap(), &cfg, "api").await;
     match &r.outcome {
         Outcome::Failure {
